@@ -1,0 +1,1 @@
+"""Pure text -> SMS parts: GSM-7, UCS-2, smart encoding, segmentation."""
