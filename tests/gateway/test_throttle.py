@@ -1,0 +1,112 @@
+"""TokenBucket: pure, driven with plain numbers for ``now``."""
+
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gateway.throttle import TokenBucket
+
+
+def test_unlimited_grants_everything() -> None:
+    b = TokenBucket(0, now=0.0)
+    assert b.unlimited
+    assert b.take(10_000, 0.0) == 10_000
+    assert b.ready_at(5.0) == 5.0
+    assert b.available(1.0) > 1_000_000
+
+
+def test_unlimited_still_pauses() -> None:
+    b = TokenBucket(0, now=0.0)
+    b.pause(3.0, now=1.0)
+    assert b.take(5, 2.0) == 0
+    assert b.ready_at(2.0) == 3.0
+    assert b.take(5, 3.0) == 5
+
+
+def test_default_burst_and_rate_keep_sliding_window() -> None:
+    b = TokenBucket(100, now=0.0)
+    assert b.burst == 5
+    assert b.rate == 95
+    assert b.burst + b.rate <= 100
+
+
+def test_take_refills_over_time() -> None:
+    b = TokenBucket(100, now=0.0, burst=10)
+    assert b.take(50, 0.0) == 10
+    assert b.take(1, 0.0) == 0
+    assert b.ready_at(0.0) == pytest.approx(1 / 90)
+    assert b.take(50, 0.1 + 1e-9) == 9  # 0.1 s * 90/s
+    assert b.available(10.0) == 10  # capped at the burst
+
+
+def test_give_back_is_capped() -> None:
+    b = TokenBucket(100, now=0.0, burst=10)
+    assert b.take(4, 0.0) == 4
+    b.give_back(100)
+    assert b.available(0.0) == 10
+
+
+def test_pause_grants_nothing_and_accumulates_nothing() -> None:
+    b = TokenBucket(100, now=0.0, burst=10)
+    assert b.take(10, 0.0) == 10
+    b.pause(5.0, now=0.0)
+    assert b.take(1, 4.9) == 0
+    assert b.available(4.9) == 0
+    # tokens only start refilling when the pause ends
+    assert b.ready_at(1.0) == pytest.approx(5.0 + 1 / 90)
+    assert b.take(10, 5.0) == 0
+    assert b.take(10, 5.1 + 1e-9) == 9
+
+
+def test_pause_never_shortens() -> None:
+    b = TokenBucket(10, now=0.0)
+    b.pause(5.0, now=0.0)
+    b.pause(2.0, now=0.0)
+    assert b.paused_until == 5.0
+
+
+def test_small_tps() -> None:
+    b = TokenBucket(1, now=0.0)
+    assert b.burst == 1 and b.rate == 0.5
+    assert b.take(3, 0.0) == 1
+    assert b.ready_at(0.0) == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize("tps", [-1])
+def test_rejects_negative(tps: float) -> None:
+    with pytest.raises(ValueError):
+        TokenBucket(tps, now=0)
+    with pytest.raises(ValueError):
+        TokenBucket(10, now=0, burst=0.5)
+
+
+@given(
+    tps=st.integers(2, 5000),
+    steps=st.lists(st.tuples(st.floats(0, 0.3), st.integers(0, 500)), max_size=200),
+)
+def test_never_more_than_tps_in_any_second(tps: int, steps: list[tuple[float, int]]) -> None:
+    """The carrier-side rule we must respect: at most tps in any sliding 1 s window."""
+    b = TokenBucket(tps, now=0.0)
+    now = 0.0
+    grants: list[tuple[float, int]] = []
+    for dt, n in steps:
+        now += dt
+        got = b.take(n, now)
+        assert 0 <= got <= n
+        if got:
+            grants.append((now, got))
+    for i, (t0, _) in enumerate(grants):
+        in_window = sum(g for t, g in grants[i:] if t < t0 + 1.0)
+        assert in_window <= tps
+
+
+@given(tps=st.integers(1, 10_000), now=st.floats(0, 1e6))
+def test_ready_at_is_when_take_succeeds(tps: int, now: float) -> None:
+    b = TokenBucket(tps, now=now)
+    while b.take(1_000_000, now):
+        pass
+    t = b.ready_at(now)
+    assert t > now and math.isfinite(t)
+    assert b.take(1, t + 1e-9 * max(1.0, t)) == 1
