@@ -1,0 +1,22 @@
+"""A small HTTP/1.1 server: h11 directly on trio (no ASGI), used by the gateway's API.
+
+Generic: it knows nothing of routes or JSON schemas. A handler takes a `Request` (read in
+full, within `Limits`) and returns a `Response` whose body is bytes or an async iterator
+of byte chunks (streamed with chunked transfer encoding).
+"""
+
+from gateway.http._message import BodyStream, Handler, Limits, Request, Response
+from gateway.http._server import ErrorResponder, Server, ServerStats, json_error, serve
+
+__all__ = [
+    "BodyStream",
+    "ErrorResponder",
+    "Handler",
+    "Limits",
+    "Request",
+    "Response",
+    "Server",
+    "ServerStats",
+    "json_error",
+    "serve",
+]
