@@ -29,13 +29,14 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from gateway.encoding.options import EncodingOptions
+from rules.model import ErrorClass
 from rules.policy import Policy
 
 __all__ = [
     "ApiConfig",
     "CarrierConfig",
     "ConfigError",
-    "EncodingConfig",
     "GatewayConfig",
     "LoggingConfig",
     "MetricsConfig",
@@ -185,27 +186,6 @@ class SandboxConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=T
         return parse_listen(self.listen)
 
 
-class EncodingConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """``[carriers.encoding]``: how text becomes short_message octets for one carrier.
-
-    Mirrors the fields of ``gateway.encoding``'s options (the encoding module did not exist
-    when this was written; the names are meant to be passed through one to one).
-    """
-
-    #: GSM 03.38 septets packed 8-in-7 (true) or one septet per octet (false, the SMPP norm).
-    gsm_packing: bool = False
-    #: Use data_coding 0x03 (Latin-1) for text that is not GSM-7 but fits Latin-1, instead of
-    #: UCS-2. Only for carriers known to deliver it correctly.
-    latin1: bool = False
-    #: What this carrier takes data_coding 0x00 to mean (domain.md §1.3: "the SMSC decides").
-    dcs0: Literal["gsm7", "latin1", "ascii"] = "gsm7"
-    #: More parts than this are rejected (reason ``too_many_segments``).
-    max_parts: Annotated[int, msgspec.Meta(ge=1, le=255)] = 10
-    #: Replace look-alike characters (curly quotes, dashes) so text stays GSM-7; a message's
-    #: own ``smart_encoding`` overrides it.
-    smart_encoding: bool = False
-
-
 class CarrierConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """``[[carriers]]``: one SMPP peer and how we bind to it."""
 
@@ -226,6 +206,8 @@ class CarrierConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=T
     window: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 64
     #: Max submit_sm per second for the whole carrier; 0 = no limit.
     tps: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+    #: Long messages: concatenation UDH with an 8/16-bit reference, SAR TLVs, or one PDU
+    #: with message_payload. Copied into ``encoding.segmentation``.
     segmentation: Literal["udh8", "udh16", "sar", "payload"] = "udh8"
     enquire_link_s: PositiveSeconds = 30.0
     response_timeout_s: PositiveSeconds = 10.0
@@ -251,10 +233,12 @@ class CarrierConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=T
     registered_delivery: Annotated[int, msgspec.Meta(ge=0, le=255)] = 1
     #: Validity period in seconds (sent as a relative time); None = the SMSC's default.
     validity_s: Annotated[int, msgspec.Meta(ge=60, le=7 * 86400)] | None = None
-    encoding: EncodingConfig = msgspec.field(default_factory=EncodingConfig)
-    #: Receipt ``err`` value -> delivery error class, for this carrier's vendor numbering
-    #: (domain.md §4.2: "keep a per-connection mapping table").
-    error_codes: dict[str, str] = msgspec.field(default_factory=dict)
+    #: ``[carriers.encoding]``: gateway.encoding's options, as is (gsm_packing, latin1,
+    #: dcs0, max_parts, smart_encoding, ...); ``segmentation`` is set from the carrier key.
+    encoding: EncodingOptions = msgspec.field(default_factory=EncodingOptions)
+    #: Receipt ``err`` value -> delivery error class (rules.model.ErrorClass), for this
+    #: carrier's vendor numbering (domain.md §4.2: "keep a per-connection mapping table").
+    error_codes: dict[str, ErrorClass] = msgspec.field(default_factory=dict)
 
     @property
     def password_value(self) -> str:
@@ -529,10 +513,18 @@ def _resolve_carrier(path: str, c: CarrierConfig, env: Mapping[str, str],
         if not ca.is_file():
             raise ConfigError(f"{path}.tls_ca_file", f"file not found: {str(ca)!r}")
         c = msgspec.structs.replace(c, tls_ca_file=str(ca))
-    for err, cls in c.error_codes.items():
-        if not err or not cls:
-            raise ConfigError(f"{path}.error_codes", f"empty code or class in {err!r} = {cls!r}")
+    if "" in c.error_codes:
+        raise ConfigError(f"{path}.error_codes", 'empty error code ""')
+    if c.encoding.segmentation != c.segmentation:
+        if c.encoding.segmentation != _DEFAULT_SEGMENTATION:
+            raise ConfigError(f"{path}.encoding.segmentation",
+                              "set `segmentation` on the carrier, not in [carriers.encoding]")
+        c = msgspec.structs.replace(
+            c, encoding=msgspec.structs.replace(c.encoding, segmentation=c.segmentation))
     return c
+
+
+_DEFAULT_SEGMENTATION = EncodingOptions().segmentation
 
 
 # Carrier names end up in metric labels and store keys: keep them boring.

@@ -16,6 +16,8 @@ from gateway.config import (
     load_config_bytes,
     parse_listen,
 )
+from gateway.encoding.options import EncodingOptions
+from rules.model import ErrorClass
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT = ROOT / "config" / "gateway.toml"
@@ -86,7 +88,8 @@ def test_real_carrier_example() -> None:
     assert cfg.carrier("backup").password_value == "bkpw"
     assert [t.reveal() for t in cfg.api.tokens] == ["tok1", "tok2"]
     assert [r.carriers for r in cfg.routes] == [("backup", "acme"), ("acme", "backup")]
-    assert acme.error_codes["005"] == "disconnected"
+    assert acme.error_codes["005"] is ErrorClass.DISCONNECTED
+    assert cfg.carrier("backup").encoding.segmentation == "sar"
 
 
 def test_empty_file_is_all_defaults() -> None:
@@ -198,6 +201,16 @@ INVALID: list[tuple[str, str, dict[str, str], str, str]] = [
     ("validity too short", CARRIER + "validity_s = 5\n", {}, "carriers[0].validity_s", ">= 60"),
     ("error_codes wrong type", CARRIER + "[carriers.error_codes]\n'001' = 1\n", {},
      "carriers[0].error_codes[...]", "expected `str`"),
+    ("error_codes unknown class", CARRIER + "[carriers.error_codes]\n'001' = 'soft'\n", {},
+     "carriers[0].error_codes[...]", "invalid enum value 'soft'"),
+    ("packed needs gsm dcs0",
+     CARRIER + "[carriers.encoding]\ngsm_packing = 'packed'\ndcs0 = 'latin1'\n", {},
+     "carriers[0].encoding", "requires dcs0 = 'gsm'"),
+    ("segmentation in encoding", CARRIER + "[carriers.encoding]\nsegmentation = 'sar'\n", {},
+     "carriers[0].encoding.segmentation", "on the carrier"),
+    ("bad national language",
+     CARRIER + "[carriers.encoding]\nnational_languages = { TR = 'klingon' }\n", {},
+     "carriers[0].encoding.national_languages[...]", "invalid enum value"),
 ]
 
 
@@ -303,3 +316,14 @@ def test_parse_listen_rejects(value: str) -> None:
 ])
 def test_is_loopback(host: str, loop: bool) -> None:
     assert is_loopback(host) is loop
+
+
+def test_encoding_options_embedded() -> None:
+    cfg = load(CARRIER + "segmentation = 'udh16'\n[carriers.encoding]\nmax_parts = 4\n"
+               "smart_encoding = true\nnational_languages = { TR = 'turkish' }\n")
+    enc = cfg.carriers[0].encoding
+    assert isinstance(enc, EncodingOptions)
+    assert (enc.segmentation, enc.max_parts, enc.smart_encoding) == ("udh16", 4, True)
+    assert enc.national_languages == {"TR": "turkish"}
+    same = load(CARRIER + "segmentation = 'sar'\n[carriers.encoding]\nsegmentation = 'sar'\n")
+    assert same.carriers[0].encoding.segmentation == "sar"
