@@ -1,0 +1,140 @@
+"""Rule 7: message structure for marketing messages (domain.md §3.5, §3.3).
+
+Checks (campaigns and flows):
+- ``starts_with_link``: the text (after the brand prefix) must not start with a link;
+- ``public_link_shortener``: no bit.ly-style public shorteners (AT&T and T-Mobile block
+  them; use a branded domain);
+- ``missing_brand_prefix``: a country's required brand prefix, when ``brand_prefix_mode``
+  is ``reject`` (``prepend`` adds it instead);
+- ``missing_opt_out``: no opt-out instruction, when ``opt_out_mode`` is ``reject``
+  (``append`` adds the localized text instead; it counts in the segments).
+
+``final_text`` builds the text the encoder receives; the engine puts it in the SEND.
+Regexes are compiled once per ContentPolicy object.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from rules.model import Action, Decision, Message, Reason, RecipientFacts
+
+if TYPE_CHECKING:
+    from rules.policy import ContentPolicy, Policy
+
+__all__ = ["brand_prefix_for", "check", "final_text", "has_opt_out", "starts_with_link"]
+
+# A leading link: a scheme, "www.", or a bare domain with a path or a common TLD.
+_LEADING_LINK = re.compile(
+    r"(?:[a-z][a-z0-9+.-]*://|www\.|"
+    r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9-]+)*\."
+    r"(?:[a-z]{2,24}/|(?:com|net|org|io|co|shop|store|app|ly|gl|me|info|biz|us|uk|fr|de|es"
+    r"|it|nl|eu|ca)(?![\w-])))",
+    re.IGNORECASE,
+)
+
+_STARTS_LINK = Decision(action=Action.REJECT, reason=Reason.STARTS_WITH_LINK,
+                        detail="marketing text starts with a link")
+_SHORTENER = Decision(action=Action.REJECT, reason=Reason.PUBLIC_LINK_SHORTENER,
+                      detail="public link shortener; use a branded domain")
+_NO_OPT_OUT = Decision(action=Action.REJECT, reason=Reason.MISSING_OPT_OUT,
+                       detail="marketing text without an opt-out instruction")
+_NO_BRAND = Decision(action=Action.REJECT, reason=Reason.MISSING_BRAND_PREFIX,
+                     detail="marketing text without the required brand prefix")
+
+
+class _Compiled:
+    __slots__ = ("markers", "policy", "shorteners")
+
+    def __init__(self, cp: ContentPolicy) -> None:
+        self.policy = cp  # keeps the object alive so its id is not reused
+        variants: set[str] = set()
+        for marker in cp.opt_out_markers:
+            variants.add(marker)
+            # ARRET also matches ARRÊT/ARRÉT: fold the accented forms into the pattern.
+            variants.add(marker.replace("E", "[EÊÉÈ]").replace("e", "[eêéè]"))
+        alternatives = "|".join(sorted(
+            (v if "[" in v else re.escape(v) for v in variants), key=len, reverse=True))
+        self.markers = re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)", re.IGNORECASE)
+        self.shorteners: re.Pattern[str] | None = None
+        if cp.blocked_link_domains:
+            hosts = "|".join(re.escape(h) for h in cp.blocked_link_domains)
+            self.shorteners = re.compile(rf"(?<![\w.-])(?:www\.)?(?:{hosts})(?![\w-])",
+                                         re.IGNORECASE)
+
+
+_CACHE: dict[int, _Compiled] = {}
+
+
+def _compiled(cp: ContentPolicy) -> _Compiled:
+    c = _CACHE.get(id(cp))
+    if c is None or c.policy is not cp:
+        if len(_CACHE) > 32:
+            _CACHE.clear()
+        c = _CACHE[id(cp)] = _Compiled(cp)
+    return c
+
+
+def brand_prefix_for(cp: ContentPolicy, region: str) -> str:
+    """The required brand prefix for a region (``"*"`` = every region), or ``""``."""
+    return cp.brand_prefix.get(region) or cp.brand_prefix.get("*", "")
+
+
+def _has_prefix(text: str, prefix: str) -> bool:
+    return text.lstrip().casefold().startswith(prefix.strip().casefold())
+
+
+def starts_with_link(text: str) -> bool:
+    """Whether the first non-blank token of ``text`` is a link."""
+    return _LEADING_LINK.match(text.lstrip()) is not None
+
+
+def has_opt_out(text: str, policy: Policy) -> bool:
+    """Whether ``text`` carries an opt-out instruction (a marker word such as STOP)."""
+    return _compiled(policy.content).markers.search(text) is not None
+
+
+def check(message: Message, facts: RecipientFacts, policy: Policy,
+          now: datetime) -> Decision | None:
+    """Reject marketing text with a structural problem."""
+    cp = policy.content
+    if not cp.enabled:
+        return None
+    text = message.text
+    region = facts.number.region if facts.number is not None else ""
+    prefix = brand_prefix_for(cp, region) if cp.brand_prefix else ""
+    body = text
+    if prefix:
+        if _has_prefix(text, prefix):
+            body = text.lstrip()[len(prefix.strip()):]
+        elif cp.brand_prefix_mode == "reject":
+            return _NO_BRAND
+    if cp.reject_leading_link and starts_with_link(body):
+        return _STARTS_LINK
+    comp = _compiled(cp)
+    if comp.shorteners is not None and comp.shorteners.search(text):
+        return _SHORTENER
+    if cp.opt_out_mode == "reject" and comp.markers.search(text) is None:
+        return _NO_OPT_OUT
+    return None
+
+
+def final_text(message: Message, facts: RecipientFacts, policy: Policy) -> str:
+    """The marketing text with the brand prefix and the opt-out instruction applied."""
+    cp = policy.content
+    text = message.text
+    if not cp.enabled:
+        return text
+    region = facts.number.region if facts.number is not None else ""
+    if cp.brand_prefix and cp.brand_prefix_mode == "prepend":
+        prefix = brand_prefix_for(cp, region)
+        if prefix and not _has_prefix(text, prefix):
+            text = f"{prefix.rstrip()} {text.lstrip()}"
+    if cp.opt_out_mode == "append" and _compiled(cp).markers.search(text) is None:
+        lang = message.language or cp.country_language.get(region) or cp.default_language
+        instruction = cp.opt_out_text.get(lang) or cp.opt_out_text.get(cp.default_language)
+        if instruction:
+            text = f"{text.rstrip()}\n{instruction}"
+    return text
