@@ -1,0 +1,175 @@
+"""WriteBatch: the typed list of writes that one ``commit`` applies atomically.
+
+Records are encoded when they are added (on the caller's thread), so a value that cannot
+be encoded fails right there, in the caller, and the writer thread only moves bytes.
+Two kinds of ops run logic inside the write transaction, on the writer thread:
+
+* ``claim_idempotency`` checks the key is free (or already points at the same message)
+  and otherwise fails the batch with ``IdempotencyConflictError``;
+* ``update_message`` / ``update_recipient`` take a function ``old -> new | None`` that is
+  called with the record as of that transaction (None = absent), which makes
+  read-modify-write free of lost updates between concurrent tasks. The function must be
+  pure and quick (it runs on the writer thread and holds up every other commit); it must
+  not touch trio. Returning None leaves the record unchanged. If it raises, that batch
+  fails with the exception and nothing of it is written.
+
+A batch is all or nothing: it is applied in its own nested transaction, so a failing
+batch does not take the other batches of its group commit with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Final, TypeAlias
+
+import msgspec
+
+from .keys import (
+    carrier_key,
+    check_key,
+    error_key,
+    error_prefix,
+    outbox_key,
+    to_ms,
+)
+from .kv import Db
+from .records import (
+    CarrierIdRecord,
+    ErrorEntry,
+    Event,
+    IdempotencyRecord,
+    MessageRecord,
+    RecipientRecord,
+)
+
+__all__ = ["MessageUpdate", "RecipientUpdate", "WriteBatch"]
+
+MessageUpdate: TypeAlias = Callable[[MessageRecord | None], MessageRecord | None]
+RecipientUpdate: TypeAlias = Callable[[RecipientRecord | None], RecipientRecord | None]
+
+# Op codes. An op is a tuple (code, ...), kept flat because a batch may hold thousands.
+PUT: Final = 0  # (PUT, db, key, value)
+DELETE: Final = 1  # (DELETE, db, key)
+UPDATE: Final = 2  # (UPDATE, db, key, fn, decoder)
+ADD_ERROR: Final = 3  # (ADD_ERROR, prefix, at_ms, value)
+EVENT: Final = 4  # (EVENT, event)
+CLAIM: Final = 5  # (CLAIM, key, client_key, message_id, value)
+PRUNE_EVENTS: Final = 6  # (PRUNE_EVENTS, through_seq)
+
+Op: TypeAlias = tuple[Any, ...]
+
+_encode = msgspec.msgpack.Encoder().encode
+MESSAGE_DECODER: Final = msgspec.msgpack.Decoder(MessageRecord)
+RECIPIENT_DECODER: Final = msgspec.msgpack.Decoder(RecipientRecord)
+
+
+def _id_key(s: str, what: str) -> bytes:
+    return check_key(s.encode(), what)
+
+
+class WriteBatch:
+    """Writes to apply in one transaction; ``await store.commit(batch)`` applies them.
+
+    A batch is not thread-safe and must not be changed after it was handed to ``commit``.
+    """
+
+    __slots__ = ("_n_events", "ops")
+
+    def __init__(self) -> None:
+        self.ops: list[Op] = []
+        self._n_events = 0
+
+    def __len__(self) -> int:
+        return len(self.ops)
+
+    def __bool__(self) -> bool:
+        return bool(self.ops)
+
+    # messages
+    def put_message(self, record: MessageRecord) -> None:
+        """Insert or replace a message record."""
+        self.ops.append((PUT, Db.MESSAGES, _id_key(record.id, "message id"), _encode(record)))
+
+    def update_message(self, message_id: str, fn: MessageUpdate) -> None:
+        """Read-modify-write a message inside the transaction (see module docstring)."""
+        key = _id_key(message_id, "message id")
+        self.ops.append((UPDATE, Db.MESSAGES, key, fn, MESSAGE_DECODER))
+
+    def delete_message(self, message_id: str) -> None:
+        """Delete a message record (its outbox/carrier entries are separate ops)."""
+        self.ops.append((DELETE, Db.MESSAGES, _id_key(message_id, "message id")))
+
+    # recipients
+    def put_recipient(self, record: RecipientRecord) -> None:
+        """Insert or replace a recipient record."""
+        self.ops.append((PUT, Db.RECIPIENTS, _id_key(record.phone, "phone"), _encode(record)))
+
+    def update_recipient(self, phone: str, fn: RecipientUpdate) -> None:
+        """Read-modify-write a recipient inside the transaction (see module docstring)."""
+        key = _id_key(phone, "phone")
+        self.ops.append((UPDATE, Db.RECIPIENTS, key, fn, RECIPIENT_DECODER))
+
+    def delete_recipient(self, phone: str) -> None:
+        """Delete a recipient record."""
+        self.ops.append((DELETE, Db.RECIPIENTS, _id_key(phone, "phone")))
+
+    # outbox
+    def outbox_add(self, due: float, message_id: str) -> None:
+        """Queue ``message_id`` as due at ``due`` (epoch seconds, ms precision)."""
+        self.ops.append((PUT, Db.OUTBOX, outbox_key(due, message_id), b""))
+
+    def outbox_remove(self, due: float, message_id: str) -> None:
+        """Remove the outbox entry added with the same ``due`` (absent is no error)."""
+        self.ops.append((DELETE, Db.OUTBOX, outbox_key(due, message_id)))
+
+    # carrier message ids
+    def put_carrier_id(
+        self, carrier: str, carrier_msg_id: str, message_id: str, part: int, at: float
+    ) -> None:
+        """Map a carrier's message id to (message id, part)."""
+        rec = CarrierIdRecord(message_id=message_id, part=part, at=at)
+        self.ops.append((PUT, Db.CARRIER_IDS, carrier_key(carrier, carrier_msg_id), _encode(rec)))
+
+    def delete_carrier_id(self, carrier: str, carrier_msg_id: str) -> None:
+        """Forget a carrier message id."""
+        self.ops.append((DELETE, Db.CARRIER_IDS, carrier_key(carrier, carrier_msg_id)))
+
+    # errors
+    def add_error(self, phone: str, entry: ErrorEntry) -> None:
+        """Record a delivery error of ``phone`` at ``entry.at`` (never overwrites another)."""
+        prefix = error_prefix(phone)
+        check_key(prefix + bytes(8), "errors")
+        self.ops.append((ADD_ERROR, prefix, to_ms(entry.at), _encode(entry)))
+
+    # events
+    def append_event(self, event: Event) -> int:
+        """Append to the event feed; returns the index into ``CommitResult.event_seqs``.
+
+        ``event.seq`` is ignored: the store assigns the next sequence number.
+        """
+        self.ops.append((EVENT, event))
+        self._n_events += 1
+        return self._n_events - 1
+
+    # idempotency
+    def put_idempotency(self, key: str, record: IdempotencyRecord) -> None:
+        """Set what an idempotency key points at (overwrites)."""
+        self.ops.append((PUT, Db.IDEMPOTENCY, _id_key(key, "idempotency key"), _encode(record)))
+
+    def claim_idempotency(self, key: str, record: IdempotencyRecord) -> None:
+        """Set the key unless it points at another message; then the whole batch fails
+        with ``IdempotencyConflictError`` (checked inside the transaction: race-free)."""
+        k = _id_key(key, "idempotency key")
+        self.ops.append((CLAIM, k, key, record.message_id, _encode(record)))
+
+    def delete_idempotency(self, key: str) -> None:
+        """Forget an idempotency key."""
+        self.ops.append((DELETE, Db.IDEMPOTENCY, _id_key(key, "idempotency key")))
+
+    def delete_error(self, phone: str, at: float) -> None:
+        """Delete the error entry of ``phone`` stored at ``at`` (ms precision)."""
+        self.ops.append((DELETE, Db.ERRORS, error_key(phone, to_ms(at))))
+
+    def delete_events_through(self, seq: int) -> None:
+        """Drop events with sequence number <= ``seq`` (the counter is never reset)."""
+        self.ops.append((PRUNE_EVENTS, seq))

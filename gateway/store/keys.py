@@ -1,0 +1,104 @@
+"""Key encodings of the named databases: byte order is the iteration order LMDB gives us.
+
+* ``outbox``: 8-byte big-endian due time in ms + message id: a cursor scan from the
+  start yields work in due order (ties by id).
+* ``errors``: phone + ``\\0`` + 8-byte big-endian time in ms. E.164 numbers contain no
+  ``\\0``, so one phone's entries are contiguous and sorted by time, and
+  ``phone + b"\\x01"`` is the first key after all of them. Two errors of one phone in the
+  same millisecond get the next free millisecond (the writer probes), so none is lost.
+* ``events``: 8-byte big-endian sequence number.
+* ``carrier_ids``: carrier + ``\\0`` + carrier message id (as the caller normalised it).
+* ``messages`` / ``recipients`` / ``idempotency``: the UTF-8 id, phone or client key.
+
+LMDB refuses keys over 511 bytes; ``check_key`` says so early, naming the field.
+"""
+
+from __future__ import annotations
+
+import struct
+
+__all__ = [
+    "MAX_KEY_BYTES",
+    "carrier_key",
+    "check_key",
+    "error_key",
+    "error_prefix",
+    "event_key",
+    "from_ms",
+    "outbox_key",
+    "parse_error_key",
+    "parse_event_key",
+    "parse_outbox_key",
+    "to_ms",
+]
+
+MAX_KEY_BYTES = 511  # LMDB's compiled-in MDB_MAXKEYSIZE (mdb_env_get_maxkeysize)
+
+_U64 = struct.Struct(">Q")
+
+
+def to_ms(t: float) -> int:
+    """Epoch seconds -> integer milliseconds (rounded; negative clamps to 0)."""
+    return max(0, round(t * 1000))
+
+
+def from_ms(ms: int) -> float:
+    """Integer milliseconds -> epoch seconds."""
+    return ms / 1000
+
+
+def check_key(key: bytes, what: str) -> bytes:
+    """Return ``key``, or raise ValueError when LMDB could not store it."""
+    if not key or len(key) > MAX_KEY_BYTES:
+        raise ValueError(f"{what}: key must be 1..{MAX_KEY_BYTES} bytes, got {len(key)}")
+    return key
+
+
+def _no_nul(s: str, what: str) -> bytes:
+    b = s.encode()
+    if b"\0" in b:
+        raise ValueError(f"{what} must not contain NUL: {s!r}")
+    return b
+
+
+def outbox_key(due: float, message_id: str) -> bytes:
+    """Outbox key of a message due at ``due`` (epoch seconds)."""
+    return check_key(_U64.pack(to_ms(due)) + message_id.encode(), "outbox")
+
+
+def parse_outbox_key(key: bytes) -> tuple[int, str]:
+    """Outbox key -> (due in ms, message id)."""
+    return _U64.unpack_from(key)[0], key[8:].decode()
+
+
+def error_prefix(phone: str) -> bytes:
+    """The common prefix of every ``errors`` key of ``phone``."""
+    return _no_nul(phone, "phone") + b"\0"
+
+
+def error_key(phone: str, at_ms: int) -> bytes:
+    """``errors`` key of one error of ``phone`` at ``at_ms``."""
+    return check_key(error_prefix(phone) + _U64.pack(at_ms), "errors")
+
+
+def parse_error_key(key: bytes) -> tuple[str, int]:
+    """``errors`` key -> (phone, time in ms)."""
+    return key[:-9].decode(), _U64.unpack_from(key, len(key) - 8)[0]
+
+
+def event_key(seq: int) -> bytes:
+    """``events`` key of sequence number ``seq``."""
+    return _U64.pack(seq)
+
+
+def parse_event_key(key: bytes) -> int:
+    """``events`` key -> sequence number."""
+    return int(_U64.unpack(key)[0])
+
+
+def carrier_key(carrier: str, carrier_msg_id: str) -> bytes:
+    """``carrier_ids`` key."""
+    return check_key(
+        _no_nul(carrier, "carrier") + b"\0" + _no_nul(carrier_msg_id, "carrier message id"),
+        "carrier_ids",
+    )

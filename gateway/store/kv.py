@@ -1,0 +1,71 @@
+"""The small key-value transaction interface the store logic is written against.
+
+Both stores run the same logic (``logic.py``) over a ``KvTxn``: the LMDB store adapts an
+``lmdb.Transaction``, the memory store a dict with sorted keys. So the fake differs from
+the real thing only in this thin layer, and the contract suite checks both.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator
+from typing import Protocol
+
+__all__ = ["Db", "KvTxn"]
+
+
+class Db(enum.Enum):
+    """The named databases (DESIGN.md "Storage (LMDB)") plus ``meta``."""
+
+    MESSAGES = b"messages"
+    OUTBOX = b"outbox"
+    CARRIER_IDS = b"carrier_ids"
+    RECIPIENTS = b"recipients"
+    ERRORS = b"errors"
+    EVENTS = b"events"
+    IDEMPOTENCY = b"idempotency"
+    META = b"meta"  # schema version, last event sequence number
+
+
+class KvTxn(Protocol):
+    """One transaction over the named databases. Keys sort bytewise."""
+
+    def get(self, db: Db, key: bytes) -> bytes | None:
+        """The value of ``key``, or None."""
+        ...
+
+    def put(self, db: Db, key: bytes, value: bytes) -> None:
+        """Insert or overwrite."""
+        ...
+
+    def add(self, db: Db, key: bytes, value: bytes) -> bool:
+        """Insert if absent; False (and no change) when ``key`` exists."""
+        ...
+
+    def delete(self, db: Db, key: bytes) -> bool:
+        """Delete; False when ``key`` did not exist."""
+        ...
+
+    def scan(self, db: Db, start: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+        """Items with key >= ``start`` in key order; consume inside the transaction."""
+        ...
+
+    def last(self, db: Db) -> tuple[bytes, bytes] | None:
+        """The item with the greatest key, or None."""
+        ...
+
+    def count(self, db: Db) -> int:
+        """Number of entries."""
+        ...
+
+    def child(self) -> KvTxn:
+        """A nested write transaction: ``commit`` folds it into this one, ``abort`` undoes it."""
+        ...
+
+    def commit(self) -> None:
+        """Make the transaction's writes permanent (for a child: part of the parent)."""
+        ...
+
+    def abort(self) -> None:
+        """Drop the transaction's writes."""
+        ...

@@ -1,0 +1,546 @@
+"""LMDB store: one environment, named databases, group-commit writer thread.
+
+Usage in trio (structured: the writer thread belongs to a task of a nursery that the
+context manager owns; leaving it commits what is queued, stops the thread, closes LMDB)::
+
+    async with open_store("./data", durability="fsync") as store:
+        batch = WriteBatch()
+        batch.put_message(record)
+        batch.outbox_add(record.created_at, record.id)
+        await store.commit(batch)      # returns once durable
+        store.get_message(record.id)   # sync, one short read txn, no thread hop
+
+Outside trio: ``store = LmdbStore.open(path); store.start(); store.commit_sync(batch);
+store.close()``.
+
+Durability (``durability=``):
+
+* ``"fsync"`` (default): the environment is opened with ``sync=True, metasync=True``, so
+  ``mdb_txn_commit`` fdatasyncs data and meta pages before it returns, and ``commit``
+  returns only after that. An acknowledged batch survives a process crash and a power loss.
+* ``"os"``: ``sync=False, metasync=False``: a commit ends when LMDB has written the pages
+  to the OS page cache. It survives a crash of the process (the kernel still writes the
+  pages), NOT a power loss or kernel crash: the last transactions (those since the last
+  flush) can be lost, and on a filesystem that does not keep write order the file can even
+  be damaged (LMDB's MDB_NOSYNC caveat). To bound that window the writer calls
+  ``env.sync(True)`` when it has been idle for ``os_sync_interval`` seconds, and at close.
+
+Reads are synchronous methods, each in one short read transaction opened and closed in
+the call (about 0.5 us to open with the spare-txn cache), so trio code calls them directly
+without a thread hop. Values are copied out (``buffers=False``), so nothing read points
+into the map after the transaction. ``iter_error_segment`` reads each chunk in its own
+transaction and holds none across a ``yield``.
+
+Map size: LMDB needs a fixed maximum map. We start at ``map_size`` and grow (double, up to
+``max_map_size``): ahead of need when a commit leaves the map 3/4 used, and on
+``MapFullError`` (then the group is retried once). Growing needs no transaction alive in
+the process (``mdb_env_set_mapsize``; LMDB does not check readers, and a reader on the old
+mapping would read unmapped memory), so readers pass a gate that the writer closes for the
+instant of the resize. When the map cannot grow, the group fails with ``StoreFullError``;
+any other LMDB error (EIO, ENOSPC, panic) fails it with ``StoreUnavailableError``. Either
+way the transaction was aborted: the store holds exactly the groups that committed. After
+a failed fsync of the meta page LMDB refuses all further writes (MDB_PANIC), which we
+report as ``StoreUnavailableError`` until the process restarts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import threading
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Final, Literal, TypeVar
+
+import lmdb
+import trio
+
+from . import logic
+from .batch import WriteBatch
+from .errors import StoreClosedError, StoreError, StoreFullError, StoreUnavailableError
+from .keys import carrier_key, event_key
+from .kv import Db, KvTxn
+from .records import (
+    CarrierIdRecord,
+    CommitResult,
+    ErrorEntry,
+    Event,
+    IdempotencyRecord,
+    MessageRecord,
+    OutboxEntry,
+    PhoneErrors,
+    RecipientRecord,
+    StoreStats,
+)
+from .writer import GroupCommitWriter
+
+__all__ = [
+    "DEFAULT_MAP_SIZE",
+    "DEFAULT_MAX_MAP_SIZE",
+    "Durability",
+    "LmdbStore",
+    "open_store",
+]
+
+Durability = Literal["fsync", "os"]
+
+DEFAULT_MAP_SIZE: Final = 256 << 20  # 256 MiB to start; sparse, grows on demand
+DEFAULT_MAX_MAP_SIZE: Final = 64 << 30  # 64 GiB: a cap an operator can raise
+_GROW_AT: Final = 0.75  # grow ahead of need when a commit leaves the map this full
+
+T = TypeVar("T")
+
+
+class _ResizeGate:
+    """Readers share it; a map resize takes it alone (see module docstring)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._readers = 0
+        self._resizing = False
+
+    def enter_read(self) -> None:
+        with self._cond:
+            while self._resizing:
+                self._cond.wait()
+            self._readers += 1
+
+    def exit_read(self) -> None:
+        with self._cond:
+            self._readers -= 1
+            if self._resizing and not self._readers:
+                self._cond.notify_all()
+
+    def run_exclusive(self, fn: Callable[[], None]) -> None:
+        with self._cond:
+            self._resizing = True
+            try:
+                while self._readers:
+                    self._cond.wait()
+                fn()
+            finally:
+                self._resizing = False
+                self._cond.notify_all()
+
+
+class _LmdbTxn:
+    """``KvTxn`` over an ``lmdb.Transaction``."""
+
+    __slots__ = ("_dbs", "_env", "_txn")
+
+    def __init__(
+        self,
+        env: lmdb.Environment,
+        dbs: dict[Db, lmdb._Database],
+        txn: lmdb.Transaction[bytes],
+    ) -> None:
+        self._env = env
+        self._dbs = dbs
+        self._txn = txn
+
+    def get(self, db: Db, key: bytes) -> bytes | None:
+        return self._txn.get(key, db=self._dbs[db])
+
+    def put(self, db: Db, key: bytes, value: bytes) -> None:
+        self._txn.put(key, value, db=self._dbs[db])
+
+    def add(self, db: Db, key: bytes, value: bytes) -> bool:
+        return self._txn.put(key, value, overwrite=False, db=self._dbs[db])
+
+    def delete(self, db: Db, key: bytes) -> bool:
+        return self._txn.delete(key, db=self._dbs[db])
+
+    def scan(self, db: Db, start: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+        with self._txn.cursor(self._dbs[db]) as cur:
+            if not (cur.set_range(start) if start else cur.first()):
+                return
+            yield from cur
+
+    def last(self, db: Db) -> tuple[bytes, bytes] | None:
+        with self._txn.cursor(self._dbs[db]) as cur:
+            return cur.item() if cur.last() else None
+
+    def count(self, db: Db) -> int:
+        return self._txn.stat(self._dbs[db])["entries"]
+
+    def child(self) -> KvTxn:
+        return _LmdbTxn(self._env, self._dbs, self._env.begin(write=True, parent=self._txn))
+
+    def commit(self) -> None:
+        self._txn.commit()
+
+    def abort(self) -> None:
+        # A transaction whose commit failed is already gone: nothing left to undo.
+        with contextlib.suppress(lmdb.Error):
+            self._txn.abort()
+
+
+class LmdbStore:
+    """The LMDB-backed ``Store``. Create with ``LmdbStore.open`` or ``open_store``."""
+
+    def __init__(
+        self,
+        env: lmdb.Environment,
+        dbs: dict[Db, lmdb._Database],
+        *,
+        path: str,
+        durability: Durability,
+        max_map_size: int,
+        os_sync_interval: float,
+    ) -> None:
+        self._env = env
+        self._dbs = dbs
+        self.path = path
+        self.durability: Durability = durability
+        self._gate = _ResizeGate()
+        self._map_size = int(env.info()["map_size"])
+        self._max_map_size = max(max_map_size, self._map_size)
+        self._page_size = int(env.stat()["psize"])
+        self._map_used = 0
+        self._map_grows = 0
+        self._env_closed = False
+        self._events_token: trio.lowlevel.TrioToken | None = None
+        self._events_changed: trio.Event | None = None
+        self._writer = GroupCommitWriter(
+            self._run_group,
+            idle_timeout=os_sync_interval if durability == "os" else None,
+            on_idle=self._flush if durability == "os" else None,
+            on_events=self._signal_events,
+        )
+
+    # lifecycle -----------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        durability: Durability = "fsync",
+        map_size: int = DEFAULT_MAP_SIZE,
+        max_map_size: int = DEFAULT_MAX_MAP_SIZE,
+        os_sync_interval: float = 1.0,
+    ) -> LmdbStore:
+        """Open (creating if needed) the environment at directory ``path``.
+
+        The writer is not running yet: call ``start()`` (or use ``open_store`` in trio).
+        Raises ``StoreUnavailableError`` when LMDB cannot open it.
+        """
+        if durability not in ("fsync", "os"):
+            raise ValueError(f"durability must be 'fsync' or 'os', not {durability!r}")
+        path = os.fspath(path)
+        os.makedirs(path, exist_ok=True)
+        sync = durability == "fsync"
+        try:
+            env = lmdb.open(
+                path,
+                map_size=map_size,
+                max_dbs=len(Db),
+                sync=sync,
+                metasync=sync,
+                max_spare_txns=8,
+                # One process owns the store; trio reads on the event loop thread and
+                # the writer writes on its own thread.
+                max_readers=126,
+            )
+        except lmdb.Error as exc:
+            raise StoreUnavailableError(f"cannot open store at {path}: {exc}") from exc
+        try:
+            with env.begin(write=True) as txn:
+                dbs = {db: env.open_db(db.value, txn=txn) for db in Db}
+                logic.init_schema(_LmdbTxn(env, dbs, txn))
+        except BaseException:
+            env.close()
+            raise
+        return cls(
+            env,
+            dbs,
+            path=path,
+            durability=durability,
+            max_map_size=max_map_size,
+            os_sync_interval=os_sync_interval,
+        )
+
+    def start(self) -> None:
+        """Run the writer in a plain daemon thread (for use outside trio)."""
+        self._writer.start_thread()
+
+    def close(self) -> None:
+        """Commit what is queued, stop the writer, flush and close LMDB. Idempotent.
+
+        With a writer from ``start()``, waits for it; under ``open_store`` the context
+        manager does this.
+        """
+        self._writer.stop()
+        self._writer.join_thread()
+        self._close_env()
+
+    def _close_env(self) -> None:
+        if self._env_closed:
+            return
+        self._env_closed = True
+        if self.durability == "os":
+            self._flush()
+        self._gate.run_exclusive(self._env.close)
+
+    async def _serve_writer(self, *, task_status: trio.TaskStatus[None]) -> None:
+        task_status.started()
+        # The writer thread is a trio worker thread owned by this task: the nursery
+        # cannot exit before it has flushed and returned.
+        await trio.to_thread.run_sync(self._writer.run)
+
+    # writes --------------------------------------------------------------------------
+
+    async def commit(self, batch: WriteBatch) -> CommitResult:
+        """Apply ``batch`` atomically (group commit); return once it is durable.
+
+        Raises ``StoreFullError``, ``StoreUnavailableError`` (``StoreClosedError``),
+        ``IdempotencyConflictError``, or what an update function raised.
+        """
+        return await self._writer.commit(batch)
+
+    def commit_sync(self, batch: WriteBatch, timeout: float | None = None) -> CommitResult:
+        """Blocking ``commit`` for threads outside trio (never call it from trio)."""
+        return self._writer.commit_sync(batch, timeout)
+
+    def _run_group(self, batches: Sequence[WriteBatch]) -> list[CommitResult | Exception]:
+        # Writer thread only.
+        for attempt in (1, 2):
+            try:
+                return self._txn_group(batches)
+            except lmdb.MapFullError as exc:
+                if attempt == 1 and self._grow(need=self._map_size * 2):
+                    continue
+                raise StoreFullError(
+                    f"store map full at {self._map_size} bytes (max_map_size "
+                    f"{self._max_map_size}); {len(batches)} batch(es) not written"
+                ) from exc
+            except lmdb.Error as exc:
+                raise StoreUnavailableError(f"store write failed: {exc}") from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _txn_group(self, batches: Sequence[WriteBatch]) -> list[CommitResult | Exception]:
+        txn = self._env.begin(write=True)
+        tx = _LmdbTxn(self._env, self._dbs, txn)
+        try:
+            outcomes, applied = logic.apply_group(tx, batches, fatal=(lmdb.Error,))
+            if applied:
+                txn.commit()  # with durability="fsync" this returns after fdatasync
+            else:
+                txn.abort()
+        except BaseException:
+            tx.abort()
+            raise
+        self._after_commit()
+        return outcomes
+
+    def _after_commit(self) -> None:
+        info = self._env.info()
+        self._map_used = (int(info["last_pgno"]) + 1) * self._page_size
+        if self._map_used > self._map_size * _GROW_AT:
+            self._grow(need=self._map_size * 2)
+
+    def _grow(self, need: int) -> bool:
+        new = min(self._max_map_size, max(need, self._map_size))
+        if new <= self._map_size:
+            return False
+        self._gate.run_exclusive(functools.partial(self._env.set_mapsize, new))
+        self._map_size = new
+        self._map_grows += 1
+        return True
+
+    def _flush(self) -> None:
+        # A failed flush is not lost: the next commit hits the same disk and reports it.
+        with contextlib.suppress(lmdb.Error):
+            self._env.sync(True)
+
+    # event notification ----------------------------------------------------------------
+
+    def _signal_events(self) -> None:
+        token = self._events_token
+        if token is not None:
+            try:
+                token.run_sync_soon(self._bump_events)
+            except trio.RunFinishedError:
+                self._events_token = None
+
+    def _bump_events(self) -> None:
+        ev = self._events_changed
+        if ev is not None:
+            self._events_changed = None
+            ev.set()
+
+    async def wait_for_events(self, after_seq: int) -> None:
+        """Sleep until an event with ``seq > after_seq`` exists (for the long-poll feed).
+
+        Wrap in ``trio.move_on_after``. Woken by the writer only for stores opened with
+        ``open_store`` in this trio run.
+        """
+        while self.last_event_seq() <= after_seq:
+            if self._events_changed is None:
+                self._events_changed = trio.Event()
+            await self._events_changed.wait()
+
+    # reads ---------------------------------------------------------------------------
+
+    def _read(self, fn: Callable[[KvTxn], T]) -> T:
+        if self._env_closed:
+            raise StoreClosedError("store is closed")
+        self._gate.enter_read()
+        try:
+            txn = self._env.begin()
+            try:
+                return fn(_LmdbTxn(self._env, self._dbs, txn))
+            finally:
+                txn.abort()
+        except StoreError:
+            raise
+        except lmdb.Error as exc:
+            raise StoreUnavailableError(f"store read failed: {exc}") from exc
+        finally:
+            self._gate.exit_read()
+
+    def get_message(self, message_id: str) -> MessageRecord | None:
+        """The message record, or None."""
+        raw = self._read(lambda tx: tx.get(Db.MESSAGES, message_id.encode()))
+        return None if raw is None else logic.MESSAGE.decode(raw)
+
+    def get_messages(self, message_ids: Iterable[str]) -> dict[str, MessageRecord]:
+        """The records of the ids that exist, in one read transaction."""
+        return self._read(lambda tx: logic.get_many(tx, Db.MESSAGES, message_ids, logic.MESSAGE))
+
+    def get_recipient(self, phone: str) -> RecipientRecord | None:
+        """The recipient record, or None."""
+        raw = self._read(lambda tx: tx.get(Db.RECIPIENTS, phone.encode()))
+        return None if raw is None else logic.RECIPIENT.decode(raw)
+
+    def get_recipients(self, phones: Iterable[str]) -> dict[str, RecipientRecord]:
+        """The records of the phones that exist, in one read transaction."""
+        return self._read(lambda tx: logic.get_many(tx, Db.RECIPIENTS, phones, logic.RECIPIENT))
+
+    def due_outbox(self, now: float, limit: int) -> list[OutboxEntry]:
+        """Outbox entries due at or before ``now``, earliest first, at most ``limit``."""
+        return self._read(lambda tx: logic.due_outbox(tx, now, limit))
+
+    def outbox_depth(self) -> int:
+        """Number of outbox entries (due or not)."""
+        return self._read(lambda tx: tx.count(Db.OUTBOX))
+
+    def outbox_oldest(self) -> OutboxEntry | None:
+        """The entry due first, or None."""
+        return self._read(logic.outbox_oldest)
+
+    def lookup_carrier_id(self, carrier: str, carrier_msg_id: str) -> CarrierIdRecord | None:
+        """(message id, part, at) of a carrier message id, or None."""
+        raw = self._read(
+            lambda tx: tx.get(Db.CARRIER_IDS, carrier_key(carrier, carrier_msg_id))
+        )
+        return None if raw is None else logic.CARRIER_ID.decode(raw)
+
+    def lookup_carrier_ids(
+        self, carrier: str, candidates: Iterable[str]
+    ) -> tuple[str, CarrierIdRecord] | None:
+        """The first of several id variants that is known: (variant, record), or None."""
+        return self._read(lambda tx: logic.lookup_carrier_id(tx, carrier, candidates))
+
+    def events_after(self, seq: int, limit: int) -> list[Event]:
+        """Events with ``seq`` greater than the given one, in order, at most ``limit``."""
+        return self._read(lambda tx: logic.events_after(tx, seq, limit))
+
+    def get_event(self, seq: int) -> Event | None:
+        """One event by sequence number, or None."""
+        raw = self._read(lambda tx: tx.get(Db.EVENTS, event_key(seq)))
+        return None if raw is None else logic.EVENT_DECODER.decode(raw)
+
+    def last_event_seq(self) -> int:
+        """The last assigned event sequence number (0 before any)."""
+        return self._read(logic.last_event_seq)
+
+    def get_errors(self, phone: str, since: float = 0.0) -> list[ErrorEntry]:
+        """The errors of ``phone`` at or after ``since``, oldest first."""
+        return self._read(lambda tx: logic.get_errors(tx, phone, since))
+
+    def iter_error_segment(self, since: float, chunk: int = 1000) -> Iterator[list[PhoneErrors]]:
+        """Phones with errors at or after ``since``, in chunks (phone order).
+
+        Each chunk (``chunk`` phones visited) is read in its own short read transaction,
+        resuming after the last phone; no transaction is held while the caller has the
+        chunk. A phone's entries are never split across chunks.
+        """
+        pos: bytes | None = b""
+        while pos is not None:
+            read_chunk = functools.partial(
+                _segment_chunk, since=since, start=pos, max_phones=chunk
+            )
+            found, pos = self._read(read_chunk)
+            if found:
+                yield found
+
+    def get_idempotency(self, key: str) -> IdempotencyRecord | None:
+        """What an idempotency key was used for, or None."""
+        raw = self._read(lambda tx: tx.get(Db.IDEMPOTENCY, key.encode()))
+        return None if raw is None else logic.IDEMPOTENCY.decode(raw)
+
+    def statistics(self) -> StoreStats:
+        """Counters for metrics (cheap; no transaction)."""
+        s = self._writer.stats
+        return StoreStats(
+            commits=s.commits,
+            failed=s.failed,
+            batches=s.batches,
+            ops=s.ops,
+            txns=s.txns,
+            events=s.events,
+            avg_group_size=s.batches / s.txns if s.txns else 0.0,
+            max_group_size=s.max_group,
+            avg_batch_ops=s.ops / s.commits if s.commits else 0.0,
+            last_commit_latency=s.last_commit_latency,
+            last_txn_seconds=s.last_txn_seconds,
+            queue_depth=self._writer.queue_depth(),
+            map_size=self._map_size,
+            map_used=self._map_used,
+            map_grows=self._map_grows,
+            durability=self.durability,
+        )
+
+
+def _segment_chunk(
+    tx: KvTxn, *, since: float, start: bytes, max_phones: int
+) -> tuple[list[PhoneErrors], bytes | None]:
+    return logic.error_segment_chunk(tx, since, start, max_phones)
+
+
+@asynccontextmanager
+async def open_store(
+    path: str | os.PathLike[str],
+    *,
+    durability: Durability = "fsync",
+    map_size: int = DEFAULT_MAP_SIZE,
+    max_map_size: int = DEFAULT_MAX_MAP_SIZE,
+    os_sync_interval: float = 1.0,
+) -> AsyncIterator[LmdbStore]:
+    """Open the LMDB store with its writer thread owned by a nursery (see module doc).
+
+    On exit (also on error or cancellation) the writer commits everything queued, then
+    the environment is flushed and closed.
+    """
+    opener = functools.partial(
+        LmdbStore.open,
+        path,
+        durability=durability,
+        map_size=map_size,
+        max_map_size=max_map_size,
+        os_sync_interval=os_sync_interval,
+    )
+    store = await trio.to_thread.run_sync(opener)
+    store._events_token = trio.lowlevel.current_trio_token()
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(store._serve_writer)
+            try:
+                yield store
+            finally:
+                store._writer.stop()
+    finally:
+        store._events_token = None
+        store._close_env()

@@ -1,0 +1,308 @@
+"""In-memory fake of the store for tests of other modules: same interface, same logic.
+
+It runs the store logic (``logic.py``) over dicts with sorted keys instead of LMDB, and
+keeps values encoded exactly as LMDB would, so a record that would not survive the real
+store does not survive the fake either. ``commit`` applies the batch at once (a trio
+checkpoint, no thread, no group commit) and passes the same contract suite as
+``LmdbStore`` (tests/store/test_contract.py).
+
+For testing failure paths elsewhere: ``fail_commits(StoreFullError(...))`` makes every
+following commit raise a fresh copy of that error until ``fail_commits(None)``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import copy
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from contextlib import asynccontextmanager
+from typing import TypeVar, cast
+
+import trio
+
+from . import logic
+from .batch import WriteBatch
+from .errors import StoreClosedError, StoreError
+from .keys import carrier_key, event_key
+from .kv import Db, KvTxn
+from .records import (
+    CarrierIdRecord,
+    CommitResult,
+    ErrorEntry,
+    Event,
+    IdempotencyRecord,
+    MessageRecord,
+    OutboxEntry,
+    PhoneErrors,
+    RecipientRecord,
+    StoreStats,
+)
+
+__all__ = ["MemoryStore", "open_memory_store"]
+
+T = TypeVar("T")
+_ABSENT = object()
+
+
+class _Table:
+    __slots__ = ("data", "keys")
+
+    def __init__(self) -> None:
+        self.data: dict[bytes, bytes] = {}
+        self.keys: list[bytes] = []  # sorted
+
+
+class _MemTxn:
+    """``KvTxn`` over the tables; writes keep an undo log so ``abort`` can roll back."""
+
+    __slots__ = ("_parent", "_tables", "_undo")
+
+    def __init__(self, tables: dict[Db, _Table], parent: _MemTxn | None = None) -> None:
+        self._tables = tables
+        self._parent = parent
+        self._undo: list[tuple[Db, bytes, object]] = []
+
+    def get(self, db: Db, key: bytes) -> bytes | None:
+        return self._tables[db].data.get(key)
+
+    def _set(self, db: Db, key: bytes, value: bytes) -> None:
+        t = self._tables[db]
+        old = t.data.get(key, _ABSENT)
+        if old is _ABSENT:
+            bisect.insort(t.keys, key)
+        t.data[key] = value
+        self._undo.append((db, key, old))
+
+    def put(self, db: Db, key: bytes, value: bytes) -> None:
+        self._set(db, bytes(key), bytes(value))
+
+    def add(self, db: Db, key: bytes, value: bytes) -> bool:
+        if key in self._tables[db].data:
+            return False
+        self._set(db, bytes(key), bytes(value))
+        return True
+
+    def delete(self, db: Db, key: bytes) -> bool:
+        t = self._tables[db]
+        old = t.data.pop(key, _ABSENT)
+        if old is _ABSENT:
+            return False
+        del t.keys[bisect.bisect_left(t.keys, key)]
+        self._undo.append((db, key, old))
+        return True
+
+    def scan(self, db: Db, start: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+        t = self._tables[db]
+        i = bisect.bisect_left(t.keys, start)
+        while i < len(t.keys):
+            key = t.keys[i]
+            yield key, t.data[key]
+            i += 1
+
+    def last(self, db: Db) -> tuple[bytes, bytes] | None:
+        t = self._tables[db]
+        if not t.keys:
+            return None
+        return t.keys[-1], t.data[t.keys[-1]]
+
+    def count(self, db: Db) -> int:
+        return len(self._tables[db].keys)
+
+    def child(self) -> KvTxn:
+        return _MemTxn(self._tables, self)
+
+    def commit(self) -> None:
+        if self._parent is not None:
+            self._parent._undo.extend(self._undo)
+        self._undo = []
+
+    def abort(self) -> None:
+        for db, key, old in reversed(self._undo):
+            t = self._tables[db]
+            if old is _ABSENT:
+                del t.data[key]
+                del t.keys[bisect.bisect_left(t.keys, key)]
+            else:
+                if key not in t.data:
+                    bisect.insort(t.keys, key)
+                t.data[key] = cast(bytes, old)
+        self._undo = []
+
+
+class MemoryStore:
+    """The in-memory ``Store``. Single trio run, not thread-safe."""
+
+    def __init__(self) -> None:
+        self._tables = {db: _Table() for db in Db}
+        self._closed = False
+        self._fail_with: StoreError | None = None
+        self._events_changed: trio.Event | None = None
+        self._commits = self._failed = self._ops = self._txns = self._events = 0
+        self._last_latency = 0.0
+        logic.init_schema(_MemTxn(self._tables))
+        self.durability = "memory"
+
+    def close(self) -> None:
+        """Refuse further commits and reads."""
+        self._closed = True
+
+    def fail_commits(self, error: StoreError | None) -> None:
+        """Make following commits raise a copy of ``error`` (None: work again)."""
+        self._fail_with = error
+
+    # writes --------------------------------------------------------------------------
+
+    async def commit(self, batch: WriteBatch) -> CommitResult:
+        """Apply ``batch`` atomically and at once (see ``LmdbStore.commit``)."""
+        await trio.lowlevel.checkpoint()
+        return self.commit_sync(batch)
+
+    def commit_sync(self, batch: WriteBatch, timeout: float | None = None) -> CommitResult:
+        """The same, without the checkpoint."""
+        if self._closed:
+            raise StoreClosedError("store is closed")
+        t0 = time.perf_counter()
+        if self._fail_with is not None:
+            self._failed += 1
+            raise copy.copy(self._fail_with)
+        tx = _MemTxn(self._tables)
+        outcomes, _ = logic.apply_group(tx, [batch])
+        tx.commit()
+        self._txns += 1
+        outcome = outcomes[0]
+        self._last_latency = time.perf_counter() - t0
+        if isinstance(outcome, Exception):
+            self._failed += 1
+            raise outcome
+        self._commits += 1
+        self._ops += len(batch)
+        if outcome.event_seqs:
+            self._events += len(outcome.event_seqs)
+            ev, self._events_changed = self._events_changed, None
+            if ev is not None:
+                ev.set()
+        return outcome
+
+    async def wait_for_events(self, after_seq: int) -> None:
+        """Sleep until an event with ``seq > after_seq`` exists."""
+        while self.last_event_seq() <= after_seq:
+            if self._events_changed is None:
+                self._events_changed = trio.Event()
+            await self._events_changed.wait()
+
+    # reads ---------------------------------------------------------------------------
+
+    def _read(self, fn: Callable[[KvTxn], T]) -> T:
+        if self._closed:
+            raise StoreClosedError("store is closed")
+        return fn(_MemTxn(self._tables))
+
+    def get_message(self, message_id: str) -> MessageRecord | None:
+        """See ``LmdbStore.get_message``."""
+        raw = self._read(lambda tx: tx.get(Db.MESSAGES, message_id.encode()))
+        return None if raw is None else logic.MESSAGE.decode(raw)
+
+    def get_messages(self, message_ids: Iterable[str]) -> dict[str, MessageRecord]:
+        """See ``LmdbStore.get_messages``."""
+        return self._read(lambda tx: logic.get_many(tx, Db.MESSAGES, message_ids, logic.MESSAGE))
+
+    def get_recipient(self, phone: str) -> RecipientRecord | None:
+        """See ``LmdbStore.get_recipient``."""
+        raw = self._read(lambda tx: tx.get(Db.RECIPIENTS, phone.encode()))
+        return None if raw is None else logic.RECIPIENT.decode(raw)
+
+    def get_recipients(self, phones: Iterable[str]) -> dict[str, RecipientRecord]:
+        """See ``LmdbStore.get_recipients``."""
+        return self._read(lambda tx: logic.get_many(tx, Db.RECIPIENTS, phones, logic.RECIPIENT))
+
+    def due_outbox(self, now: float, limit: int) -> list[OutboxEntry]:
+        """See ``LmdbStore.due_outbox``."""
+        return self._read(lambda tx: logic.due_outbox(tx, now, limit))
+
+    def outbox_depth(self) -> int:
+        """See ``LmdbStore.outbox_depth``."""
+        return self._read(lambda tx: tx.count(Db.OUTBOX))
+
+    def outbox_oldest(self) -> OutboxEntry | None:
+        """See ``LmdbStore.outbox_oldest``."""
+        return self._read(logic.outbox_oldest)
+
+    def lookup_carrier_id(self, carrier: str, carrier_msg_id: str) -> CarrierIdRecord | None:
+        """See ``LmdbStore.lookup_carrier_id``."""
+        raw = self._read(
+            lambda tx: tx.get(Db.CARRIER_IDS, carrier_key(carrier, carrier_msg_id))
+        )
+        return None if raw is None else logic.CARRIER_ID.decode(raw)
+
+    def lookup_carrier_ids(
+        self, carrier: str, candidates: Iterable[str]
+    ) -> tuple[str, CarrierIdRecord] | None:
+        """See ``LmdbStore.lookup_carrier_ids``."""
+        return self._read(lambda tx: logic.lookup_carrier_id(tx, carrier, candidates))
+
+    def events_after(self, seq: int, limit: int) -> list[Event]:
+        """See ``LmdbStore.events_after``."""
+        return self._read(lambda tx: logic.events_after(tx, seq, limit))
+
+    def get_event(self, seq: int) -> Event | None:
+        """See ``LmdbStore.get_event``."""
+        raw = self._read(lambda tx: tx.get(Db.EVENTS, event_key(seq)))
+        return None if raw is None else logic.EVENT_DECODER.decode(raw)
+
+    def last_event_seq(self) -> int:
+        """See ``LmdbStore.last_event_seq``."""
+        return self._read(logic.last_event_seq)
+
+    def get_errors(self, phone: str, since: float = 0.0) -> list[ErrorEntry]:
+        """See ``LmdbStore.get_errors``."""
+        return self._read(lambda tx: logic.get_errors(tx, phone, since))
+
+    def iter_error_segment(self, since: float, chunk: int = 1000) -> Iterator[list[PhoneErrors]]:
+        """See ``LmdbStore.iter_error_segment``."""
+        pos: bytes | None = b""
+        while pos is not None:
+            found, pos = self._read(_ChunkReader(since, pos, chunk))
+            if found:
+                yield found
+
+    def get_idempotency(self, key: str) -> IdempotencyRecord | None:
+        """See ``LmdbStore.get_idempotency``."""
+        raw = self._read(lambda tx: tx.get(Db.IDEMPOTENCY, key.encode()))
+        return None if raw is None else logic.IDEMPOTENCY.decode(raw)
+
+    def statistics(self) -> StoreStats:
+        """Counters in the same shape as ``LmdbStore.statistics``."""
+        return StoreStats(
+            commits=self._commits,
+            failed=self._failed,
+            batches=self._commits + self._failed,
+            ops=self._ops,
+            txns=self._txns,
+            events=self._events,
+            avg_group_size=1.0 if self._txns else 0.0,
+            max_group_size=1 if self._txns else 0,
+            avg_batch_ops=self._ops / self._commits if self._commits else 0.0,
+            last_commit_latency=self._last_latency,
+            durability="memory",
+        )
+
+
+class _ChunkReader:
+    __slots__ = ("chunk", "since", "start")
+
+    def __init__(self, since: float, start: bytes, chunk: int) -> None:
+        self.since, self.start, self.chunk = since, start, chunk
+
+    def __call__(self, tx: KvTxn) -> tuple[list[PhoneErrors], bytes | None]:
+        return logic.error_segment_chunk(tx, self.since, self.start, self.chunk)
+
+
+@asynccontextmanager
+async def open_memory_store() -> AsyncIterator[MemoryStore]:
+    """``open_store``'s twin for tests: yields a fresh ``MemoryStore``, closes it on exit."""
+    store = MemoryStore()
+    try:
+        yield store
+    finally:
+        store.close()
