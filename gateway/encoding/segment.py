@@ -20,14 +20,16 @@ the 16-bit one; a national shift IE adds 3 octets (155 single, 149 with udh8).
 Splitting: greedy over the smallest units that may not be divided, which gives the minimal
 part count. GSM: an ESC pair and a CR LF pair stay together. UCS-2: grapheme clusters
 (regex `\\X`: ZWJ sequences, flags, skin tones, combining marks) stay together; a single
-cluster longer than a whole part (pathological stacks of combining marks) is split at
-code-point boundaries, never inside a surrogate pair. Latin-1: CR LF stays together.
-`\\X` runs only when a text needs more than one part.
+cluster longer than a whole part (pathological stacks of combining marks) starts a new part
+and is cut at code-point boundaries, never inside a surrogate pair. Latin-1: CR LF stays
+together. `\\X` runs only when a text needs more than one part.
 """
 
 from __future__ import annotations
 
 import re
+from bisect import bisect_left, bisect_right
+from itertools import accumulate
 from typing import Final, Literal, NamedTuple
 
 import msgspec
@@ -165,30 +167,35 @@ def _split_stream(data: bytes, cap: int, esc: bool) -> list[int]:
 
 def _split_clusters(text: str, cap: int) -> list[int]:
     """End offsets (in UTF-16 units) of greedy parts of at most `cap` units over grapheme
-    clusters; an oversized cluster is split between code points."""
-    ends: list[int] = []
-    used = 0
-    cur = 0
-    astral = _ASTRAL.search(text) is not None
-    for c in _GRAPHEME.findall(text):
-        cost = (len(c.encode("utf-16-le")) >> 1) if astral else len(c)
-        if used + cost <= cap:
-            used += cost
-        elif cost <= cap:
-            ends.append(cur)
-            used = cost
-        else:
-            for ch in c:
-                k = 2 if ch > "\uffff" else 1
-                if used + k > cap:
-                    ends.append(cur)
-                    used = 0
+    clusters. A cluster longer than a whole part starts a new part and is cut between code
+    points (never inside a surrogate pair)."""
+    # Cluster ends in code points (C-level accumulate), and the code-point indexes of the
+    # few characters outside the BMP, which cost 2 units: units(e) = e + astral before e.
+    ends = list(accumulate(map(len, _GRAPHEME.findall(text))))
+    astral = [m.start() for m in _ASTRAL.finditer(text)]
+
+    def units(e: int) -> int:
+        return e + bisect_left(astral, e)
+
+    total = len(text) + len(astral)
+    out: list[int] = []
+    start = 0  # code points
+    start_u = 0  # units
+    while total - start_u > cap:
+        target = start_u + cap
+        i = bisect_right(ends, target, key=units) - 1
+        end = ends[i] if i >= 0 else 0
+        if end <= start:
+            # The cluster holding `start` is longer than a part: fill it code point by code
+            # point (its end lies beyond `target`, so this never leaves the cluster).
+            end, used = start, start_u
+            while used + (k := 2 if text[end] > "\uffff" else 1) <= target:
                 used += k
-                cur += k
-            continue
-        cur += cost
-    ends.append(cur)
-    return ends
+                end += 1
+        start, start_u = end, units(end)
+        out.append(start_u)
+    out.append(total)
+    return out
 
 
 def _gsm_layout(text: str, alpha: gsm7.Alphabet, septets: bytes, out: bytes | None, *,

@@ -9,6 +9,7 @@ reports what it replaced. The original text is the caller's to keep.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Final
@@ -61,8 +62,6 @@ def replace_lookalikes(text: str) -> tuple[str, tuple[Replacement, ...]]:
     found = _FIND.findall(text)
     if not found:
         return text, ()
-    counts: dict[str, int] = {}
-    for ch in found:
-        counts[ch] = counts.get(ch, 0) + 1
+    counts = Counter(found)  # C-level counting; keeps first-appearance order
     report = tuple(Replacement(ch, LOOKALIKES[ch], n) for ch, n in counts.items())
     return text.translate(_TRANSLATE), report
