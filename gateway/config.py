@@ -25,13 +25,17 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
 
 from gateway.encoding.options import EncodingOptions
 from rules.model import ErrorClass
 from rules.policy import Policy
+
+if TYPE_CHECKING:
+    from gateway.bind import BindSettings
+    from gateway.sim import SimSettings
 
 __all__ = [
     "ApiConfig",
@@ -177,13 +181,30 @@ class SandboxConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=T
     tps: Annotated[float, msgspec.Meta(ge=0)] = 0.0
     #: Format of the message_id in submit_sm_resp.
     msgid: Literal["hex", "dec"] = "hex"
-    #: ``dec`` mimics the Vonage quirk: hex resp id, its decimal value in the receipt text.
-    dlr_text_id: Literal["same", "dec"] = "same"
+    #: Random extra receipt delay, 0..this.
+    dlr_jitter_ms: Annotated[int, msgspec.Meta(ge=0, le=86_400_000)] = 0
+    #: Fraction of submits answered with ESME_RSYSERR (fault injection).
+    fail_rate: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.0
 
     @property
     def address(self) -> tuple[str, int]:
         """``listen`` as ``(host, port)``."""
         return parse_listen(self.listen)
+
+    def sim_settings(self) -> SimSettings:
+        """The ``gateway.sim`` settings for this section (imports gateway.sim, i.e. trio)."""
+        from gateway.sim import DlrStat, SimSettings
+
+        host, port = self.address
+        stats = []
+        for key, weight in self.dlr_stats.items():
+            stat, _, err = key.partition(":")
+            stats.append(DlrStat(stat=stat, weight=weight, err=err.zfill(3) if err else None))
+        return SimSettings(host=host, port=port,
+                           accounts={self.system_id: self.password.reveal()},
+                           dlr_delay=self.dlr_delay_ms / 1000, dlr_jitter=self.dlr_jitter_ms / 1000,
+                           dlr_stats=tuple(stats), tps=self.tps, msgid=self.msgid,
+                           fail_rate=self.fail_rate)
 
 
 class CarrierConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -218,7 +239,10 @@ class CarrierConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=T
     reconnect_max_s: PositiveSeconds = 60.0
     tls: bool = False
     tls_ca_file: str | None = None
+    #: Verify the carrier's certificate. NOTE: gateway.bind always verifies for now.
     tls_verify: bool = True
+    #: Host name to verify the certificate against (default: ``host``).
+    tls_server_name: str | None = None
     #: TON/NPI of the sender; None = derived from the address (+digits -> 1/1,
     #: alphanumeric -> 5/0, short code -> 3/0).
     source_ton: Ton | None = None
@@ -244,6 +268,19 @@ class CarrierConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=T
     def password_value(self) -> str:
         """The resolved password ("" when neither password nor password_env is set)."""
         return self.password.reveal() if self.password is not None else ""
+
+    def bind_settings(self) -> BindSettings:
+        """The ``gateway.bind`` settings for this carrier (imports gateway.bind, i.e. trio)."""
+        from gateway.bind import BindSettings
+
+        return BindSettings(
+            name=self.name, host=self.host, port=self.port, system_id=self.system_id,
+            password=self.password_value, system_type=self.system_type, mode=self.bind,
+            binds=self.binds, window=self.window, tps=self.tps,
+            enquire_link=self.enquire_link_s, response_timeout=self.response_timeout_s,
+            bind_timeout=self.bind_timeout_s, inactivity_timeout=self.inactivity_timeout_s,
+            backoff_initial=self.reconnect_min_s, backoff_max=self.reconnect_max_s,
+            tls=self.tls, ca_file=self.tls_ca_file, tls_server_hostname=self.tls_server_name)
 
 
 class RouteConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):

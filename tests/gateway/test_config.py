@@ -327,3 +327,26 @@ def test_encoding_options_embedded() -> None:
     assert enc.national_languages == {"TR": "turkish"}
     same = load(CARRIER + "segmentation = 'sar'\n[carriers.encoding]\nsegmentation = 'sar'\n")
     assert same.carriers[0].encoding.segmentation == "sar"
+
+
+def test_sandbox_to_sim_settings() -> None:
+    cfg = load("[sandbox]\nenabled = true\nlisten = '127.0.0.1:0'\nsystem_id = 'u'\n"
+               "password = 'p'\ndlr_delay_ms = 250\n"
+               "dlr_stats = { DELIVRD = 3.0, 'UNDELIV:1' = 1.0 }\nmsgid = 'dec'\n")
+    sim = cfg.sandbox.sim_settings()
+    assert (sim.host, sim.port, sim.accounts, sim.dlr_delay, sim.msgid) == (
+        "127.0.0.1", 0, {"u": "p"}, 0.25, "dec")
+    assert [(d.stat, d.weight, d.err) for d in sim.dlr_stats] == [
+        ("DELIVRD", 3.0, None), ("UNDELIV", 1.0, "001")]
+
+
+def test_carrier_to_bind_settings() -> None:
+    cfg = load(CARRIER + "bind = 'transmitter+receiver'\nbinds = 2\nwindow = 10\ntps = 5.0\n"
+               "reconnect_min_s = 2.0\nreconnect_max_s = 9.0\ntls = true\n"
+               "tls_server_name = 'smpp.example'\n")
+    b = cfg.carriers[0].bind_settings()
+    assert (b.name, b.host, b.port, b.system_id, b.password) == ("a", "127.0.0.1", 2775, "sys",
+                                                                 "pw")
+    assert (b.mode, b.binds, b.window, b.tps) == ("transmitter+receiver", 2, 10, 5.0)
+    assert (b.backoff_initial, b.backoff_max, b.tls, b.tls_server_hostname) == (
+        2.0, 9.0, True, "smpp.example")
