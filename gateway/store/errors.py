@@ -44,6 +44,9 @@ class IdempotencyConflictError(StoreError):
     """
 
     def __init__(self, key: str, existing_message_id: str) -> None:
-        super().__init__(f"idempotency key {key!r} already used for {existing_message_id!r}")
+        super().__init__(key, existing_message_id)  # args as given: copy/pickle work
         self.key = key
         self.existing_message_id = existing_message_id
+
+    def __str__(self) -> str:
+        return f"idempotency key {self.key!r} already used for {self.existing_message_id!r}"

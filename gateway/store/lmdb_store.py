@@ -88,6 +88,7 @@ Durability = Literal["fsync", "os"]
 DEFAULT_MAP_SIZE: Final = 256 << 20  # 256 MiB to start; sparse, grows on demand
 DEFAULT_MAX_MAP_SIZE: Final = 64 << 30  # 64 GiB: a cap an operator can raise
 _GROW_AT: Final = 0.75  # grow ahead of need when a commit leaves the map this full
+_MAP_FULL_RETRIES: Final = 2
 
 T = TypeVar("T")
 
@@ -304,12 +305,15 @@ class LmdbStore:
         return self._writer.commit_sync(batch, timeout)
 
     def _run_group(self, batches: Sequence[WriteBatch]) -> list[CommitResult | Exception]:
-        # Writer thread only.
-        for attempt in (1, 2):
+        # Writer thread only. On MapFullError the aborted group is retried after the map
+        # grew to fit it (an estimate: twice its bytes, B-tree pages are at least half
+        # full); a few tries, because the estimate can be short for tiny maps.
+        for attempt in range(1, _MAP_FULL_RETRIES + 2):
             try:
                 return self._txn_group(batches)
             except lmdb.MapFullError as exc:
-                if attempt == 1 and self._grow(need=self._map_size * 2):
+                need = max(self._map_size * 2, self._map_used + 2 * _group_bytes(batches))
+                if attempt <= _MAP_FULL_RETRIES and self._grow(need=need + (1 << 20)):
                     continue
                 raise StoreFullError(
                     f"store map full at {self._map_size} bytes (max_map_size "
@@ -502,6 +506,15 @@ class LmdbStore:
             map_grows=self._map_grows,
             durability=self.durability,
         )
+
+
+def _group_bytes(batches: Sequence[WriteBatch]) -> int:
+    # Bytes of keys and values a group writes (events and updates counted roughly).
+    total = 0
+    for batch in batches:
+        for op in batch.ops:
+            total += 64 + sum(len(x) for x in op if isinstance(x, bytes))
+    return total
 
 
 def _segment_chunk(

@@ -111,7 +111,10 @@ def _wake_trio(pendings: list[_Pending]) -> None:
 def _fresh(exc: BaseException) -> BaseException:
     # Each waiter raises its own exception object: one instance raised in many tasks
     # would have its __traceback__ rewritten under the others' feet.
-    new = copy.copy(exc)
+    try:
+        new = copy.copy(exc)
+    except Exception:  # an exception type that cannot be rebuilt from its args
+        new = StoreUnavailableError(str(exc))
     new.__cause__ = exc.__cause__
     new.__traceback__ = None
     return new
@@ -245,7 +248,10 @@ class GroupCommitWriter:
                 assert isinstance(item, _Pending)
                 group.append(item)
                 n_ops += len(item.batch)
-            self._process(group, n_ops)
+            try:
+                self._process(group, n_ops)
+            except Exception as exc:  # pragma: no cover - a bug; never leave waiters hanging
+                self._finish(group, StoreUnavailableError(f"store writer failed: {exc!r}"))
             dirty = True
             if stop:
                 return
@@ -256,11 +262,11 @@ class GroupCommitWriter:
         try:
             outcomes = self._run_group([p.batch for p in group])
         except StoreError as exc:
-            outcomes = [exc] * len(group)
+            outcomes = [_fresh(exc) for _ in group]
         except Exception as exc:  # a bug or an unexpected backend error: fail, keep going
             err = StoreUnavailableError(f"store write failed: {exc!r}")
             err.__cause__ = exc
-            outcomes = [err] * len(group)
+            outcomes = [_fresh(err) for _ in group]
         stats = self.stats
         now = time.perf_counter()
         stats.txns += 1
@@ -274,9 +280,9 @@ class GroupCommitWriter:
                 stats.ops += len(p.batch)
                 n_events += len(outcome.event_seqs)
                 p.outcome = outcome
-            else:
+            else:  # each batch's own exception, or a fresh copy of the group's
                 stats.failed += 1
-                p.outcome = _fresh(outcome)
+                p.outcome = outcome
         stats.events += n_events
         stats.last_commit_latency = now - group[-1].enqueued
         if n_events and self._on_events is not None:
