@@ -303,21 +303,37 @@ DEFAULT_TABLE = QuietHoursTable(
 # --- the rule -----------------------------------------------------------------------------
 
 
-class _Plan(msgspec.Struct, frozen=True):
-    """Compiled quiet hours for one (region, state, zones) under one policy."""
+class _Plan:
+    """Compiled quiet hours for one (region, state, zones) under one policy.
 
-    zones: tuple[ZoneInfo, ...]
-    schedule: Schedule
-    fallback_zone: ZoneInfo
-    fallback: Schedule
+    Memoises the last answer: a batch evaluates many recipients with the same ``now``, and
+    every recipient with the same plan gets the same opening.
+    """
+
+    __slots__ = ("_memo", "fallback", "fallback_zone", "schedule", "zones")
+
+    def __init__(self, zones: tuple[ZoneInfo, ...], schedule: Schedule,
+                 fallback_zone: ZoneInfo, fallback: Schedule) -> None:
+        self.zones = zones
+        self.schedule = schedule
+        self.fallback_zone = fallback_zone
+        self.fallback = fallback
+        self._memo: tuple[datetime, int, datetime | None, bool] | None = None
 
     def next_allowed(self, now: datetime, horizon_days: int) -> tuple[datetime | None, bool]:
         """(earliest allowed instant or None, whether the fallback was used)."""
+        memo = self._memo
+        if memo is not None and memo[0] == now and memo[1] == horizon_days:
+            return memo[2], memo[3]
+        t: datetime | None = None
+        fallback = False
         if self.zones:
             t = next_allowed(self.schedule, self.zones, now, horizon_days)
-            if t is not None:
-                return t, False
-        return next_allowed(self.fallback, (self.fallback_zone,), now, horizon_days), True
+        if t is None:
+            fallback = True
+            t = next_allowed(self.fallback, (self.fallback_zone,), now, horizon_days)
+        self._memo = (now, horizon_days, t, fallback)
+        return t, fallback
 
 
 # id(QuietHoursPolicy) -> (the policy, kept alive so the id is not reused; plans by key).
@@ -363,6 +379,8 @@ def plan_for(qp: QuietHoursPolicy, region: str, state: str | None,
     return plan
 
 
+_DETAIL = "outside the local sending window"
+_FALLBACK_DETAIL = "outside the fallback sending window (zone unknown or windows disjoint)"
 _APPLIES = {MessageKind.CAMPAIGN: "campaigns", MessageKind.FLOW: "flows",
             MessageKind.TRANSACTIONAL: "transactional"}
 
@@ -385,14 +403,19 @@ def check(message: Message, facts: RecipientFacts, policy: Policy,
     if num is None:  # the engine always fills it; be safe for direct callers
         return None
     plan = plan_for(qp, num.region, num.state, num.zones)
+    if plan.zones:
+        # fast path: open now in every candidate zone (one astimezone per zone)
+        sched = plan.schedule
+        for zone in plan.zones:
+            if not _is_open(sched, now.astimezone(zone)):
+                break
+        else:
+            return None
     t, fallback = plan.next_allowed(now, qp.horizon_days)
     if t is None:
         return Decision(action=Action.REJECT, reason=Reason.NO_SEND_WINDOW,
                         detail=f"no allowed window within {qp.horizon_days} days")
     if t == now:
         return None
-    zone = plan.fallback_zone if fallback or not plan.zones else plan.zones[0]
-    local = t.astimezone(zone)
     return Decision(action=Action.DEFER, reason=Reason.QUIET_HOURS, defer_until=t,
-                    detail=f"window opens {local:%Y-%m-%d %H:%M} {zone.key}"
-                           + (" (fallback zone)" if fallback else ""))
+                    detail=_FALLBACK_DETAIL if fallback else _DETAIL)
