@@ -263,6 +263,11 @@ class Server:
                 event = await self._read_head(stream, conn, first=first)
             if not isinstance(event, h11.Request):
                 return False  # closed by the peer, idle timeout, shutdown, or 408 sent
+            # h11 bounds only an *incomplete* head (max_incomplete_event_size); a head that
+            # arrived whole in one read is measured here (its size, less line syntax).
+            size = len(event.target) + sum(len(k) + len(v) for k, v in event.headers)
+            if size > self._limits.max_header_bytes:
+                raise h11.RemoteProtocolError("request head too large", 431)
             body = await self._read_body(stream, conn, event)
             if body is None:
                 return False
@@ -410,16 +415,18 @@ class Server:
         try:
             if not await self._write(stream, self._head(conn, response, None)):
                 return False
-            if not head_only:
+            while not head_only:
                 try:
-                    async for chunk in chunks:
-                        if chunk and not await self._write(stream, conn.send(h11.Data(data=chunk))):
-                            return False
+                    chunk = await anext(chunks)
+                except StopAsyncIteration:
+                    break
                 except Exception:
                     # Too late for a 500: the status line is gone. Ending the connection
                     # without the last chunk tells the client the body is incomplete.
                     self._counters.handler_errors += 1
                     log.exception("streamed body failed")
+                    return False
+                if chunk and not await self._write(stream, conn.send(h11.Data(data=chunk))):
                     return False
             return await self._write(stream, conn.send(h11.EndOfMessage()))
         finally:

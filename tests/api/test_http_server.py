@@ -1,0 +1,347 @@
+"""gateway.http: the generic h11-on-trio server, over real sockets on 127.0.0.1."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+import trio
+import trio.testing
+
+from gateway.http import Limits, Request, Response, Server
+from tests.api.client import parse_responses, read_until_eof, request, start_server
+from tests.api.conftest import Net
+
+
+async def echo(request: Request) -> Response:
+    """Answers with method, path and body, so tests can see what the server parsed."""
+    if request.path == "/boom":
+        raise RuntimeError("handler bug")
+    body = b"%s %s %s" % (request.method.encode(), request.target.encode(), request.body)
+    return Response(200, body, [(b"content-type", b"text/plain")])
+
+
+# --- keep-alive, pipelining, bodies ----------------------------------------------------
+
+async def test_keep_alive_serves_several_requests_on_one_connection(net: Net,
+        nursery: trio.Nursery) -> None:
+    with trio.fail_after(5):
+        server = await start_server(nursery, echo)
+        client = await net.client(server.port)
+        for i in range(3):
+            reply = await client.request("GET", f"/r{i}")
+            assert (reply.status, reply.body) == (200, b"GET /r%d " % i)
+            assert reply.headers["content-length"] == str(len(reply.body))
+            assert "date" in reply.headers
+        await client.aclose()
+        stats = server.statistics()
+        assert (stats.connections_total, stats.requests_total) == (1, 3)
+
+
+async def test_pipelined_requests_are_answered_in_order(net: Net, nursery: trio.Nursery) -> None:
+    with trio.fail_after(5):
+        server = await start_server(nursery, echo)
+        stream = await net.raw(server.port)
+        await stream.send_all(
+            b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"POST /2 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
+            b"GET /3 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        replies = parse_responses(await read_until_eof(stream))
+        assert [r.body for r in replies] == [b"GET /1 ", b"POST /2 hello", b"GET /3 "]
+        assert replies[-1].headers["connection"] == "close"
+
+
+async def test_chunked_request_body_is_reassembled(net: Net, nursery: trio.Nursery) -> None:
+    with trio.fail_after(5):
+        server = await start_server(nursery, echo)
+        stream = await net.raw(server.port)
+        await stream.send_all(
+            b"POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+            b"Connection: close\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+        [reply] = parse_responses(await read_until_eof(stream))
+        assert reply.body == b"POST /c hello world"
+
+
+async def test_expect_100_continue_then_final_response(net: Net, nursery: trio.Nursery) -> None:
+    with trio.fail_after(5):
+        server = await start_server(nursery, echo)
+        stream = await net.raw(server.port)
+        await stream.send_all(b"POST /e HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
+                              b"Expect: 100-continue\r\nConnection: close\r\n\r\n")
+        interim = await stream.receive_some(65536)
+        assert interim.startswith(b"HTTP/1.1 100 ")
+        await stream.send_all(b"abc")
+        [reply] = parse_responses(await read_until_eof(stream))
+        assert (reply.status, reply.body) == (200, b"POST /e abc")
+
+
+async def test_head_gets_headers_without_body(net: Net, nursery: trio.Nursery) -> None:
+    with trio.fail_after(5):
+        server = await start_server(nursery, echo)
+        stream = await net.raw(server.port)
+        await stream.send_all(b"HEAD /h HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = await read_until_eof(stream)
+        assert data.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert b"content-length: 8\r\n" in data
+        assert data.endswith(b"\r\n\r\n")
+
+
+async def test_http_1_0_is_answered_and_closed(net: Net, nursery: trio.Nursery) -> None:
+    with trio.fail_after(5):
+        server = await start_server(nursery, echo)
+        stream = await net.raw(server.port)
+        await stream.send_all(b"GET /old HTTP/1.0\r\n\r\n")
+        [reply] = parse_responses(await read_until_eof(stream))
+        assert reply.body == b"GET /old "
+
+
+# --- limits ----------------------------------------------------------------------------
+
+async def test_declared_body_over_limit_is_413_without_100_continue(net: Net,
+        nursery: trio.Nursery) -> None:
+    with trio.fail_after(5):
+        server = await start_server(nursery, echo, Limits(max_body_bytes=100, linger=0.5))
+        stream = await net.raw(server.port)
+        await stream.send_all(b"POST /big HTTP/1.1\r\nHost: x\r\nContent-Length: 101\r\n"
+                              b"Expect: 100-continue\r\n\r\n")
+        [reply] = parse_responses(await read_until_eof(stream))
+        assert reply.status == 413
+        assert reply.json()["error"]["code"] == "body_too_large"
+        assert reply.headers["connection"] == "close"
+        assert server.statistics().bodies_too_large == 1
+
+
+async def test_chunked_body_over_limit_is_413(net: Net, nursery: trio.Nursery) -> None:
+    with trio.fail_after(5):
+        server = await start_server(nursery, echo, Limits(max_body_bytes=100, linger=0.5))
+        stream = await net.raw(server.port)
+        await stream.send_all(b"POST /big HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked"
+                              b"\r\n\r\n" + b"40\r\n" + b"x" * 64 + b"\r\n" + b"40\r\n"
+                              + b"x" * 64 + b"\r\n")
+        [reply] = parse_responses(await read_until_eof(stream))
+        assert reply.status == 413
+
+
+async def test_413_reaches_a_client_still_sending_its_body(net: Net, nursery: trio.Nursery) -> None:
+    # Without the lingering close the server's RST can destroy the 413 in flight.
+    with trio.fail_after(5):
+        server = await start_server(nursery, echo, Limits(max_body_bytes=1000, linger=1))
+        stream = await net.raw(server.port)
+        await stream.send_all(b"POST /big HTTP/1.1\r\nHost: x\r\nContent-Length: 300000\r\n"
+                              b"\r\n" + b"x" * 200_000)
+        [reply] = parse_responses(await read_until_eof(stream))
+        assert reply.status == 413
+
+
+@pytest.mark.parametrize("end", [b"\r\n\r\n", b""], ids=["whole", "incomplete"])
+async def test_head_over_header_limit_is_431(net: Net, nursery: trio.Nursery,
+                                             end: bytes) -> None:
+    with trio.fail_after(5):
+        server = await start_server(nursery, echo, Limits(max_header_bytes=1024, linger=0.5))
+        stream = await net.raw(server.port)
+        await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 2000 + end)
+        [reply] = parse_responses(await read_until_eof(stream))
+        assert reply.status == 431
+        assert reply.json()["error"]["code"] == "headers_too_large"
+
+
+async def test_malformed_request_is_400_and_server_lives_on(
+        net: Net, nursery: trio.Nursery) -> None:
+    with trio.fail_after(5):
+        server = await start_server(nursery, echo, Limits(linger=0.5))
+        stream = await net.raw(server.port)
+        await stream.send_all(b"GET / HTTP/1.1\r\nno colon here\r\n\r\n")
+        [reply] = parse_responses(await read_until_eof(stream))
+        assert reply.status == 400
+        assert (await request(server.port, "GET", "/ok")).status == 200
+        assert server.statistics().protocol_errors == 1
+
+
+async def test_max_connections_queues_the_next_client(
+        net: Net, nursery: trio.Nursery, autojump_clock: trio.testing.MockClock) -> None:
+    with trio.fail_after(100):
+        server = await start_server(nursery, echo, Limits(max_connections=1))
+        first = await net.client(server.port)
+        assert (await first.request("GET", "/a")).status == 200
+        second = await net.client(server.port)  # the kernel completes the handshake
+        await second.send_request("GET", "/b")
+        await trio.testing.wait_all_tasks_blocked()
+        assert server.statistics().connections_open == 1
+        with trio.move_on_after(30):  # virtual time
+            await second.read_reply()
+            pytest.fail("a second connection was served past max_connections")
+        await first.aclose()
+        assert (await second.read_reply()).body == b"GET /b "
+        await second.aclose()
+
+
+# --- timeouts (virtual time) -----------------------------------------------------------
+
+async def test_slow_header_is_cut_with_408(net: Net,
+        nursery: trio.Nursery, autojump_clock: trio.testing.MockClock) -> None:
+    with trio.fail_after(100):
+        server = await start_server(nursery, echo, Limits(header_timeout=5, linger=1))
+        stream = await net.raw(server.port)
+        start = trio.current_time()
+        await stream.send_all(b"GET /slow HTTP/1.1\r\nHost: x\r\n")  # never finished
+        [reply] = parse_responses(await read_until_eof(stream))
+        assert reply.status == 408
+        assert 5 <= trio.current_time() - start < 10
+        assert server.statistics().header_timeouts == 1
+
+
+async def test_silent_connection_is_closed_after_header_timeout(net: Net,
+        nursery: trio.Nursery, autojump_clock: trio.testing.MockClock) -> None:
+    with trio.fail_after(100):
+        server = await start_server(nursery, echo, Limits(header_timeout=5, idle_timeout=50))
+        stream = await net.raw(server.port)
+        start = trio.current_time()
+        assert await read_until_eof(stream) == b""
+        assert 5 <= trio.current_time() - start < 10
+
+
+async def test_idle_keep_alive_connection_is_closed(net: Net,
+        nursery: trio.Nursery, autojump_clock: trio.testing.MockClock) -> None:
+    with trio.fail_after(100):
+        server = await start_server(nursery, echo, Limits(header_timeout=5, idle_timeout=20))
+        client = await net.client(server.port)
+        assert (await client.request("GET", "/")).status == 200
+        start = trio.current_time()
+        assert await client.closed_by_server()
+        assert 20 <= trio.current_time() - start < 25
+        assert server.statistics().idle_closes == 1
+
+
+async def test_slow_body_is_cut_with_408(net: Net,
+        nursery: trio.Nursery, autojump_clock: trio.testing.MockClock) -> None:
+    with trio.fail_after(100):
+        server = await start_server(nursery, echo, Limits(body_timeout=7, linger=1))
+        stream = await net.raw(server.port)
+        await stream.send_all(b"POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
+        [reply] = parse_responses(await read_until_eof(stream))
+        assert reply.status == 408
+        assert server.statistics().body_timeouts == 1
+
+
+async def test_client_that_does_not_read_is_cut_by_write_timeout(net: Net,
+        nursery: trio.Nursery, autojump_clock: trio.testing.MockClock) -> None:
+    closed = trio.Event()
+
+    async def firehose() -> AsyncIterator[bytes]:
+        try:
+            while True:
+                yield b"x" * 1_000_000
+        finally:
+            closed.set()
+
+    async def handler(request: Request) -> Response:
+        return Response(200, firehose())
+
+    with trio.fail_after(100):
+        server = await start_server(nursery, handler, Limits(write_timeout=3))
+        client = await net.client(server.port)
+        await client.send_request("GET", "/")
+        await closed.wait()  # the stream was abandoned and closed, not left running
+        assert server.statistics().write_timeouts == 1
+        await client.aclose()
+
+
+# --- failures and streaming ------------------------------------------------------------
+
+async def test_handler_exception_is_500_and_connection_stays_usable(net: Net,
+        nursery: trio.Nursery, caplog: pytest.LogCaptureFixture) -> None:
+    with trio.fail_after(5):
+        server = await start_server(nursery, echo)
+        client = await net.client(server.port)
+        reply = await client.request("GET", "/boom")
+        assert reply.status == 500
+        assert reply.json()["error"]["code"] == "internal_error"
+        assert (await client.request("GET", "/after")).status == 200
+        assert server.statistics().handler_errors == 1
+        assert "handler failed" in caplog.text
+        await client.aclose()
+
+
+async def test_streamed_chunks_arrive_before_the_body_is_finished(net: Net,
+        nursery: trio.Nursery) -> None:
+    more = trio.Event()
+
+    async def lines() -> AsyncIterator[bytes]:
+        yield b"first\n"
+        await more.wait()
+        yield b"second\n"
+
+    async def handler(request: Request) -> Response:
+        return Response(200, lines(), [(b"content-type", b"application/x-ndjson")])
+
+    with trio.fail_after(5):
+        server = await start_server(nursery, handler)
+        client = await net.client(server.port)
+        await client.send_request("GET", "/stream")
+        status, headers = await client.read_head()
+        assert (status, headers["transfer-encoding"]) == (200, "chunked")
+        assert await client.read_piece() == b"first\n"  # while the producer still waits
+        more.set()
+        assert await client.read_piece() == b"second\n"
+        assert await client.read_piece() is None
+        assert (await client.request("GET", "/again")).status == 200  # still keep-alive
+        await client.aclose()
+
+
+async def test_stream_failing_midway_truncates_the_response(net: Net,
+        nursery: trio.Nursery, caplog: pytest.LogCaptureFixture) -> None:
+    async def lines() -> AsyncIterator[bytes]:
+        yield b"ok\n"
+        raise RuntimeError("store went away")
+
+    async def handler(request: Request) -> Response:
+        return Response(200, lines())
+
+    with trio.fail_after(5):
+        server = await start_server(nursery, handler)
+        stream = await net.raw(server.port)
+        await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = await read_until_eof(stream)
+        assert b"ok\n" in data
+        assert not data.endswith(b"0\r\n\r\n")  # no last chunk: the client sees truncation
+        assert "streamed body failed" in caplog.text
+
+
+# --- shutdown --------------------------------------------------------------------------
+
+async def test_graceful_shutdown_finishes_in_flight_and_closes_idle(net: Net,
+        nursery: trio.Nursery) -> None:
+    release = trio.Event()
+    entered = trio.Event()
+
+    async def slow(request: Request) -> Response:
+        if request.path == "/slow":
+            entered.set()
+            await release.wait()
+        return Response(200, b"done")
+
+    with trio.fail_after(5):
+        server = Server(slow, limits=Limits(shutdown_grace=5))
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        done = trio.Event()
+
+        async def run(task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED) -> None:
+            await server.serve(listeners, task_status=task_status)
+            done.set()
+
+        await nursery.start(run)
+        idle = await net.client(server.port)
+        assert (await idle.request("GET", "/")).status == 200
+        busy = await net.client(server.port)
+        await busy.send_request("GET", "/slow")
+        await entered.wait()
+
+        server.shutdown()
+        assert await idle.closed_by_server()
+        with pytest.raises(OSError):
+            await net.raw(server.port)
+        release.set()
+        reply = await busy.read_reply()
+        assert (reply.status, reply.body, reply.headers["connection"]) == (200, b"done", "close")
+        await done.wait()
+        assert server.statistics().connections_open == 0
