@@ -1,20 +1,23 @@
 """Smart encoding: replace Unicode look-alikes with GSM characters (domain.md §2.4).
 
 One curly quote or em dash otherwise switches a whole message to UCS-2 and can triple its
-segment count. The table follows Twilio's list and calculator; the segment planner applies
-the result only when it fits GSM (and, if configured, only when it saves segments), and
-reports what it replaced. The original text is the caller's to keep.
+segment count. The table follows Twilio's list and calculator; decomposed accents are
+composed first (NFC). The segment planner applies the result only when it fits GSM (and, if
+configured, only when it saves segments), and reports what it replaced. The original text
+is the caller's to keep.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Final
 
 import msgspec
+import regex
 
 __all__ = ["LOOKALIKES", "Replacement", "replace_lookalikes"]
 
@@ -53,15 +56,34 @@ LOOKALIKES: Final[Mapping[str, str]] = MappingProxyType(_table())
 """Look-alike character -> GSM replacement ("" = removed)."""
 
 _TRANSLATE: Final = {ord(k): v for k, v in LOOKALIKES.items()}
+_GRAPHEME: Final = regex.compile(r"\X")
 _FIND: Final = re.compile("[" + re.escape("".join(LOOKALIKES)) + "]")
 
 
+def _compose(text: str) -> tuple[str, tuple[Replacement, ...]]:
+    # Decomposed accents ("e" + U+0301, as some keyboards and macOS produce) become the
+    # precomposed letter, which GSM often has (é, ñ, Å ...). Done per grapheme cluster so
+    # the report names what changed.
+    if unicodedata.is_normalized("NFC", text):
+        return text, ()
+    counts: Counter[tuple[str, str]] = Counter()
+    out = []
+    for cluster in _GRAPHEME.findall(text):
+        composed = unicodedata.normalize("NFC", cluster)
+        if composed != cluster:
+            counts[cluster, composed] += 1
+        out.append(composed)
+    return "".join(out), tuple(Replacement(a, b, n) for (a, b), n in counts.items())
+
+
 def replace_lookalikes(text: str) -> tuple[str, tuple[Replacement, ...]]:
-    """`text` with every look-alike replaced, and the replacements in order of first
-    appearance (each character once, with its count). Unchanged text gives ()."""
+    """`text` with decomposed characters composed (NFC) and every look-alike replaced, and
+    the replacements in order of first appearance (each once, with its count). Unchanged
+    text gives ()."""
+    text, composed = _compose(text)
     found = _FIND.findall(text)
     if not found:
-        return text, ()
+        return text, composed
     counts = Counter(found)  # C-level counting; keeps first-appearance order
     report = tuple(Replacement(ch, LOOKALIKES[ch], n) for ch, n in counts.items())
-    return text.translate(_TRANSLATE), report
+    return text.translate(_TRANSLATE), composed + report

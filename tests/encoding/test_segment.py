@@ -293,3 +293,16 @@ def test_gsm_is_basic_plus_extension_only() -> None:
     assert ok("`").encoding == "ucs2"  # backtick has no GSM form
     assert ok("\t").encoding == "ucs2"
     assert gsm7.is_gsm("\f")
+
+
+def test_smart_composes_decomposed_accents() -> None:
+    p = ok("cafe\u0301 “ok”", smart=True)
+    assert (p.encoding, p.text_sent) == ("gsm7", 'café "ok"')
+    assert [(r.from_, r.to, r.count) for r in p.replaced] == [
+        ("e\u0301", "é", 1), ("“", '"', 1), ("”", '"', 1)]
+    assert ok("e\u0301").encoding == "ucs2"  # only with smart encoding
+
+
+def test_smart_report_counts_repeats() -> None:
+    p = ok("a—b—c…", smart=True)
+    assert [(r.from_, r.count) for r in p.replaced] == [("—", 2), ("…", 1)]
