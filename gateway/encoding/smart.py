@@ -55,9 +55,12 @@ def _table() -> dict[str, str]:
 LOOKALIKES: Final[Mapping[str, str]] = MappingProxyType(_table())
 """Look-alike character -> GSM replacement ("" = removed)."""
 
-_TRANSLATE: Final = {ord(k): v for k, v in LOOKALIKES.items()}
 _GRAPHEME: Final = regex.compile(r"\X")
 _FIND: Final = re.compile("[" + re.escape("".join(LOOKALIKES)) + "]")
+
+
+def _lookup(m: re.Match[str]) -> str:
+    return LOOKALIKES[m.group()]
 
 
 def _compose(text: str) -> tuple[str, tuple[Replacement, ...]]:
@@ -86,4 +89,6 @@ def replace_lookalikes(text: str) -> tuple[str, tuple[Replacement, ...]]:
         return text, composed
     counts = Counter(found)  # C-level counting; keeps first-appearance order
     report = tuple(Replacement(ch, LOOKALIKES[ch], n) for ch, n in counts.items())
-    return text.translate(_TRANSLATE), composed + report
+    # re.sub with a lookup per match: far cheaper than str.translate's per-character dict
+    # lookups on non-ASCII text, and look-alikes are few.
+    return _FIND.sub(_lookup, text), composed + report
