@@ -18,6 +18,10 @@ Conventions:
 
 Structs are ``gc=False``: a PDU holds only immutable scalars and tuples of Structs, so it
 can never be part of a reference cycle, and skipping GC tracking makes creation cheaper.
+They are ``array_like``: msgspec serialises them as arrays (compact in the store), and
+the codec builds them with ``msgspec.convert(tuple_of_fields, cls)``, about 3x faster
+than an 18-keyword call. Field order is therefore part of the codec's contract (checked
+at import time in ``codec``); add new fields at the end only.
 """
 
 from __future__ import annotations
@@ -86,14 +90,14 @@ __all__ = [
 ]
 
 
-class Tlv(msgspec.Struct, frozen=True, gc=False):
+class Tlv(msgspec.Struct, frozen=True, gc=False, array_like=True):
     """One optional parameter (SMPP 3.4 §3.2.4): a 16-bit tag and its raw value."""
 
     tag: int
     value: bytes
 
 
-class _Body(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+class _Body(msgspec.Struct, frozen=True, kw_only=True, gc=False, array_like=True):
     """Base of every PDU body; ``command_id`` identifies the operation."""
 
     command_id: ClassVar[CommandId]
@@ -273,7 +277,7 @@ class DataSmResp(_Body, frozen=True, kw_only=True, gc=False):
     tlvs: tuple[Tlv, ...] = ()
 
 
-class SmeAddress(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+class SmeAddress(msgspec.Struct, frozen=True, kw_only=True, gc=False, array_like=True):
     """A submit_multi destination of dest_flag 1 (§4.5.1.1): one SME address."""
 
     dest_addr_ton: int = 0
@@ -281,7 +285,7 @@ class SmeAddress(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     destination_addr: str  # ≤21
 
 
-class DistributionList(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+class DistributionList(msgspec.Struct, frozen=True, kw_only=True, gc=False, array_like=True):
     """A submit_multi destination of dest_flag 2 (§4.5.1.2): an SMSC distribution list."""
 
     dl_name: str  # ≤21
@@ -309,7 +313,7 @@ class SubmitMulti(_Body, frozen=True, kw_only=True, gc=False):
     tlvs: tuple[Tlv, ...] = ()
 
 
-class UnsuccessSme(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+class UnsuccessSme(msgspec.Struct, frozen=True, kw_only=True, gc=False, array_like=True):
     """One failed destination in submit_multi_resp (§4.5.2.1)."""
 
     dest_addr_ton: int = 0

@@ -1,0 +1,173 @@
+"""Codec micro-benchmarks: our sans-IO codec against smpplib (the reference).
+
+Prints ONE JSON object: operations per second (and microseconds per operation) for
+submit_sm encode, submit_sm_resp decode, deliver_sm receipt (with TLVs) decode,
+deliver_sm_resp encode, enquire_link, and framing of 10k frames delivered in one chunk;
+then the same operations with smpplib where it has them.
+
+    .venv/bin/python bench/codec.py [--seconds 0.5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from gateway.smpp import (  # noqa: E402
+    DeliverSm,
+    DeliverSmResp,
+    EnquireLink,
+    MessageState,
+    NetworkType,
+    PduBuffer,
+    SubmitSm,
+    SubmitSmResp,
+    decode,
+    encode,
+    message_state_tlv,
+    network_error_code_tlv,
+    receipted_message_id_tlv,
+)
+
+SUBMIT = SubmitSm(
+    source_addr_ton=5, source_addr="ShopCo", dest_addr_ton=1, dest_addr_npi=1,
+    destination_addr="447700900123", registered_delivery=1,
+    short_message=b"Spring sale: 20% off everything until Sunday. Reply STOP to opt out",
+)  # fmt: skip
+RECEIPT_TEXT = (
+    b"id:0123456789 sub:001 dlvrd:001 submit date:2605091430 done date:2605091431 "
+    b"stat:DELIVRD err:000 text:Spring sale: 20% o"
+)
+RECEIPT = DeliverSm(
+    source_addr_ton=1, source_addr_npi=1, source_addr="447700900123", dest_addr_ton=5,
+    destination_addr="ShopCo", esm_class=0x04, short_message=RECEIPT_TEXT,
+    tlvs=(receipted_message_id_tlv("0123456789"), message_state_tlv(MessageState.DELIVERED),
+          network_error_code_tlv(NetworkType.GSM, 0)),
+)  # fmt: skip
+SUBMIT_RESP = encode(SubmitSmResp(message_id="0123456789"), seq=7)
+RECEIPT_FRAME = encode(RECEIPT, seq=8)
+FRAMES_10K = encode(SUBMIT, seq=1) * 5000 + encode(EnquireLink(), seq=2) * 5000
+
+
+def rate(fn: Callable[[], object], seconds: float, per_call: int = 1) -> float:
+    """Calls per second of fn (times per_call), best of 3 runs of ~seconds/3."""
+    n = 1
+    while True:  # calibrate
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        dt = time.perf_counter() - t0
+        if dt > 0.02:
+            break
+        n *= 2
+    loops = max(1, int(n * (seconds / 3) / dt))
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        for _ in range(loops):
+            fn()
+        best = min(best, time.perf_counter() - t0)
+    return loops * per_call / best
+
+
+def ours(seconds: float) -> dict[str, float]:
+    def framing() -> None:
+        buf = PduBuffer()
+        buf.feed(FRAMES_10K)
+        while buf.next_frame() is not None:
+            pass
+
+    def framing_decode() -> None:
+        buf = PduBuffer()
+        buf.feed(FRAMES_10K)
+        for f in buf.frames():
+            decode(f)
+
+    return {
+        "encode_submit_sm": rate(lambda: encode(SUBMIT, seq=12345), seconds),
+        "decode_submit_sm_resp": rate(lambda: decode(SUBMIT_RESP), seconds),
+        "decode_deliver_sm_receipt": rate(lambda: decode(RECEIPT_FRAME), seconds),
+        "encode_deliver_sm_resp": rate(lambda: encode(DeliverSmResp(), seq=8), seconds),
+        "encode_enquire_link": rate(lambda: encode(EnquireLink(), seq=9), seconds),
+        "framing_10k_frames_per_s": rate(framing, seconds, per_call=10_000),
+        "framing_and_decode_10k_frames_per_s": rate(framing_decode, seconds, per_call=10_000),
+    }
+
+
+def smpplib_baseline(seconds: float) -> dict[str, float]:
+    import smpplib.consts
+    import smpplib.smpp
+
+    class Client:
+        sequence = 0
+
+        def next_sequence(self) -> int:
+            self.sequence += 1
+            return self.sequence
+
+    client = Client()
+
+    def enc_submit() -> bytes:
+        p = smpplib.smpp.make_pdu(
+            "submit_sm", client=client, source_addr_ton=5, source_addr="ShopCo",
+            dest_addr_ton=1, dest_addr_npi=1, destination_addr="447700900123",
+            registered_delivery=1, short_message=SUBMIT.short_message,
+        )  # fmt: skip
+        return bytes(p.generate())
+
+    def framing() -> None:
+        # smpplib reads one PDU at a time from the socket (length, then body); the
+        # equivalent on one buffer is slicing by command_length.
+        data = FRAMES_10K
+        pos = 0
+        while pos < len(data):
+            n = int.from_bytes(data[pos : pos + 4], "big")
+            smpplib.smpp.parse_pdu(data[pos : pos + n], client=client)
+            pos += n
+
+    return {
+        "encode_submit_sm": rate(enc_submit, seconds),
+        "decode_submit_sm_resp": rate(
+            lambda: smpplib.smpp.parse_pdu(SUBMIT_RESP, client=client), seconds
+        ),
+        "decode_deliver_sm_receipt": rate(
+            lambda: smpplib.smpp.parse_pdu(RECEIPT_FRAME, client=client), seconds
+        ),
+        "encode_deliver_sm_resp": rate(
+            lambda: smpplib.smpp.make_pdu("deliver_sm_resp", client=client, sequence=8).generate(),
+            seconds,
+        ),
+        "encode_enquire_link": rate(
+            lambda: smpplib.smpp.make_pdu("enquire_link", client=client).generate(), seconds
+        ),
+        "framing_and_decode_10k_frames_per_s": rate(framing, seconds, per_call=10_000),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--seconds", type=float, default=0.6, help="time per measurement")
+    args = ap.parse_args()
+    a = ours(args.seconds)
+    b = smpplib_baseline(args.seconds)
+    out = {
+        "python": platform.python_version(),
+        "unit": "operations per second (us = microseconds per operation)",
+        "smsgw": {k: round(v) for k, v in a.items()},
+        "smsgw_us": {k: round(1e6 / v, 3) for k, v in a.items()},
+        "smpplib": {k: round(v) for k, v in b.items()},
+        "smpplib_us": {k: round(1e6 / v, 3) for k, v in b.items()},
+        "speedup": {k: round(a[k] / b[k], 1) for k in b},
+    }
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
