@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gateway.smpp import (  # noqa: E402
+from gateway.smpp import (
     DeliverSm,
     DeliverSmResp,
     EnquireLink,
