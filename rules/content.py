@@ -69,7 +69,9 @@ class _Compiled:
         self.shorteners: re.Pattern[str] | None = None
         if self.hosts:
             hosts = "|".join(re.escape(h) for h in self.hosts)
-            self.shorteners = re.compile(rf"(?<![\w.-])(?:www\.)?(?:{hosts})(?![\w-])")
+            # a host, not a path segment: at the start, after a space/bracket/quote or "://"
+            self.shorteners = re.compile(
+                rf"(?:^|(?<=[\s(\[<\"'])|(?<=://))(?:www\.)?(?:{hosts})(?![\w-])")
         self.memo: dict[str, tuple[bool, bool, bool]] = {}
 
     def has_marker(self, folded: str) -> bool:

@@ -142,7 +142,7 @@ class ErrorSegmentPolicy(_Base, frozen=True, kw_only=True, forbid_unknown_fields
 
 _OPT_OUT_TEXT = {
     "en": "Reply STOP to opt out",
-    "fr": "STOP au numéro de réponse pour vous désinscrire",
+    "fr": "Répondez STOP pour vous désinscrire",
     "es": "Responde STOP para darte de baja",
     "de": "Antworte STOP zum Abmelden",
     "it": "Rispondi STOP per annullare l'iscrizione",
