@@ -52,13 +52,9 @@ class _Compiled:
 
     def __init__(self, cp: ContentPolicy) -> None:
         self.policy = cp  # keeps the object alive so its id is not reused
-        variants: set[str] = set()
-        for marker in cp.opt_out_markers:
-            variants.add(marker.casefold())
-            if "e" in marker.casefold() and marker.isascii():
-                # ARRET also matches ARRÊT/ARRÉT/ARRÈT
-                for accented in "êéè":
-                    variants.add(marker.casefold().replace("e", accented))
+        # accented forms are listed in the policy (ARRET and ARRÊT): the text is only
+        # case-folded here, not accent-folded, to keep this on the hot path cheap
+        variants = {marker.casefold() for marker in cp.opt_out_markers}
         # prefilter: drop variants containing another one ("stop" covers "stopp")
         subs = [v for v in variants if not any(o != v and o in v for o in variants)]
         order = {m.casefold(): i for i, m in enumerate(cp.opt_out_markers)}

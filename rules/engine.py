@@ -33,7 +33,7 @@ recipient); quiet-hour schedules and ZoneInfo objects are compiled once per poli
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 
 import msgspec
 
@@ -131,13 +131,15 @@ def evaluate(message: Message, facts: RecipientFacts, policy: Policy,
              now: datetime) -> Decision:
     """Decide SEND, DEFER (``defer_until``) or REJECT for one message, with a reason.
 
-    ``now`` must be timezone-aware (UTC by convention). ``facts`` are the recipient's, as
-    loaded by the caller; when ``facts.number`` is None it is computed here (25-65 us):
-    cache it instead. Pure: same inputs, same Decision; nothing is recorded (see
+    ``now`` must be timezone-aware (other zones are converted to UTC). ``facts`` are the
+    recipient's, as loaded by the caller; when ``facts.number`` is None it is computed
+    here (25-65 us): cache it instead. Pure: same inputs, same Decision; nothing is recorded (see
     ``apply_send``).
     """
-    if now.tzinfo is None:
-        raise ValueError("now must be timezone-aware")
+    if now.tzinfo is not UTC:
+        if now.tzinfo is None:
+            raise ValueError("now must be timezone-aware")
+        now = now.astimezone(UTC)  # defer_until and marks are always UTC
     num = facts.number
     if num is None:
         num = number_facts(message.to_e164)

@@ -173,9 +173,10 @@ class ContentPolicy(_Base, frozen=True, kw_only=True, forbid_unknown_fields=True
     opt_out_mode: Literal["append", "reject", "off"] = "append"
     #: Language -> appended instruction (joined with a space; counts in the segments).
     opt_out_text: dict[str, str] = msgspec.field(default_factory=lambda: dict(_OPT_OUT_TEXT))
-    #: Words whose presence counts as an opt-out instruction (matched as whole words after
-    #: the keyword normalization, so ARRÊT = ARRET).
-    opt_out_markers: tuple[str, ...] = ("STOP", "ARRET", "STOPP", "ALTO", "UNSUBSCRIBE", "OPTOUT")
+    #: Words whose presence counts as an opt-out instruction (whole words, any case; list
+    #: accented spellings too).
+    opt_out_markers: tuple[str, ...] = ("STOP", "ARRET", "ARRÊT", "STOPP", "ALTO", "UNSUBSCRIBE",
+                                        "OPTOUT")
     default_language: str = "en"
     #: Region -> language of the appended instruction when the message gives none.
     country_language: dict[str, str] = msgspec.field(

@@ -93,6 +93,17 @@ def test_invalid_number_and_lazy_number_facts() -> None:
     assert evaluate(msg(to=NY), lazy, P, NOW) == evaluate(msg(to=NY), facts(NY), P, NOW)
 
 
+def test_now_in_another_zone_gives_utc() -> None:
+    from zoneinfo import ZoneInfo
+    late = datetime(2026, 3, 4, 23, 0, tzinfo=ZoneInfo("America/New_York"))
+    d = evaluate(msg(to=NY), facts(NY), P, late)
+    assert d.defer_until == utc(2026, 3, 5, 13, 0)
+    assert d.defer_until is not None and d.defer_until.tzinfo is UTC
+    s = evaluate(msg(to=NY), facts(NY), P, NOW.astimezone(ZoneInfo("Asia/Tokyo")))
+    assert s.marks.marketing_send_at is not None
+    assert s.marks.marketing_send_at.tzinfo is UTC
+
+
 def test_naive_now_is_a_fault() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         evaluate(msg(to=NY), facts(NY), P, datetime(2026, 3, 4, 16, 0))
@@ -191,6 +202,7 @@ TIMES = st.datetimes(min_value=datetime(2025, 1, 1), max_value=datetime(2028, 12
                      timezones=st.just(UTC))
 
 
+@pytest.mark.slow  # ~0.3 s: 300 examples
 @settings(max_examples=300, deadline=None)
 @given(kind=KINDS, now=TIMES, to=st.sampled_from([NY, FL, FR, "+12085550123",
                                                    "+61412345678"]),
