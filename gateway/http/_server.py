@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import errno
 import logging
+import math
+import re
 import time
 from collections.abc import Callable, Sequence
 from email.utils import formatdate
@@ -35,6 +37,32 @@ _REASONS = {s.value: s.phrase.encode("ascii") for s in HTTPStatus}
 # (the same list as trio.serve_listeners).
 _ACCEPT_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 _JSON = (b"content-type", b"application/json")
+# A header name must be an RFC 9110 token.
+_BAD_NAME = re.compile(rb"[^!#$%&'*+\-.^_`|~0-9A-Za-z]")
+
+# What a connection is doing decides what its timer firing means.
+_IDLE = "idle"  # between requests: the idle (or, on a new connection, the head) timeout
+_HEAD = "head"  # reading a request head
+_BODY = "body"  # reading a request body
+_HANDLER = "handler"  # the handler, or a streamed body's producer: no timeout
+_WRITE = "write"  # writing a response
+_ERROR = "error"  # writing an error and lingering: with their own timeouts
+
+
+class _Conn:
+    """One connection's state."""
+
+    __slots__ = ("client", "conn", "first", "phase", "sock", "stream", "timer")
+
+    def __init__(self, stream: trio.SocketStream, conn: h11.Connection,
+                 client: tuple[str, int] | None) -> None:
+        self.stream = stream
+        self.sock = stream.socket
+        self.conn = conn
+        self.client = client
+        self.first = True
+        self.phase = _IDLE
+        self.timer = trio.CancelScope()
 
 
 class ServerStats(msgspec.Struct, frozen=True, kw_only=True):
@@ -140,7 +168,7 @@ class Server:
         self._slots = trio.Semaphore(self._limits.max_connections)
         self._closing = False
         self._accept_scope: trio.CancelScope | None = None
-        self._idle_scopes: set[trio.CancelScope] = set()
+        self._idle: set[trio.CancelScope] = set()
         self.listeners: list[trio.SocketListener] = []
 
     @property
@@ -178,8 +206,8 @@ class Server:
         self._closing = True
         if self._accept_scope is not None:
             self._accept_scope.cancel()
-        for scope in list(self._idle_scopes):
-            scope.cancel()
+        for timer in list(self._idle):
+            timer.cancel()
 
     async def serve(
         self,
@@ -226,6 +254,10 @@ class Server:
                 raise
             nursery.start_soon(self._connection, stream)
 
+    def _new_conn(self) -> h11.Connection:
+        return h11.Connection(h11.SERVER,
+                              max_incomplete_event_size=self._limits.max_header_bytes)
+
     async def _connection(self, stream: trio.SocketStream) -> None:
         counters = self._counters
         counters.connections_open += 1
@@ -236,13 +268,17 @@ class Server:
                 client: tuple[str, int] | None = (str(peer[0]), int(peer[1]))
             except (OSError, IndexError, TypeError):
                 client = None
-            conn = h11.Connection(
-                h11.SERVER, max_incomplete_event_size=self._limits.max_header_bytes)
-            first = True
-            while await self._exchange(stream, conn, client, first=first):
-                first = False
-                conn.start_next_cycle()
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            cx = _Conn(stream, self._new_conn(), client)
+            # One cancel scope per connection whose deadline follows the phase (idle,
+            # head, body, write), instead of a scope per read and write: a scope costs
+            # microseconds and this loop runs for every request.
+            with cx.timer:
+                while (conn := await self._exchange(cx)) is not None:
+                    cx.conn = conn
+                    cx.first = False
+            if cx.timer.cancelled_caught:
+                await self._timed_out(cx)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             pass  # the peer went away (reset, or closed while we wrote): nothing to answer
         except Exception:
             log.exception("connection from %s failed", stream)
@@ -251,129 +287,194 @@ class Server:
             self._slots.release()
             await trio.aclose_forcefully(stream)
 
-    async def _exchange(
-        self, stream: trio.SocketStream, conn: h11.Connection,
-        client: tuple[str, int] | None, *, first: bool,
-    ) -> bool:
-        """One request/response cycle; True when the connection may carry another."""
+    async def _timed_out(self, cx: _Conn) -> None:
+        counters = self._counters
+        phase = cx.phase
+        if phase is _IDLE:
+            counters.idle_closes += 1
+        elif phase is _WRITE:
+            counters.write_timeouts += 1
+        elif phase is _HEAD:
+            counters.header_timeouts += 1
+            await self._send_error(cx, 408, "request_timeout",
+                                   "request head not received in time")
+        elif phase is _BODY:
+            counters.body_timeouts += 1
+            await self._send_error(cx, 408, "request_timeout",
+                                   "request body not received in time")
+
+    async def _exchange(self, cx: _Conn) -> h11.Connection | None:
+        """One request/response cycle; the connection for the next one, or None to close."""
+        conn = cx.conn
         try:
             event: h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED] | None
             event = conn.next_event()
             if event is h11.NEED_DATA:
-                event = await self._read_head(stream, conn, first=first)
+                event = await self._read_head(cx)
             if not isinstance(event, h11.Request):
-                return False  # closed by the peer, idle timeout, shutdown, or 408 sent
+                return None  # closed by the peer, or shutdown while idle
             # h11 bounds only an *incomplete* head (max_incomplete_event_size); a head that
             # arrived whole in one read is measured here (its size, less line syntax).
-            size = len(event.target) + sum(len(k) + len(v) for k, v in event.headers)
+            # h11's Headers iterates slowly (a Sequence via __getitem__): copy it once.
+            headers = list(event.headers)
+            size = len(event.target) + sum(len(k) + len(v) for k, v in headers)
             if size > self._limits.max_header_bytes:
                 raise h11.RemoteProtocolError("request head too large", 431)
-            body = await self._read_body(stream, conn, event)
+            body = await self._read_body(cx, headers)
             if body is None:
-                return False
+                return None
         except h11.RemoteProtocolError as exc:
             self._counters.protocol_errors += 1
             status = exc.error_status_hint
             code = "headers_too_large" if status == 431 else "bad_request"
-            await self._send_error(stream, conn, status, code, str(exc) or "bad request")
-            return False
+            await self._send_error(cx, status, code, str(exc) or "bad request")
+            return None
 
         request = Request(
             event.method.decode("ascii"),
             event.target.decode("latin-1"),
-            event.headers,
+            headers,
             body,
-            client=client,
+            client=cx.client,
             http_version=event.http_version.decode("ascii"),
         )
         self._counters.requests_total += 1
+        cx.phase = _HANDLER
+        cx.timer.deadline = math.inf
         try:
             response = await self._handler(request)
         except Exception:
             self._counters.handler_errors += 1
             log.exception("handler failed on %s %s", request.method, request.target)
             response = self._error_response(500, "internal_error", "internal server error")
-        if not await self._send_response(stream, conn, request.method == "HEAD", response):
-            return False
-        return (not self._closing and conn.our_state is h11.DONE
-                and conn.their_state is h11.DONE)
+        head_only = request.method == "HEAD"
+        body_out = response.body
+        if type(body_out) is bytes and response.status >= 200 and response.status not in (
+                204, 304):
+            keep_alive = not self._closing and event.http_version == b"1.1"
+            return await self._send_fast(cx, keep_alive=keep_alive, headers=headers,
+                                         head_only=head_only, response=response, body=body_out)
+        if not await self._send_h11(cx, head_only, response):
+            return None
+        if self._closing or conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+            return None
+        conn.start_next_cycle()
+        return conn
 
     async def _read_head(
-        self, stream: trio.SocketStream, conn: h11.Connection, *, first: bool,
+        self, cx: _Conn,
     ) -> h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED] | None:
         limits = self._limits
-        if first or not conn.trailing_data[0]:
+        conn, timer = cx.conn, cx.timer
+        if cx.first or not conn.trailing_data[0]:
             # Nothing of the next request yet: an idle keep-alive connection, or a fresh one
             # (which gets only the head timeout: connecting and saying nothing is slowloris).
             if self._closing:
                 return None
-            timeout = limits.header_timeout if first else limits.idle_timeout
-            with trio.CancelScope(deadline=trio.current_time() + timeout) as scope:
-                self._idle_scopes.add(scope)
-                try:
-                    data = await stream.receive_some(limits.receive_size)
-                finally:
-                    self._idle_scopes.discard(scope)
-            if scope.cancelled_caught:
-                self._counters.idle_closes += 1
-                return None
+            cx.phase = _IDLE
+            timer.deadline = trio.current_time() + (
+                limits.header_timeout if cx.first else limits.idle_timeout)
+            self._idle.add(timer)  # shutdown() cancels idle connections
+            try:
+                data = await cx.sock.recv(limits.receive_size)
+            finally:
+                self._idle.discard(timer)
             conn.receive_data(data)
-        deadline = trio.current_time() + limits.header_timeout
+            event = conn.next_event()
+            if event is not h11.NEED_DATA:
+                return event  # the usual case: the whole head came in one read
+        cx.phase = _HEAD
+        timer.deadline = trio.current_time() + limits.header_timeout
         while True:
+            conn.receive_data(await cx.sock.recv(limits.receive_size))
             event = conn.next_event()
             if event is not h11.NEED_DATA:
                 return event
-            with trio.move_on_at(deadline):
-                conn.receive_data(await stream.receive_some(limits.receive_size))
-                continue
-            self._counters.header_timeouts += 1
-            await self._send_error(stream, conn, 408, "request_timeout",
-                                   "request head not received in time")
-            return None
 
-    async def _read_body(
-        self, stream: trio.SocketStream, conn: h11.Connection, request: h11.Request,
-    ) -> bytes | None:
+    async def _read_body(self, cx: _Conn, headers: list[tuple[bytes, bytes]]) -> bytes | None:
         limits = self._limits
-        for name, value in request.headers:
+        conn = cx.conn
+        for name, value in headers:
             if name == b"content-length" and int(value) > limits.max_body_bytes:
                 # Refuse before reading it (and without "100 Continue", RFC 9110 10.1.1).
-                await self._too_large(stream, conn)
+                await self._too_large(cx)
                 return None
         if conn.they_are_waiting_for_100_continue:
             continue_ = h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")
-            await self._write(stream, conn.send(continue_))
+            await self._write(cx, conn.send(continue_))
         parts: list[bytes | bytearray] = []
         size = 0
-        deadline: float | None = None
+        reading = False
         while True:
             event = conn.next_event()
             if type(event) is h11.Data:
                 size += len(event.data)
                 if size > limits.max_body_bytes:  # chunked bodies declare no length
-                    await self._too_large(stream, conn)
+                    await self._too_large(cx)
                     return None
                 parts.append(event.data)
             elif type(event) is h11.EndOfMessage:
                 return b"".join(parts)
             elif event is h11.NEED_DATA:
-                if deadline is None:
-                    deadline = trio.current_time() + limits.body_timeout
-                with trio.move_on_at(deadline):
-                    conn.receive_data(await stream.receive_some(limits.receive_size))
-                    continue
-                self._counters.body_timeouts += 1
-                await self._send_error(stream, conn, 408, "request_timeout",
-                                       "request body not received in time")
-                return None
+                if not reading:
+                    reading = True
+                    cx.phase = _BODY
+                    cx.timer.deadline = trio.current_time() + limits.body_timeout
+                conn.receive_data(await cx.sock.recv(limits.receive_size))
             else:  # pragma: no cover - h11 raises RemoteProtocolError on EOF mid-body
                 return None
 
-    async def _too_large(self, stream: trio.SocketStream, conn: h11.Connection) -> None:
+    async def _too_large(self, cx: _Conn) -> None:
         self._counters.bodies_too_large += 1
         await self._send_error(
-            stream, conn, 413, "body_too_large",
+            cx, 413, "body_too_large",
             f"request body larger than {self._limits.max_body_bytes} bytes")
+
+    async def _send_fast(
+        self, cx: _Conn, *, keep_alive: bool, headers: list[tuple[bytes, bytes]],
+        head_only: bool, response: Response, body: bytes,
+    ) -> h11.Connection | None:
+        """A bytes body: head and body written by hand in one send_all.
+
+        h11's writer validates and re-derives everything per response, a large share of a
+        small request's cost. A Content-Length response is simple to write, so this path
+        writes it directly and runs the next cycle on a fresh h11.Connection fed with
+        whatever the client pipelined behind this request. h11 still parses every
+        request, and streamed bodies still go through h11.
+        """
+        for name, value in headers:
+            if name == b"connection" and b"close" in value.lower():
+                keep_alive = False
+        status = response.status
+        lines = [b"HTTP/1.1 %d %s\r\ndate: %s\r\n" % (
+            status, _REASONS.get(status, b""), _http_date())]
+        for name, value in response.headers:
+            if _BAD_NAME.search(name) or b"\r" in value or b"\n" in value or not name:
+                log.error("handler returned an unsendable header %r: %r", name, value)
+                error = self._error_response(500, "internal_error", "internal server error")
+                if error.headers == response.headers:  # pragma: no cover - a broken responder
+                    return None
+                assert isinstance(error.body, bytes)
+                return await self._send_fast(
+                    cx, keep_alive=keep_alive, headers=headers, head_only=head_only,
+                    response=error, body=error.body)
+            lines.append(b"%s: %s\r\n" % (name, value))
+        lines.append(b"content-length: %d\r\n" % len(body))
+        if not keep_alive:
+            lines.append(b"connection: close\r\n")
+        lines.append(b"\r\n")
+        if not head_only:
+            lines.append(body)
+        await self._write(cx, b"".join(lines))
+        if not keep_alive:
+            return None
+        conn = self._new_conn()
+        pending, closed = cx.conn.trailing_data
+        if pending:
+            conn.receive_data(pending)
+        if closed:
+            conn.receive_data(b"")
+        return conn
 
     def _head(self, conn: h11.Connection, response: Response, length: int | None) -> bytes:
         headers = [(b"date", _http_date()), *response.headers]
@@ -385,70 +486,68 @@ class Server:
         return conn.send(h11.Response(
             status_code=status, headers=headers, reason=_REASONS.get(status, b"")))
 
-    async def _send_response(
-        self, stream: trio.SocketStream, conn: h11.Connection, head_only: bool,
-        response: Response,
-    ) -> bool:
-        body = response.body
-        if isinstance(body, bytes):
+    async def _send_h11(self, cx: _Conn, head_only: bool, response: Response) -> bool:
+        """Responses h11 writes: streamed bodies (chunked), and 1xx/204/304."""
+        conn = cx.conn
+        chunks = response.body
+        try:
             try:
-                data = self._head(conn, response, len(body))
+                head = self._head(conn, response, None if not isinstance(chunks, bytes)
+                                  or response.status in (204, 304) else len(chunks))
             except h11.LocalProtocolError:
                 log.exception("handler returned an unsendable response %r", response)
-                response = self._error_response(500, "internal_error", "internal server error")
-                body = response.body
-                assert isinstance(body, bytes)
-                data = self._head(conn, response, len(body))
-            # The fast path: head, body and end in one send_all (one syscall, one segment).
-            if body and not head_only:
-                data += conn.send(h11.Data(data=body))
-            return await self._write(stream, data + conn.send(h11.EndOfMessage()))
-        return await self._stream_response(stream, conn, head_only, response)
-
-    async def _stream_response(
-        self, stream: trio.SocketStream, conn: h11.Connection, head_only: bool,
-        response: Response,
-    ) -> bool:
-        # No content-length: h11 picks chunked for HTTP/1.1 and close-delimited for 1.0.
-        chunks = response.body
-        assert not isinstance(chunks, bytes)
-        try:
-            if not await self._write(stream, self._head(conn, response, None)):
                 return False
-            while not head_only:
-                try:
-                    chunk = await anext(chunks)
-                except StopAsyncIteration:
-                    break
-                except Exception:
-                    # Too late for a 500: the status line is gone. Ending the connection
-                    # without the last chunk tells the client the body is incomplete.
-                    self._counters.handler_errors += 1
-                    log.exception("streamed body failed")
-                    return False
-                if chunk and not await self._write(stream, conn.send(h11.Data(data=chunk))):
-                    return False
-            return await self._write(stream, conn.send(h11.EndOfMessage()))
+            await self._write(cx, head)
+            if isinstance(chunks, bytes):
+                if chunks and not head_only and response.status not in (204, 304):
+                    await self._write(cx, conn.send(h11.Data(data=chunks)))
+            else:
+                # No content-length: h11 uses chunked for HTTP/1.1, close-delimited for 1.0.
+                while not head_only:
+                    cx.phase = _HANDLER  # the producer may take as long as it needs
+                    cx.timer.deadline = math.inf
+                    try:
+                        chunk = await anext(chunks)
+                    except StopAsyncIteration:
+                        break
+                    except Exception:
+                        # Too late for a 500: the status line is gone. Ending the connection
+                        # without the last chunk tells the client the body is incomplete.
+                        self._counters.handler_errors += 1
+                        log.exception("streamed body failed")
+                        return False
+                    if chunk:
+                        await self._write(cx, conn.send(h11.Data(data=chunk)))
+            await self._write(cx, conn.send(h11.EndOfMessage()))
+            return True
         finally:
             aclose = getattr(chunks, "aclose", None)
             if aclose is not None:
                 with trio.CancelScope(shield=True):
                     await aclose()
 
-    async def _write(self, stream: trio.SocketStream, data: bytes) -> bool:
-        with trio.move_on_after(self._limits.write_timeout):
-            await stream.send_all(data)
-            return True
-        self._counters.write_timeouts += 1
-        return False
+    async def _write(self, cx: _Conn, data: bytes) -> None:
+        cx.phase = _WRITE
+        cx.timer.deadline = trio.current_time() + self._limits.write_timeout
+        # The trio socket directly: SocketStream.send_all adds a conflict detector and an
+        # error-translating context manager per call (OSError is handled per connection).
+        sock = cx.sock
+        sent = await sock.send(data)
+        if sent < len(data):
+            with memoryview(data) as view:
+                while sent < len(data):
+                    sent += await sock.send(view[sent:])
 
-    async def _send_error(
-        self, stream: trio.SocketStream, conn: h11.Connection, status: int, code: str,
-        message: str,
-    ) -> None:
-        """Answer with an error and close; only if a response can still be sent."""
+    async def _send_error(self, cx: _Conn, status: int, code: str, message: str) -> None:
+        """Answer with an error and close; only if a response can still be sent.
+
+        Has its own timeouts: it also runs after the connection's timer fired.
+        """
+        conn = cx.conn
         if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return
+        cx.phase = _ERROR
+        cx.timer.deadline = math.inf
         response = self._error_response(status, code, message)
         body = response.body
         assert isinstance(body, bytes)
@@ -460,8 +559,12 @@ class Server:
             data += conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage())
         except h11.LocalProtocolError:  # pragma: no cover - states checked above
             return
-        if await self._write(stream, data) and conn.their_state is not h11.DONE:
-            await self._linger(stream)
+        with trio.move_on_after(self._limits.write_timeout) as scope:
+            await cx.stream.send_all(data)
+        if scope.cancelled_caught:
+            self._counters.write_timeouts += 1
+        elif conn.their_state is not h11.DONE:
+            await self._linger(cx.stream)
 
     async def _linger(self, stream: trio.SocketStream) -> None:
         # Closing a socket with unread input makes the kernel send RST, and a RST can
