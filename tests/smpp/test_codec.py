@@ -323,3 +323,10 @@ def test_generic_nack_has_no_body() -> None:
 def test_encode_rejects_non_pdu() -> None:
     with pytest.raises(EncodeError):
         encode(Tlv(1, b""), seq=1)  # type: ignore[arg-type]
+
+
+def test_decode_accepts_bytearray_and_memoryview() -> None:
+    data = encode(SubmitSm(destination_addr="1", short_message=b"x"), seq=1)
+    for view in (bytearray(data), memoryview(data)):
+        pdu = decode(view).pdu  # type: ignore[arg-type]
+        assert isinstance(pdu, SubmitSm) and type(pdu.short_message) is bytes
