@@ -81,3 +81,16 @@ def test_reason_codes_are_stable() -> None:
     }
     for r in Reason:
         assert r.value == r.name.lower()
+
+
+def test_values_round_trip_for_the_store() -> None:
+    """Facts and decisions are stored as msgpack and sent as JSON: both round-trip."""
+    from rules import Decision, RecipientFacts, evaluate
+    from tests.rules.helpers import FL, facts, msg, utc
+    p = Policy()
+    assert msgspec.json.decode(msgspec.json.encode(p), type=Policy) == p
+    f = facts(FL, flow_marks=frozenset({"f1:t1"}), marketing_sends=(utc(2026, 3, 1),))
+    d = evaluate(msg(to=FL), f, p, utc(2026, 3, 4, 16, 0))
+    for typ, value in ((RecipientFacts, f), (Decision, d)):
+        assert msgspec.msgpack.decode(msgspec.msgpack.encode(value), type=typ) == value
+        assert msgspec.json.decode(msgspec.json.encode(value), type=typ) == value
