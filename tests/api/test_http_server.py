@@ -345,3 +345,58 @@ async def test_graceful_shutdown_finishes_in_flight_and_closes_idle(net: Net,
         assert (reply.status, reply.body, reply.headers["connection"]) == (200, b"done", "close")
         await done.wait()
         assert server.statistics().connections_open == 0
+
+
+# --- response writing ------------------------------------------------------------------
+
+async def test_unsendable_header_from_handler_is_500(
+        net: Net, nursery: trio.Nursery, caplog: pytest.LogCaptureFixture) -> None:
+    async def handler(request: Request) -> Response:
+        if request.path == "/bad":
+            return Response(200, b"x", [(b"x-evil", b"a\r\nset-cookie: b")])
+        return Response(200, b"fine")
+
+    with trio.fail_after(5):
+        server = await start_server(nursery, handler)
+        client = await net.client(server.port)
+        reply = await client.request("GET", "/bad")
+        assert reply.status == 500
+        assert "set-cookie" not in reply.headers
+        assert (await client.request("GET", "/good")).body == b"fine"
+        assert "unsendable header" in caplog.text
+
+
+async def test_204_has_no_body_and_keeps_the_connection(
+        net: Net, nursery: trio.Nursery) -> None:
+    async def handler(request: Request) -> Response:
+        return Response(204 if request.path == "/none" else 200, b"")
+
+    with trio.fail_after(5):
+        server = await start_server(nursery, handler)
+        client = await net.client(server.port)
+        reply = await client.request("GET", "/none")
+        assert (reply.status, reply.body) == (204, b"")
+        assert "content-length" not in reply.headers
+        assert (await client.request("GET", "/")).status == 200
+
+
+async def test_request_fields_seen_by_the_handler(net: Net, nursery: trio.Nursery) -> None:
+    seen: list[Request] = []
+
+    async def handler(request: Request) -> Response:
+        seen.append(request)
+        return Response(200)
+
+    with trio.fail_after(5):
+        server = await start_server(nursery, handler)
+        assert server.addresses == [("127.0.0.1", server.port)]
+        client = await net.client(server.port)
+        await client.request("POST", "/p%2Fq?days=30&a=1&a=2&e=&sp=a+b", body=b"xyz",
+                             headers=[("X-Thing", "v")])
+        [request] = seen
+        assert (request.method, request.path, request.body) == ("POST", "/p%2Fq", b"xyz")
+        assert request.query == {"days": "30", "a": "2", "e": "", "sp": "a b"}
+        assert request.header(b"x-thing") == b"v"
+        assert request.header(b"missing") is None
+        assert request.client is not None and request.client[0] == "127.0.0.1"
+        assert request.http_version == "1.1"
