@@ -18,6 +18,11 @@ any peer's octets (including non-ASCII junk in a message_id) survive a round tri
 unchanged and decoding can never fail. The spec says these fields are ASCII; we do not
 reject non-ASCII on decode (Postel), and on encode any latin-1 text is sent as is.
 
+Types are trusted, values are checked: like msgspec, we leave "is this an int" to mypy
+--strict (a fast path would, e.g., take a 1-character str in an int field for its code
+point), but every size and range limit is enforced, and a wrongly typed value that
+cannot be encoded raises EncodeError rather than anything else.
+
 Limits (SMPP 3.4 §4, sizes include the NUL) are enforced both ways. Decode failures carry
 the command_status to answer with: field-specific (RINVSRCADR, RINVDSTADR, RINVMSGID,
 RINVSERTYP, RINVSCHED, ...) for an over-long field, RINVMSGLEN for a short_message that
@@ -669,13 +674,6 @@ def _constant(pdu: Pdu) -> Callable[[bytes], Pdu]:
 
 _Decoder = Callable[[bytes], Pdu]
 _Encoder = Callable[[Pdu], bytes]
-
-
-def _generic_decoder(cls: type[Pdu]) -> _Decoder:
-    def dec(frame: bytes) -> Pdu:
-        return _decode_generic(cls, frame)
-
-    return dec
 
 
 _FAST_DECODERS: Final[dict[type[Pdu], _Decoder]] = {

@@ -46,15 +46,12 @@ class PduBuffer:
         """Append bytes received from the peer."""
         buf = self._buf
         pos = self._pos
-        if pos:
-            if pos == len(buf):
-                buf.clear()
-                self._pos = 0
-            elif pos >= _COMPACT_AT or pos * 2 >= len(buf):
-                # Drop the consumed prefix only when it is at least half the buffer (or
-                # large): each byte moves O(1) times amortised.
-                del buf[:pos]
-                self._pos = 0
+        # (next_frame() empties the buffer when it consumes everything, so pos < len(buf).)
+        if pos and (pos >= _COMPACT_AT or pos * 2 >= len(buf)):
+            # Drop the consumed prefix only when it is at least half the buffer (or
+            # large): each byte moves O(1) times amortised.
+            del buf[:pos]
+            self._pos = 0
         buf += data
 
     def next_frame(self) -> bytes | None:

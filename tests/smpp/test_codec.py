@@ -18,6 +18,7 @@ from gateway.smpp import (
     DeliverSmResp,
     EncodeError,
     EnquireLink,
+    EnquireLinkResp,
     Frame,
     GenericNack,
     LocalProtocolError,
@@ -34,6 +35,7 @@ from gateway.smpp import (
     SubmitSm,
     SubmitSmResp,
     Tlv,
+    UnsuccessSme,
     decode,
     decode_header,
     encode,
@@ -166,6 +168,8 @@ LIMITS = [
     (DataSm, {}, "destination_addr", 65, CommandStatus.RINVDSTADR),
     (DataSm, {"destination_addr": "1"}, "source_addr", 65, CommandStatus.RINVSRCADR),
     (QuerySm, {}, "message_id", 65, CommandStatus.RINVMSGID),
+    (SubmitSm, {"destination_addr": "1"}, "schedule_delivery_time", 17, CommandStatus.RINVSCHED),
+    (DeliverSm, {"destination_addr": "1"}, "validity_period", 17, CommandStatus.RINVEXPIRY),
     (ReplaceSm, {}, "message_id", 65, CommandStatus.RINVMSGID),
 ]
 
@@ -330,3 +334,35 @@ def test_decode_accepts_bytearray_and_memoryview() -> None:
     for view in (bytearray(data), memoryview(data)):
         pdu = decode(view).pdu  # type: ignore[arg-type]
         assert isinstance(pdu, SubmitSm) and type(pdu.short_message) is bytes
+
+
+@pytest.mark.parametrize(
+    ("pdu", "field"),
+    [
+        (SubmitSm(destination_addr=b"1"), "destination_addr"),  # type: ignore[arg-type]
+        (SubmitSm(destination_addr=None), "destination_addr"),  # type: ignore[arg-type]
+        (SubmitSm(destination_addr="1", esm_class=1.0), "esm_class"),  # type: ignore[arg-type]
+        (SubmitSm(destination_addr="1", short_message="hi"), "short_message"),  # type: ignore[arg-type]
+        (SubmitSm(destination_addr="1", tlvs=(Tlv(1, "x"),)), "tlvs"),  # type: ignore[arg-type]
+        (SubmitSm(destination_addr="1", tlvs=(Tlv(1, b"x" * 0x10000),)), "tlvs"),
+        (SubmitMulti(dest_address=("1",)), "dest_address"),  # type: ignore[arg-type]
+        (SubmitMultiResp(unsuccess_sme=(UnsuccessSme(),) * 256), "unsuccess_sme"),
+        (SubmitMultiResp(unsuccess_sme=(UnsuccessSme(error_status_code=-1),)),
+         "error_status_code"),
+        (SubmitSmResp(message_id="x" * 65), "message_id"),
+        (DeliverSmResp(message_id="\u20ac"), "message_id"),
+    ],
+)  # fmt: skip
+def test_encode_rejects_wrong_types_naming_the_field(pdu: Pdu, field: str) -> None:
+    with pytest.raises(EncodeError) as ei:
+        encode(pdu, seq=1)
+    assert ei.value.field == field
+
+
+def test_encode_rejects_bad_status() -> None:
+    with pytest.raises(EncodeError, match="command_status"):
+        encode(SubmitSm(destination_addr="1"), seq=1, status=-1)
+    with pytest.raises(EncodeError, match="command_status"):
+        encode(SubmitSmResp(message_id="1"), seq=1, status=2**32)
+    with pytest.raises(EncodeError, match="command_status"):
+        encode(EnquireLinkResp(), seq=1, status=2**32)

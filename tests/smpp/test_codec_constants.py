@@ -202,3 +202,19 @@ def test_tlv_constructor_limits() -> None:
         network_error_code_tlv(3, 0x10000)
     with pytest.raises(EncodeError):
         message_payload_tlv(b"x" * 0x10000)
+
+
+def test_error_hierarchy_and_messages() -> None:
+    from gateway.smpp import FramingError, LocalProtocolError, ProtocolError, RemoteProtocolError
+
+    e = DecodeError("message_id", 0x401, "vendor", command_id=4, sequence_number=9)
+    assert isinstance(e, RemoteProtocolError) and isinstance(e, ProtocolError)
+    assert (e.field, e.status, e.command_id, e.sequence_number) == ("message_id", 0x401, 4, 9)
+    assert "0x401" in str(e) and "message_id" in str(e)
+    assert "RINVMSGID" in str(DecodeError("message_id", S.RINVMSGID))
+    f = FramingError(3, "too short")
+    assert isinstance(f, RemoteProtocolError) and f.status == S.RINVCMDLEN and f.length == 3
+    assert LocalProtocolError("misuse").status == S.RSYSERR
+    enc = EncodeError("source_addr", "too long", S.RINVSRCADR)
+    assert isinstance(enc, LocalProtocolError) and isinstance(enc, ValueError)
+    assert str(enc) == "source_addr: too long"
