@@ -402,6 +402,8 @@ class Api:
             raise field_error(exc) from None
         except (msgspec.DecodeError, UnicodeDecodeError) as exc:
             raise InvalidRequest(f"body is not valid JSON: {exc}", code="invalid_json") from None
+        except RecursionError:  # e.g. a million nested arrays inside `metadata`
+            raise InvalidRequest("body is nested too deeply", code="invalid_json") from None
 
     def _check_text(self, text: str, field: str) -> None:
         if len(text) > self._max_text:

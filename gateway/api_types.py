@@ -179,6 +179,8 @@ class MessageResult(_Out, kw_only=True):
 
 
 class SubmitResponse(_Out, kw_only=True):
+    """The answer to ``POST /v1/messages``: one result per message, in request order."""
+
     results: list[MessageResult]
 
 
@@ -206,6 +208,8 @@ class PartOut(_Out, kw_only=True):
 
 
 class HistoryEntry(_Out, kw_only=True):
+    """One status change of a message."""
+
     at: datetime
     status: str
     detail: str | None = None
@@ -238,6 +242,8 @@ class Replacement(_Out, kw_only=True):
 
 
 class PreviewOut(_Out, kw_only=True):
+    """``POST /v1/messages/preview``: how the text would be sent."""
+
     encoding: str
     segments: int
     characters: int
@@ -258,6 +264,11 @@ class ConsentOut(_Out, kw_only=True):
 
 
 class RecipientConsent(_Out, kw_only=True):
+    """A recipient's consent.
+
+    ``state``: ``subscribed``, ``pending`` (double opt-in), ``unsubscribed`` or ``unknown``.
+    """
+
     state: str
     source: str | None = None
     double_opt_in: bool = False
@@ -265,6 +276,8 @@ class RecipientConsent(_Out, kw_only=True):
 
 
 class RecentSend(_Out, kw_only=True):
+    """A message recently sent to the recipient (what frequency rules look at)."""
+
     message_id: str
     at: datetime
     kind: str
@@ -274,6 +287,8 @@ class RecentSend(_Out, kw_only=True):
 
 
 class ErrorSummary(_Out, kw_only=True):
+    """The recipient's delivery errors (what the error segment is built from)."""
+
     errors: int = 0
     last_error_at: datetime | None = None
     error_class: str | None = None
@@ -318,21 +333,29 @@ class EventOut(_Out, kw_only=True):
 
 
 class EventsOut(_Out, kw_only=True):
+    """``GET /v1/events``: events after the cursor, oldest first."""
+
     events: list[EventOut]
     #: Cursor for the next call (unchanged when no event arrived within ``wait``).
     next: str
 
 
 class HealthOut(_Out, kw_only=True):
+    """``GET /healthz``."""
+
     status: Literal["ok", "unhealthy"]
 
 
 class ReadyOut(_Out, kw_only=True):
+    """``GET /readyz``: 200 when ready, 503 when not, with the reason in ``detail``."""
+
     ready: bool
     detail: str = ""
 
 
 class ErrorDetail(_Out, kw_only=True):
+    """What went wrong, and where."""
+
     #: Stable lower_snake_case code, e.g. ``invalid_json``, ``unknown_field``.
     code: str
     message: str

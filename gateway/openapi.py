@@ -30,6 +30,8 @@ class QueryParam(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ResponseSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """One documented answer of a route."""
+
     status: int
     description: str
     #: The body's type (a Struct), or None for no schema.

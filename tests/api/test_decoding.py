@@ -79,3 +79,12 @@ async def test_any_json_body_is_answered_without_a_500(body: Any) -> None:
 async def test_any_bytes_body_is_answered_without_a_500(body: bytes) -> None:
     response = await APP(Request("POST", "/v1/messages", JSON, body))
     assert response.status in (200, 202, 400), response
+
+
+async def test_absurd_nesting_is_400_not_500() -> None:
+    body = (b'{"to":"+14155550100","text":"x","metadata":{"a":' + b"[" * 200_000
+            + b"]" * 200_000 + b"}}")
+    response = await APP(Request("POST", "/v1/messages", JSON, body))
+    assert response.status == 400
+    assert isinstance(response.body, bytes)
+    assert msgspec.json.decode(response.body)["error"]["code"] == "invalid_json"
