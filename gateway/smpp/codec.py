@@ -555,16 +555,19 @@ def _enc_header_only(p: Pdu, seq: int, status: int) -> bytes:
 
 
 def _fast_tlvs(frame: bytes, pos: int, n: int) -> tuple[Tlv, ...]:
-    # Same as _dec_tlvs without the diagnostics.
-    out = []
+    # Same as _dec_tlvs without the diagnostics. An overrunning length yields a short
+    # slice and leaves pos past n, which the final check catches.
+    out: list[Tlv] = []
+    append = out.append
     unpack = _TL.unpack_from
     while pos < n:
         tag, ln = unpack(frame, pos)
-        end = pos + 4 + ln
-        if end > n:
-            raise ValueError
-        out.append(Tlv(tag, frame[pos + 4 : end]))
+        pos += 4
+        end = pos + ln
+        append(Tlv(tag, frame[pos:end]))
         pos = end
+    if pos != n:
+        raise ValueError
     return tuple(out)
 
 
