@@ -49,6 +49,7 @@ from gateway.http import Request, Response
 from gateway.openapi import QueryParam, ResponseSpec, RouteSpec, openapi_document
 
 __all__ = [
+    "LOOPBACK_HOSTS",
     "ROUTES",
     "Api",
     "ApiError",
@@ -66,6 +67,8 @@ __all__ = [
 log = logging.getLogger("gateway.api")
 
 DEFAULT_MAX_BATCH = 1000
+#: Host names (without port) a token-less API answers on /v1/*.
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]", "::1")
 DEFAULT_MAX_WAIT = 30.0
 
 Days = Annotated[int, msgspec.Meta(ge=1, le=3650)]
@@ -245,8 +248,11 @@ class Api:
     """The API application: an `gateway.http.Handler` over a `Backend`.
 
     ``tokens``: bearer tokens; empty = no authentication (the config allows that only on a
-    loopback listener). ``max_text_chars`` and ``max_batch`` are the configured limits
-    (the schema's caps are higher); ``max_wait`` bounds a long-poll.
+    loopback listener). Without tokens, /v1/* answers only requests whose Host is one of
+    ``loopback_hosts`` (None = any): a web page cannot then reach the API through DNS
+    rebinding (and cannot POST cross-origin: bodies must be declared JSON).
+    ``max_text_chars`` and ``max_batch`` are the configured limits (the schema's caps are
+    higher); ``max_wait`` bounds a long-poll.
     """
 
     def __init__(
@@ -254,6 +260,7 @@ class Api:
         backend: Backend,
         *,
         tokens: Sequence[str] = (),
+        loopback_hosts: Sequence[str] | None = LOOPBACK_HOSTS,
         max_text_chars: int = MAX_TEXT_CHARS,
         max_batch: int = DEFAULT_MAX_BATCH,
         max_wait: float = DEFAULT_MAX_WAIT,
@@ -261,6 +268,8 @@ class Api:
     ) -> None:
         self._backend = backend
         self._tokens = tuple(t.encode("utf-8") for t in tokens)
+        self._hosts = (None if self._tokens or loopback_hosts is None
+                       else frozenset(h.encode("ascii").lower() for h in loopback_hosts))
         self._max_text = max_text_chars
         self._max_batch = max_batch
         self._max_wait = max_wait
@@ -315,6 +324,10 @@ class Api:
         try:
             if self._tokens and path.startswith("/v1/") and not self._authorized(request):
                 response = self._unauthorized(request)
+            elif (self._hosts is not None and path.startswith("/v1/")
+                  and _hostname(request) not in self._hosts):
+                response = self._error(403, "host_not_allowed",
+                                       "without tokens the API answers loopback Host names only")
             else:
                 methods = self._static.get(path)
                 args: tuple[str, ...] = ()
@@ -526,6 +539,13 @@ class Api:
 
     async def _openapi(self, request: Request) -> Response:
         return Response(200, self._openapi_body, _JSON_HEADERS)
+
+
+def _hostname(request: Request) -> bytes:
+    host = (request.header(b"host") or b"").lower()
+    if host.startswith(b"["):  # [::1]:8080
+        return host[:host.find(b"]") + 1]
+    return host.partition(b":")[0]
 
 
 async def _aclose(iterator: object) -> None:

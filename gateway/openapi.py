@@ -65,6 +65,7 @@ class RouteSpec(msgspec.Struct, frozen=True, kw_only=True):
 _ERROR_TEXT = {
     400: "Invalid request: bad JSON, unknown or invalid field (`error.field` names it)",
     401: "Missing or wrong bearer token",
+    403: "Host not allowed: without tokens, /v1/* answers loopback Host names only",
     404: "Not found",
     413: "Body too large",
     415: "Content-Type is not application/json",
@@ -134,8 +135,8 @@ def openapi_document(
                                     for name, text in r.headers}
             responses[str(r.status)] = entry
         errors = set(route.errors) | {500}
-        if route.auth and auth:
-            errors.add(401)
+        if route.auth:
+            errors.add(401 if auth else 403)
         for status in sorted(errors):
             entry = {"description": _ERROR_TEXT[status],
                      "content": {"application/json": {"schema": error_ref}}}

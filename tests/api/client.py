@@ -52,7 +52,9 @@ class Client:
     ) -> None:
         if self.conn.our_state is h11.DONE and self.conn.their_state is h11.DONE:
             self.conn.start_next_cycle()
-        hdrs = [("host", "test"), *headers]
+        hdrs = list(headers)
+        if not any(name.lower() == "host" for name, _ in hdrs):
+            hdrs.insert(0, ("host", "127.0.0.1"))
         if token is not None:
             hdrs.append(("authorization", f"Bearer {token}"))
         if json is not None:

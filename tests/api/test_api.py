@@ -323,6 +323,34 @@ async def test_bearer_auth_on_v1_only(
         assert backend.batches and len(backend.batches) == 1
 
 
+@pytest.mark.parametrize(("host", "status"), [
+    ("127.0.0.1:8080", 200), ("localhost", 200), ("LOCALHOST:1", 200), ("[::1]:8080", 200),
+    ("attacker.example", 403), ("attacker.example:8080", 403), ("127.0.0.1.nip.io", 403),
+])
+async def test_tokenless_api_answers_loopback_hosts_only(
+        net: Net, nursery: trio.Nursery, backend: FakeBackend, host: str, status: int) -> None:
+    # DNS rebinding: a page on attacker.example re-pointed at 127.0.0.1 sends its own Host.
+    backend.recipients[TO] = recipient(TO)
+    with trio.fail_after(5):
+        server, _ = await start(nursery, backend)
+        client = await net.client(server.port)
+        reply = await client.request("GET", f"/v1/recipients/{TO}", headers=[("host", host)])
+        assert reply.status == status
+        if status == 403:
+            assert error(reply)[:2] == (403, "host_not_allowed")
+        assert (await client.request("GET", "/healthz", headers=[("host", host)])).status == 200
+
+
+async def test_with_tokens_any_host_is_fine(
+        net: Net, nursery: trio.Nursery, backend: FakeBackend) -> None:
+    backend.recipients[TO] = recipient(TO)
+    with trio.fail_after(5):
+        server, _ = await start(nursery, backend, tokens=["t"])
+        reply = await call(net, server, "GET", f"/v1/recipients/{TO}", token="t",
+                           headers=[("host", "gateway.internal:8080")])
+        assert reply.status == 200
+
+
 # --- NDJSON segment --------------------------------------------------------------------
 
 def line(phone: str, errors: int = 2) -> ErrorSegmentLine:

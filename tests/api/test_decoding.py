@@ -14,7 +14,7 @@ from gateway.api_types import Backpressure, MessageIn
 from gateway.http import Request
 from tests.api.fake import FakeBackend
 
-JSON = [(b"content-type", b"application/json")]
+JSON = [(b"host", b"127.0.0.1"), (b"content-type", b"application/json")]
 APP = Api(FakeBackend())  # built once: hypothesis runs hundreds of examples
 
 

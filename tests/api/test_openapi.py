@@ -137,3 +137,4 @@ def test_security_follows_token_configuration(doc: dict[str, Any]) -> None:
     assert "securitySchemes" not in open_doc["components"]
     assert "security" not in open_doc["paths"]["/v1/messages"]["post"]
     assert "401" not in open_doc["paths"]["/v1/messages"]["post"]["responses"]
+    assert "403" in open_doc["paths"]["/v1/messages"]["post"]["responses"]
