@@ -138,3 +138,8 @@ def test_security_follows_token_configuration(doc: dict[str, Any]) -> None:
     assert "security" not in open_doc["paths"]["/v1/messages"]["post"]
     assert "401" not in open_doc["paths"]["/v1/messages"]["post"]["responses"]
     assert "403" in open_doc["paths"]["/v1/messages"]["post"]["responses"]
+
+
+def test_auth_flag_matches_the_v1_prefix_the_router_checks() -> None:
+    for route in ROUTES:
+        assert route.auth == route.path.startswith("/v1/"), route.path
