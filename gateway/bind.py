@@ -53,7 +53,7 @@ from gateway.smpp import events as ev
 from gateway.smpp import pdu as P
 from gateway.smpp.constants import CommandStatus, RetryClass, retry_class
 from gateway.smpp.errors import EncodeError, LocalProtocolError
-from gateway.smpp.session import Role, Session, SessionConfig
+from gateway.smpp.session import Role, Session, SessionConfig, SessionState
 from gateway.throttle import TokenBucket
 
 __all__ = [
@@ -78,6 +78,11 @@ __all__ = [
 log = logging.getLogger("smsgw.bind")
 
 RECEIVE_SIZE = 256 * 1024
+_CAN_SUBMIT = frozenset({SessionState.BOUND_TX, SessionState.BOUND_TRX})
+THROTTLE_QUIET = 10.0  # seconds without a throttled response that end a throttling episode
+ADAPT_CUT = 0.9  # after a throttle: 90 % of the rate the SMSC accepted since the last cut
+ADAPT_GROW = 0.1  # then grow 10 % per second (at least 1/s) ...
+ADAPT_UNLIMITED = 1e6  # ... until the configured tps, or "unlimited" again
 
 
 class BindKind(enum.StrEnum):
@@ -257,6 +262,13 @@ class WorkQueue:
         self._closed = False
         self.throttled = 0
         self.pauses = 0
+        self._last_throttled = -math.inf
+        # AIMD on the submit rate while the SMSC throttles (domain.md §1.6: "cut TPS").
+        self._tps = tps
+        self.adaptive_tps: float | None = None
+        self._cut_at: float | None = None
+        self._accepted_since_cut = 0
+        self._grown_at = 0.0
 
     def __len__(self) -> int:
         return self._queued
@@ -304,6 +316,10 @@ class WorkQueue:
         """Up to ``n`` parts that the token bucket allows at ``now`` (retries first)."""
         if n <= 0 or self._queued == 0:
             return []
+        if self._cut_at is None:
+            self._cut_at = now  # sending starts: the first acceptance-rate sample
+        elif self.adaptive_tps is not None and now - self._grown_at >= 0.25:
+            self._grow(now)
         n = self.bucket.take(min(n, self._queued), now)
         if n == 0:
             return []
@@ -348,6 +364,7 @@ class WorkQueue:
         """
         batch, index = item
         self.throttled += 1
+        self._last_throttled = now
         since = batch._throttled_since
         if since is None:
             since = batch._throttled_since = {}
@@ -357,11 +374,12 @@ class WorkQueue:
         # One pause per burst: the other refusals of the same burst land inside it and
         # must not escalate the backoff (that would jump to the cap after one window).
         if now >= self.bucket.paused_until:
+            self._cut(now)
             delay = self._throttle_backoff.next_delay(self._rng)
             self.bucket.pause(now + delay, now)
             self.pauses += 1
             line = self._throttle_log.failure(
-                f"carrier {self.name}: SMSC throttling (status 0x{status:02X}), "
+                f"carrier {self.name}: SMSC throttling ({_status_name(status)}), "
                 "pausing submits", now)
             if line is not None:
                 log.warning("%s for %.2f s (bind %s)", line, delay, bind)
@@ -370,10 +388,49 @@ class WorkQueue:
         self._wake_all()
         return True
 
+    def _cut(self, now: float) -> None:
+        """Multiplicative decrease: just under the rate the SMSC accepted lately."""
+        start = self._cut_at if self._cut_at is not None else now
+        observed = self._accepted_since_cut / max(1.0, now - start)
+        if observed > 0:
+            rate = observed * ADAPT_CUT
+        elif self.adaptive_tps is not None:
+            rate = self.adaptive_tps / 2.0
+        else:
+            rate = 1.0
+        if self._tps:
+            rate = min(rate, self._tps)
+        self.adaptive_tps = max(1.0, rate)
+        self.bucket.set_tps(self.adaptive_tps, now)
+        self._cut_at = now
+        self._grown_at = now
+        self._accepted_since_cut = 0
+
+    def _grow(self, now: float) -> None:
+        """Additive-ish increase (10 %/s, at least 1/s) back towards the configured rate."""
+        assert self.adaptive_tps is not None
+        dt = now - self._grown_at
+        self._grown_at = now
+        rate = self.adaptive_tps + max(1.0, self.adaptive_tps * ADAPT_GROW) * dt
+        if (self._tps and rate >= self._tps) or rate >= ADAPT_UNLIMITED:
+            self.adaptive_tps = None
+            self.bucket.set_tps(self._tps, now)
+        else:
+            self.adaptive_tps = rate
+            self.bucket.set_tps(rate, now)
+
     def accepted(self, now: float) -> None:
-        """A submit was accepted: the SMSC is no longer throttling us."""
+        """A submit was accepted after the pause: keep the next pause short."""
+        self._accepted_since_cut += 1
         if self._throttle_backoff.failures and now >= self.bucket.paused_until:
+            # The SMSC takes parts again: we are at its rate, not over it. Resetting keeps
+            # pauses short (throughput near the carrier's limit) instead of growing them
+            # to the cap during a long campaign.
             self._throttle_backoff.reset()
+        if (self._throttle_log.cause is not None
+                and now - self._last_throttled >= THROTTLE_QUIET):
+            # Only a throttling-free stretch ends the episode (one log line, not one per
+            # pause).
             line = self._throttle_log.recovered(now)
             if line is not None:
                 log.info("carrier %s: throttling %s", self.name, line)
@@ -663,15 +720,16 @@ class Bind:
 
     def _bind_pdu(self) -> P.Pdu:
         s = self.settings
-        fields = {
-            "system_id": s.system_id, "password": s.password, "system_type": s.system_type,
-            "addr_ton": s.addr_ton, "addr_npi": s.addr_npi, "address_range": s.address_range,
-        }
-        if self.kind is BindKind.TRANSMITTER:
-            return msgspec.convert(fields, P.BindTransmitter)
-        if self.kind is BindKind.RECEIVER:
-            return msgspec.convert(fields, P.BindReceiver)
-        return msgspec.convert(fields, P.BindTransceiver)
+        cls = {
+            BindKind.TRANSMITTER: P.BindTransmitter,
+            BindKind.RECEIVER: P.BindReceiver,
+            BindKind.TRANSCEIVER: P.BindTransceiver,
+        }[self.kind]
+        pdu = cls(
+            system_id=s.system_id, password=s.password, system_type=s.system_type,
+            addr_ton=s.addr_ton, addr_npi=s.addr_npi, address_range=s.address_range,
+        )
+        return pdu  # type: ignore[return-value]  # cls is one of the three bind PDUs
 
     async def _bind(self, stream: trio.abc.Stream, session: Session) -> None:
         s = self.settings
@@ -842,7 +900,7 @@ class Bind:
                             self._ticker_wake.set()
                         else:
                             wait_until = close_deadline
-                elif queue is not None and len(queue):
+                elif queue is not None and len(queue) and session.state in _CAN_SUBMIT:
                     room = min(session.window_free(), max_batch)
                     if room > 0:
                         items = queue.take(room, now)

@@ -140,7 +140,11 @@ class Carrier:
 
     async def wait_bound(self, n: int = 1) -> None:
         """Wait until at least ``n`` binds are bound."""
-        while len(self._live) < n:
+        await self.wait_until(lambda c: len(c.live_binds) >= n)
+
+    async def wait_until(self, predicate: Callable[[Carrier], bool]) -> None:
+        """Wait until ``predicate(carrier)`` holds; re-checked whenever a bind comes or goes."""
+        while not predicate(self):
             await self._changed.wait()
 
     def statistics(self) -> CarrierStats:

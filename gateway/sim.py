@@ -15,8 +15,8 @@ What it does, per connection (same reader / writer / ticker shape as ``gateway.b
   ``dlr_delay`` (+ jitter) with a configurable stat mix. A receipt goes to the bind that
   submitted if it can receive, else to any receiver of the account, else waits;
 - MO injection: ``await server.inject_mo(...)`` in-process;
-- fault injection: ``drop_all()``, ``unbind_all()``, ``drop_after`` (cut a session at its
-  Nth submit without answering it), SMSC-sent enquire_link.
+- fault injection: ``drop_all()``, ``unbind_all()``, ``freeze_all()``, ``drop_after``
+  (cut a session at its Nth submit without answering it), SMSC-sent enquire_link.
 - deliver_sm still unanswered when a connection ends are re-sent later on another bind
   (at-least-once, as real SMSCs do).
 
@@ -174,6 +174,8 @@ class _Conn:
         self.tick_wake = trio.Event()
         self.cancel = trio.CancelScope()
         self.unbinding = False
+        self.dropping = False
+        self.frozen = False
         self.closed = False
 
     @property
@@ -204,6 +206,8 @@ class _Conn:
                 data = await self.stream.receive_some(RECEIVE_SIZE)
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                 data = b""
+            if self.frozen:
+                await trio.sleep_forever()
             now = trio.current_time()
             session.receive_data(bytes(data), now)
             self._dispatch(session.events(), now)
@@ -216,6 +220,8 @@ class _Conn:
         server = self.server
         stats = server.stats
         for event in events:
+            if self.dropping:
+                return
             if isinstance(event, ev.RequestReceived):
                 pdu = event.pdu
                 if isinstance(pdu, P.SubmitSm):
@@ -293,8 +299,11 @@ class _Conn:
         stats.submits += 1
         self.submits += 1
         if s.drop_after and self.submits >= s.drop_after:
+            # Like the node simulator: this submit is not answered, the ones before it
+            # are (the writer flushes them, then cuts), anything after it is discarded.
             stats.drops += 1
-            server._drop(self)
+            self.dropping = True
+            self.wake.set()
             return
         status = 0
         resp = _EMPTY_RESP
@@ -330,7 +339,7 @@ class _Conn:
                 while delayed and delayed[0][0] <= now:
                     _, seq, resp, status = delayed.popleft()
                     session.send_response(seq, resp, status)
-                if self.pending and self.bound and not self.unbinding:
+                if self.pending and self.bound and not self.unbinding and not self.dropping:
                     room = session.window_free()
                     if room > 0:
                         stats = self.server.stats
@@ -344,10 +353,15 @@ class _Conn:
                             else:
                                 stats.dlrs_sent += 1
                         self.tick_wake.set()
+                if self.frozen:
+                    await trio.sleep_forever()
                 data = session.data_to_send()
                 if data:
                     await stream.send_all(data)
                     continue
+                if self.dropping:
+                    self.server._drop(self)
+                    return
                 if self.unbinding:
                     await trio.sleep(0.05)  # let the peer read the last bytes before close
                     self.close()
@@ -454,6 +468,17 @@ class SimServer:
             self._drop(c)
             n += 1
         return n
+
+    def freeze_all(self) -> int:
+        """Stop reading and answering on every connection, but keep them open.
+
+        A hung SMSC or a black-holed link: only the ESME's enquire_link / response
+        timers can tell. Returns how many connections froze.
+        """
+        for c in self.conns:
+            c.frozen = True
+            c.wake.set()
+        return len(self.conns)
 
     def unbind_all(self) -> int:
         """SMSC-initiated unbind on every bound session; returns how many."""

@@ -17,6 +17,11 @@ import math
 
 __all__ = ["TokenBucket"]
 
+# Float slack when flooring tokens: ready_at() computes the exact instant a token is
+# complete, and rounding must not leave 0.9999999 tokens there (a wake-up that grants
+# nothing, again and again).
+_EPS = 1e-6
+
 
 class TokenBucket:
     """Tokens refill continuously at ``rate``/s up to ``burst``; ``tps = 0`` means unlimited.
@@ -26,11 +31,30 @@ class TokenBucket:
     by a burst larger than the normal one.
     """
 
-    __slots__ = ("_burst", "_paused_until", "_rate", "_stamp", "_tokens")
+    __slots__ = ("_burst", "_paused_until", "_rate", "_stamp", "_tokens", "tps")
 
     def __init__(self, tps: float, *, now: float, burst: float | None = None) -> None:
+        self._tokens = 0.0
+        self._stamp = now
+        self._paused_until = -math.inf
+        self._configure(tps, burst)
+        self._tokens = 0.0 if tps == 0 else self._burst
+
+    def set_tps(self, tps: float, now: float) -> None:
+        """Change the rate from ``now`` on (tokens held are kept, up to the new burst)."""
+        if not self.unlimited:
+            self._refill(now)
+        self._stamp = now
+        self._configure(tps, None)
+        if self.unlimited:
+            self._tokens = 0.0
+        else:
+            self._tokens = min(self._tokens, self._burst)
+
+    def _configure(self, tps: float, burst: float | None) -> None:
         if tps < 0:
             raise ValueError("tps must be >= 0")
+        self.tps = float(tps)
         if tps == 0:
             self._rate = math.inf
             self._burst = math.inf
@@ -44,9 +68,6 @@ class TokenBucket:
             # B + r <= tps whenever tps >= 2 * burst; below that (tps < 2) keep half the
             # rate rather than a near-zero one: strict sliding-window compliance needs tps >= 2.
             self._rate = max(float(tps) - self._burst, float(tps) / 2.0)
-        self._tokens = 0.0 if tps == 0 else self._burst
-        self._stamp = now
-        self._paused_until = -math.inf
 
     @property
     def unlimited(self) -> bool:
@@ -82,7 +103,7 @@ class TokenBucket:
         if self.unlimited:
             return 1 << 30
         self._refill(now)
-        return int(self._tokens)
+        return int(self._tokens + _EPS)
 
     def take(self, n: int, now: float) -> int:
         """Grant up to ``n`` tokens at ``now``; returns how many were granted (maybe 0)."""
@@ -91,7 +112,7 @@ class TokenBucket:
         if self.unlimited:
             return n
         self._refill(now)
-        granted = min(n, int(self._tokens))
+        granted = min(n, int(self._tokens + _EPS))
         self._tokens -= granted
         return granted
 

@@ -110,3 +110,15 @@ def test_ready_at_is_when_take_succeeds(tps: int, now: float) -> None:
     t = b.ready_at(now)
     assert t > now and math.isfinite(t)
     assert b.take(1, t + 1e-9 * max(1.0, t)) == 1
+
+
+def test_set_tps_changes_rate_and_caps_tokens() -> None:
+    b = TokenBucket(0, now=0.0)
+    b.set_tps(10, now=1.0)
+    assert not b.unlimited and b.tps == 10
+    assert b.take(5, 1.0) == 0  # starts empty when leaving "unlimited"
+    assert b.take(5, 2.0) == 1  # burst 1
+    b.set_tps(1000, now=2.0)
+    assert b.take(100, 2.1) == 50
+    b.set_tps(0, now=3.0)
+    assert b.unlimited and b.take(10**6, 3.0) == 10**6
