@@ -46,6 +46,7 @@ PHONE_FIELDS = frozenset({
 # "+" and 7..15 digits, optionally with spaces/dashes between digit groups, not inside a
 # longer alphanumeric run.
 _PLUS_NUMBER = re.compile(r"(?<![\w+])\+\d(?:[ \-]?\d){6,14}(?!\d)")
+_NUMBER_CHARS = frozenset("0123456789+ -.()")
 _MIN_MASKED_DIGITS = 7   # shorter: short codes and alphanumeric senders are not personal
 _KEEP_HEAD = 4
 _KEEP_TAIL = 2
@@ -55,8 +56,8 @@ def mask_phone(value: str) -> str:
     """``+33612345678`` -> ``+3361*****78``. Short codes (< 7 digits) and text stay as is."""
     s = str(value)
     digits = [c for c in s if c.isdigit()]
-    if len(digits) < _MIN_MASKED_DIGITS or len(digits) < len(s.strip().lstrip("+")) - 4:
-        # Mostly not digits: an alphanumeric sender or free text, not a number.
+    if len(digits) < _MIN_MASKED_DIGITS or not set(s.strip()) <= _NUMBER_CHARS:
+        # Too short, or not only a number: an alphanumeric sender or free text.
         return s
     head = "+" if s.strip().startswith("+") else ""
     n = len(digits)
@@ -120,6 +121,9 @@ def _text_value(v: object) -> str:
     return s
 
 
+_JSON_RESERVED = frozenset({"ts", "level", "logger", "msg", "exc"})
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: ``ts``, ``level``, ``logger``, ``msg``, the fields, ``exc``."""
 
@@ -135,7 +139,8 @@ class JsonFormatter(logging.Formatter):
         obj: dict[str, Any] = {"ts": _timestamp(record), "level": record.levelname.lower(),
                                "logger": record.name, "msg": msg}
         for k, v in _masked_fields(_fields(record), self.mask_phones).items():
-            obj.setdefault(k, v)  # never let a field overwrite ts/level/logger/msg
+            # a field never overwrites ts/level/logger/msg/exc: it gets a trailing "_"
+            obj[k + "_" if k in _JSON_RESERVED else k] = v.hex() if isinstance(v, bytes) else v
         if record.exc_info:
             obj["exc"] = "".join(traceback.format_exception(*record.exc_info))
         return self._encoder.encode(obj).decode()
