@@ -350,3 +350,18 @@ def test_carrier_to_bind_settings() -> None:
     assert (b.mode, b.binds, b.window, b.tps) == ("transmitter+receiver", 2, 10, 5.0)
     assert (b.backoff_initial, b.backoff_max, b.tls, b.tls_server_hostname) == (
         2.0, 9.0, True, "smpp.example")
+
+
+def test_container_config_requires_tokens_from_env() -> None:
+    """The Dockerfile's config listens on 0.0.0.0: no SMSGW_API_TOKENS, no start."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    [path] = [line.split("SMSGW_CONFIG=", 1)[1].split()[0]
+              for line in dockerfile.splitlines() if "SMSGW_CONFIG=" in line]
+    local = ROOT / path.removeprefix("/app/")
+    with pytest.raises(ConfigError) as info:
+        load_config(local, env={})
+    assert info.value.path == "api.token_env"
+    cfg = load_config(local, env={"SMSGW_API_TOKENS": "t1"})
+    assert cfg.api.address == ("0.0.0.0", 8080) and cfg.store.path == "/data"
+    assert "USER smsgw" in dockerfile and 'VOLUME ["/data"]' in dockerfile
+    assert "/healthz" in dockerfile
