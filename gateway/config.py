@@ -135,6 +135,10 @@ class ApiConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True)
         """``listen`` as ``(host, port)``."""
         return parse_listen(self.listen)
 
+    def token_values(self) -> tuple[str, ...]:
+        """Every resolved token (file, env and list), revealed: for ``gateway.api.Api``."""
+        return tuple(t.reveal() for t in self.tokens)
+
 
 class MetricsConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """``[metrics]``: the Prometheus listener."""
