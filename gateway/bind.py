@@ -604,6 +604,7 @@ class Bind:
         self._inflight: dict[int, Item] = {}
         self._writer_wake = trio.Event()
         self._ticker_wake = trio.Event()
+        self._ticker_alarm = math.inf
         self._idle = trio.Event()  # set when nothing is in flight (for graceful close)
         self._end_reason: BindError | None = None
         self._closing = False
@@ -790,6 +791,7 @@ class Bind:
             now = trio.current_time()
             session.receive_data(bytes(data), now)
             batch = self._dispatch(session.events(), now)
+            self._poke_ticker(session)
             if batch:
                 if inbound_out is None:
                     for item in batch:
@@ -897,7 +899,7 @@ class Bind:
                             pass  # the Session already answered unbind_resp; just flush
                         elif not inflight or now >= close_deadline:
                             self._unbind_seq = session.send_request(P.Unbind(), now)
-                            self._ticker_wake.set()
+                            self._poke_ticker(session)
                         else:
                             wait_until = close_deadline
                 elif queue is not None and len(queue) and session.state in _CAN_SUBMIT:
@@ -907,7 +909,7 @@ class Bind:
                         if items:
                             self._feed(session, items, now)
                             self._idle = trio.Event()
-                            self._ticker_wake.set()
+                            self._poke_ticker(session)
                         elif len(queue):
                             wait_until = queue.ready_at(now)
                 data = session.data_to_send()
@@ -954,12 +956,23 @@ class Bind:
             else:
                 self.submitted += 1
         self._idle = trio.Event()
-        self._ticker_wake.set()
+        self._poke_ticker(session)
+
+    def _poke_ticker(self, session: Session) -> None:
+        """Wake the ticker if the Session's next deadline moved before its alarm.
+
+        Sending a request can arm an earlier response deadline, and receiving one can
+        bring the enquire_link deadline forward (when enquire_link < response_timeout).
+        """
+        deadline = session.next_deadline()
+        if deadline is not None and deadline < self._ticker_alarm:
+            self._ticker_wake.set()
 
     async def _ticker(self, session: Session) -> None:
         while True:
             deadline = session.next_deadline()
-            with trio.move_on_at(deadline if deadline is not None else math.inf):
+            self._ticker_alarm = deadline if deadline is not None else math.inf
+            with trio.move_on_at(self._ticker_alarm):
                 await self._ticker_wake.wait()
             if self._ticker_wake.is_set():
                 self._ticker_wake = trio.Event()

@@ -143,7 +143,7 @@ class Carrier:
         await self.wait_until(lambda c: len(c.live_binds) >= n)
 
     async def wait_until(self, predicate: Callable[[Carrier], bool]) -> None:
-        """Wait until ``predicate(carrier)`` holds; re-checked whenever a bind comes or goes."""
+        """Wait until ``predicate(carrier)`` holds; re-checked when a bind comes, goes or fails."""
         while not predicate(self):
             await self._changed.wait()
 
@@ -241,6 +241,7 @@ class Carrier:
                 backoff.reset()
             self.failures += 1
             self.last_failure = cause
+            self._notify()
             delay = backoff.next_delay(self._rng)
             line = self._faillog.failure(cause, now)
             if line is not None:
