@@ -27,6 +27,7 @@ dict/list operations; a submit_sm_resp costs one ``decode``, a dict pop and one 
 
 from __future__ import annotations
 
+import struct
 from typing import Final
 
 import msgspec
@@ -34,6 +35,7 @@ import msgspec
 from .codec import decode, decode_header, encode
 from .constants import (
     GENERIC_NACK,
+    HEADER_LENGTH,
     MAX_SEQUENCE_NUMBER,
     RESPONSE_BIT,
     CommandId,
@@ -94,6 +96,7 @@ from .timers import EnquireLinkDue, Expired, LinkDeadReason, ResponseOverdue, Ti
 
 __all__ = ["Role", "Session", "SessionConfig", "SessionState", "SessionStats", "WindowFull"]
 
+_LENGTH: Final = struct.Struct(">I").unpack_from  # command_length, SMPP 3.4 §3.2
 _ENQUIRE_LINK: Final = int(CommandId.ENQUIRE_LINK)
 _UNBIND: Final = int(CommandId.UNBIND)
 _OPEN: Final = SessionState.OPEN
@@ -332,6 +335,27 @@ class Session:
         timers.last_received = now
         timers.last_activity = now
         frames = self._frames
+        if not frames.pending:
+            # Fast path (nothing partial buffered, the common case): slice whole frames
+            # straight out of ``data``, one copy each, instead of copying everything
+            # through the PduBuffer (~250 ns/PDU saved). Any length the buffer would
+            # refuse, and a trailing partial frame, go through the PduBuffer below,
+            # which stays the one judge of framing errors.
+            pos = 0
+            n = len(data)
+            max_length = frames.max_length
+            on_frame = self._on_frame
+            while n - pos >= HEADER_LENGTH:
+                (length,) = _LENGTH(data, pos)
+                end = pos + length
+                if length < HEADER_LENGTH or length > max_length or end > n:
+                    break
+                on_frame(data[pos:end])
+                pos = end
+            if pos:
+                if pos == n:
+                    return
+                data = data[pos:]
         frames.feed(data)
         while True:
             try:
@@ -357,6 +381,19 @@ class Session:
         received = self._received
         received[command_id] = received.get(command_id, 0) + 1
         if command_id & RESPONSE_BIT:
+            # Hot path (submit_sm_resp): _on_response inlined for the plain case.
+            inflight = self._inflight
+            entry = inflight.get(seq)
+            if entry is not None:
+                request = entry[0]
+                request_id = request.command_id
+                if command_id == request_id | RESPONSE_BIT and request_id not in LINK_REQUESTS:
+                    del inflight[seq]
+                    self._events.append(
+                        ResponseReceived(seq, command_id, decoded.command_status, decoded.pdu,
+                                         request)
+                    )  # fmt: skip
+                    return
             self._on_response(seq, command_id, decoded.command_status, decoded.pdu)
             return
         try:
@@ -509,7 +546,11 @@ class Session:
         inflight = self._inflight
         if len(inflight) - (self._enquire_seq is not None) >= self._window:
             raise WindowFull(self._window)
-        seq = self._take_seq()
+        # Inlined _take_seq (a call costs as much as the rest of this block).
+        seq = self._next_seq
+        self._next_seq = 1 if seq >= MAX_SEQUENCE_NUMBER else seq + 1
+        if seq in inflight:
+            seq = self._take_seq()
         data = encode(pdu, seq=seq)
         self._out.append(data)
         self._bytes_sent += len(data)
