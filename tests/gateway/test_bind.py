@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import logging
 import random
+import shutil
+import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import pytest
 import trio
@@ -358,3 +361,39 @@ async def test_receipt_to_unacked_is_redelivered_after_reconnect(
         assert again[0].ack()
         await trio.sleep(0.1)
         assert server.stats.dlrs_acked == 1
+
+
+def make_cert(directory: Path, name: str) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1 (its own CA), made with the openssl CLI."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl CLI not available to make a test certificate")
+    cert, key = directory / f"{name}.pem", directory / f"{name}.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+        check=True, capture_output=True,
+    )
+    return str(cert), str(key)
+
+
+@pytest.mark.slow
+async def test_tls_to_the_carrier(tmp_path: Path) -> None:
+    cert, key = make_cert(tmp_path, "smsc")
+    other, _ = make_cert(tmp_path, "other")
+    async with sim(certfile=cert, keyfile=key) as server:
+        good = Carrier(settings(port=server.port, tls=True, ca_file=cert))
+        bad = Carrier(settings(name="bad", port=server.port, tls=True, ca_file=other,
+                               backoff_initial=5.0))
+        with trio.fail_after(20):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(good.run)
+                await nursery.start(bad.run)
+                await good.wait_bound()
+                out = await good.submit([part(1)])
+                assert out[0].kind is OutcomeKind.ACCEPTED
+                await bad.wait_until(lambda c: c.failures >= 1)
+                assert "TLS handshake" in (bad.last_failure or "")
+                assert "certificate verify failed" in (bad.last_failure or "")
+                await good.shutdown()
+                await bad.shutdown()

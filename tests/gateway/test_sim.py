@@ -1,0 +1,101 @@
+"""The sandbox SMSC (gateway.sim) against an independent ESME: smpplib, blocking, in a thread.
+
+Real sockets and real time (smpplib is a blocking client), so these are short and
+bounded by ``trio.fail_after``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+import smpplib.client
+import smpplib.consts
+import trio
+
+from gateway.sim import DlrStat, SimServer, SimSettings
+
+pytestmark = pytest.mark.slow
+
+
+@asynccontextmanager
+async def sim(**kw: Any) -> AsyncIterator[SimServer]:
+    s = SimSettings(port=0, seed=1, accounts={"sandbox": "sandbox"}, **kw)
+    async with trio.open_nursery() as nursery:
+        server: SimServer = await nursery.start(SimServer(s).run)
+        yield server
+        nursery.cancel_scope.cancel()
+
+
+def smpplib_session(port: int, n: int, *, password: str = "sandbox") -> dict[str, Any]:
+    """Bind as transceiver, submit n messages asking for receipts, read until all arrive."""
+    logging.getLogger("smpp.Client").setLevel(logging.WARNING)
+    client = smpplib.client.Client("127.0.0.1", port, timeout=5, allow_unknown_opt_params=True)
+    sent: list[Any] = []
+    received: list[Any] = []
+    # smpplib calls handlers with pdu=... (keyword), which list.append refuses
+    client.set_message_sent_handler(lambda pdu: sent.append(pdu))  # noqa: PLW0108
+    client.set_message_received_handler(lambda pdu: received.append(pdu))  # noqa: PLW0108
+    client.connect()
+    try:
+        try:
+            client.bind_transceiver(system_id="sandbox", password=password)
+        except smpplib.exceptions.PDUError as e:
+            return {"bind_error": e.args}
+        for i in range(n):
+            client.send_message(
+                source_addr_ton=smpplib.consts.SMPP_TON_ALNUM, source_addr="ACME",
+                dest_addr_ton=smpplib.consts.SMPP_TON_INTL, dest_addr_npi=1,
+                destination_addr=f"4477009{i:05d}", short_message=b"Hello from smpplib",
+                registered_delivery=1,
+            )
+        while len(sent) < n or len(received) < n:
+            client.read_once()
+        client.unbind()
+    finally:
+        client.disconnect()
+    return {
+        "message_ids": [p.message_id.decode() for p in sent],
+        "statuses": [p.status for p in sent],
+        "receipts": [(p.receipted_message_id.decode(), p.message_state, p.short_message)
+                     for p in received],
+    }
+
+
+async def test_smpplib_submits_and_gets_receipts() -> None:
+    async with sim(dlr_delay=0.05) as server:
+        with trio.fail_after(20):
+            r = await trio.to_thread.run_sync(smpplib_session, server.port, 5)
+        assert r["statuses"] == [0] * 5
+        assert len(set(r["message_ids"])) == 5
+        assert {mid for mid, _, _ in r["receipts"]} == set(r["message_ids"])
+        for mid, state, text in r["receipts"]:
+            assert state == 2  # DELIVERED
+            assert text.startswith(f"id:{mid} sub:001 dlvrd:001 submit date:".encode())
+            assert b" stat:DELIVRD err:000 text:Hello from smpplib" in text
+        assert server.stats.dlrs_acked == 5
+        assert server.stats.unbinds == 1
+
+
+async def test_smpplib_wrong_password() -> None:
+    async with sim() as server:
+        with trio.fail_after(10):
+            r = await trio.to_thread.run_sync(
+                lambda: smpplib_session(server.port, 1, password="nope"))
+        assert "bind_error" in r
+        assert server.stats.bind_failures == 1
+
+
+async def test_stat_mix_and_failure_only_receipts() -> None:
+    mix = (DlrStat("DELIVRD", 1.0), DlrStat("UNDELIV", 1.0, "005"))
+    async with sim(dlr_delay=0.0, dlr_stats=mix) as server:
+        with trio.fail_after(20):
+            r = await trio.to_thread.run_sync(smpplib_session, server.port, 40)
+        texts = [t for _, _, t in r["receipts"]]
+        undeliv = [t for t in texts if b"stat:UNDELIV err:005" in t]
+        assert 5 <= len(undeliv) <= 35
+        states = {s for _, s, _ in r["receipts"]}
+        assert states == {2, 5}
