@@ -182,11 +182,11 @@ class WindowFull(LocalProtocolError):
         super().__init__(f"window full: {window} requests await a response")
 
 
+_COMMAND_NAMES: Final = {int(c): c.name.lower() for c in CommandId}
+
+
 def _command_name(command_id: int) -> str:
-    try:
-        return CommandId(command_id).name.lower()
-    except ValueError:
-        return f"0x{command_id:08x}"
+    return _COMMAND_NAMES.get(command_id) or f"0x{command_id:08x}"
 
 
 class Session:
@@ -330,6 +330,8 @@ class Session:
             self._events.append(ConnectionClosed())
             self._finish(_CLOSED)
             return
+        if type(data) is not bytes:
+            data = bytes(data)  # trio may hand us a bytearray; PDU fields must be bytes
         self._bytes_received += len(data)
         timers = self._timers
         timers.last_received = now
@@ -506,8 +508,8 @@ class Session:
         command_id = exc.command_id
         seq = exc.sequence_number
         self._peer_error(exc.status, str(exc), seq)
-        if command_id is None or seq is None:
-            return  # unreachable for a framed PDU (16 header octets); nothing to echo
+        if command_id is None or seq is None:  # pragma: no cover - framed PDUs have a header
+            return
         if command_id not in PDU_TYPES or exc.field == "command_length":
             # §4.3: an unusable header is answered with generic_nack echoing the seq.
             self._nacks_sent += 1

@@ -218,6 +218,32 @@ def test_sequence_numbers_wrap_to_one() -> None:
     assert seqs == [0x7FFFFFFF, 1, 2]
 
 
+def test_sequence_number_still_in_flight_is_skipped() -> None:
+    esme = Session(Role.ESME, QUIET, first_sequence=0x7FFFFFFF)
+    assert esme.send_request(EnquireLink(), 0) == 0x7FFFFFFF
+    assert esme.send_request(EnquireLink(), 0) == 1
+    # Reaching the wrap with seq 1 still unanswered takes 2^31 requests; jump there.
+    esme._next_seq = 0x7FFFFFFF
+    assert esme.send_request(EnquireLink(), 0) == 2  # 0x7FFFFFFF and 1 are in flight
+    assert esme.send_request(EnquireLink(), 0) == 3
+
+
+def test_bytearray_input_is_accepted() -> None:
+    pair = bound_pair()
+    pair.esme.receive_data(bytearray(encode(DELIVER, seq=5)), 1)
+    (ev,) = pair.esme.events()
+    assert isinstance(ev, RequestReceived)
+    assert type(ev.pdu.short_message) is bytes  # type: ignore[union-attr]
+
+
+def test_read_only_views() -> None:
+    session = Session(Role.SMSC, QUIET)
+    assert session.role is Role.SMSC
+    assert session.config is QUIET
+    assert session.state is S.OPEN
+    assert Session(Role.ESME).config == SessionConfig()
+
+
 def test_first_sequence_is_checked() -> None:
     for bad in (0, 0x80000000):
         with pytest.raises(ValueError, match="first_sequence"):
