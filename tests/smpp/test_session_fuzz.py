@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import struct
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -104,6 +105,7 @@ def drive(session: Session, chunks: list[bytes], times: list[int], respond: bool
         assert session.window_free() >= 0
 
 
+@pytest.mark.slow
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(
     role=st.sampled_from(list(Role)),
