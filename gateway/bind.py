@@ -79,6 +79,7 @@ log = logging.getLogger("smsgw.bind")
 
 RECEIVE_SIZE = 256 * 1024
 _CAN_SUBMIT = frozenset({SessionState.BOUND_TX, SessionState.BOUND_TRX})
+PEER_UNBIND_GRACE = 1.0  # seconds we wait for the SMSC to close after our unbind_resp
 THROTTLE_QUIET = 10.0  # seconds without a throttled response that end a throttling episode
 ADAPT_CUT = 0.9  # after a throttle: 90 % of the rate the SMSC accepted since the last cut
 ADAPT_GROW = 0.1  # then grow 10 % per second (at least 1/s) ...
@@ -139,6 +140,7 @@ class BindSettings(msgspec.Struct, frozen=True, kw_only=True):
     tls: bool = False
     ca_file: str | None = None
     tls_server_hostname: str | None = None
+    tls_verify: bool = True  # False: encrypt without checking the certificate (test SMSCs)
     max_pdu_length: int = 65536
 
 
@@ -146,6 +148,9 @@ def ssl_context(settings: BindSettings) -> ssl.SSLContext:
     """A client TLS context verifying the carrier against ``ca_file`` (or system CAs)."""
     ctx = ssl.create_default_context(cafile=settings.ca_file)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if not settings.tls_verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
     return ctx
 
 
@@ -170,9 +175,12 @@ class SubmitOutcome(msgspec.Struct, frozen=True, kw_only=True):
     retry: RetryClass | None = None
     bind: str = ""
     reason: str = ""
+    #: Seconds from handing the part to the Session to its submit_sm_resp (0 if none).
+    latency: float = 0.0
 
 
 _NOT_SENT_SHUTDOWN = SubmitOutcome(kind=OutcomeKind.NOT_SENT, reason="carrier shut down")
+_NOT_SENT_WITHDRAWN = SubmitOutcome(kind=OutcomeKind.NOT_SENT, reason="withdrawn")
 
 
 class SubmitBatch:
@@ -221,6 +229,7 @@ class SubmitBatch:
 
 
 Item = tuple[SubmitBatch, int]
+Sent = tuple[SubmitBatch, int, float]  # (batch, index, sent_at)
 Connector = Callable[["BindSettings"], Awaitable[trio.abc.Stream]]
 """Opens the stream for a bind instead of TCP (tests: ``SimServer.connect_memory``)."""
 
@@ -341,6 +350,37 @@ class WorkQueue:
         if self._queued < self.capacity:
             self._space.set()
         return out
+
+    def withdraw(self, batch: SubmitBatch,
+                 outcome: SubmitOutcome = _NOT_SENT_WITHDRAWN) -> int:
+        """Take back ``batch``'s parts that no bind has taken yet; they resolve ``outcome``.
+
+        For failover: a caller that gives up waiting on this carrier withdraws the batch
+        and sends the NOT_SENT parts elsewhere. Parts already sent keep their outcome.
+        Returns how many parts were withdrawn.
+        """
+        n = 0
+        if self._retry:
+            keep = deque(item for item in self._retry if item[0] is not batch)
+            gone = [item for item in self._retry if item[0] is batch]
+            self._retry = keep
+            for _, i in gone:
+                batch.resolve(i, outcome)
+            n += len(gone)
+        for pos, queued in enumerate(self._batches):
+            if queued is batch:
+                start = self._cursor if pos == 0 else 0
+                for i in range(start, len(batch.parts)):
+                    batch.resolve(i, outcome)
+                n += len(batch.parts) - start
+                del self._batches[pos]
+                if pos == 0:
+                    self._cursor = 0
+                break
+        self._queued -= n
+        if n:
+            self._space.set()
+        return n
 
     def ready_at(self, now: float) -> float:
         """When ``take`` can next grant a part (inf when nothing is queued)."""
@@ -601,11 +641,10 @@ class Bind:
         self._session: Session | None = None
         self._link: _Link | None = None
         self._stream: trio.abc.Stream | None = None
-        self._inflight: dict[int, Item] = {}
+        self._inflight: dict[int, Sent] = {}
         self._writer_wake = trio.Event()
         self._ticker_wake = trio.Event()
         self._ticker_alarm = math.inf
-        self._idle = trio.Event()  # set when nothing is in flight (for graceful close)
         self._end_reason: BindError | None = None
         self._closing = False
         self._unbind_seq: int | None = None
@@ -855,49 +894,58 @@ class Bind:
             elif isinstance(event, ev.PeerProtocolError):
                 log.debug("%s: peer protocol error %s", self.name, event)
         if freed:
-            if not inflight:
-                self._idle.set()
             self._writer_wake.set()
         return inbound
 
-    def _submit_answered(self, entry: Item, event: ev.ResponseReceived, now: float) -> None:
-        batch, index = entry
+    def _submit_answered(self, entry: Sent, event: ev.ResponseReceived, now: float) -> None:
+        batch, index, sent_at = entry
         status = event.status
         if status == 0:
             self.accepted += 1
             message_id = getattr(event.pdu, "message_id", "") or ""
             batch.resolve(index, SubmitOutcome(
-                kind=OutcomeKind.ACCEPTED, message_id=message_id, bind=self.name))
+                kind=OutcomeKind.ACCEPTED, message_id=message_id, bind=self.name,
+                latency=now - sent_at))
             if self.queue is not None:
                 self.queue.accepted(now)
             return
         rc = retry_class(status)
         if rc is RetryClass.THROTTLED:
             self.throttled += 1
-            if self.queue is not None and self.queue.throttled_part(entry, status, now, self.name):
+            if self.queue is not None and self.queue.throttled_part(
+                    (batch, index), status, now, self.name):
                 return
         self.rejected += 1
         batch.resolve(index, SubmitOutcome(
             kind=OutcomeKind.REJECTED, status=status, retry=rc, bind=self.name,
-            reason=_status_name(status)))
+            reason=_status_name(status), latency=now - sent_at))
 
     async def _writer(self, stream: trio.abc.Stream, session: Session) -> None:
         queue = self.queue
         s = self.settings
         max_batch = s.max_batch
         inflight = self._inflight
-        close_deadline = math.inf
+        close_deadline = peer_deadline = math.inf
         try:
             while True:
                 now = trio.current_time()
                 wait_until = math.inf
-                if self._closing:
+                if self._peer_unbound:
+                    # The Session queued unbind_resp; flush it and give the SMSC a moment
+                    # to close the connection (it should), then close it ourselves.
+                    if peer_deadline == math.inf:
+                        peer_deadline = now + PEER_UNBIND_GRACE
+                    if now >= peer_deadline:
+                        self._stop(PeerUnbound(f"{self._where()} unbound {self.name}"))
+                        return
+                    wait_until = peer_deadline
+                elif self._closing:
+                    # Graceful close: no new parts; wait (bounded) for the answers to those
+                    # in flight, then unbind. The unbind's own response timer bounds the rest.
                     if self._unbind_seq is None:
                         if close_deadline == math.inf:
                             close_deadline = now + s.shutdown_timeout
-                        if self._peer_unbound:
-                            pass  # the Session already answered unbind_resp; just flush
-                        elif not inflight or now >= close_deadline:
+                        if not inflight or now >= close_deadline:
                             self._unbind_seq = session.send_request(P.Unbind(), now)
                             self._poke_ticker(session)
                         else:
@@ -908,26 +956,18 @@ class Bind:
                         items = queue.take(room, now)
                         if items:
                             self._feed(session, items, now)
-                            self._idle = trio.Event()
-                            self._poke_ticker(session)
                         elif len(queue):
                             wait_until = queue.ready_at(now)
                 data = session.data_to_send()
                 if data:
                     await stream.send_all(data)
                     self.writes += 1
-                    if self._peer_unbound:
-                        # unbind_resp is out: the SMSC will close; don't wait forever.
-                        wait_until = min(wait_until, trio.current_time() + 1.0)
                     continue
                 if self._writer_wake.is_set():
                     self._writer_wake = trio.Event()
                     continue
-                with trio.move_on_at(wait_until) as scope:
+                with trio.move_on_at(wait_until):
                     await self._writer_wake.wait()
-                if scope.cancelled_caught and self._peer_unbound:
-                    self._stop(PeerUnbound(f"{self._where()} unbound {self.name}"))
-                    return
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as e:
             self._stop(PeerUnbound(f"{self._where()} unbound {self.name}")
                        if self._peer_unbound else
@@ -939,7 +979,7 @@ class Bind:
         send = session.send_request
         for n, item in enumerate(items):
             try:
-                inflight[send(item[0].parts[item[1]], now)] = item
+                inflight[send(item[0].parts[item[1]], now)] = (item[0], item[1], now)
             except EncodeError as e:
                 # This part can't be encoded (a field too long...): the part is wrong,
                 # not the link.
@@ -955,7 +995,6 @@ class Bind:
                 break
             else:
                 self.submitted += 1
-        self._idle = trio.Event()
         self._poke_ticker(session)
 
     def _poke_ticker(self, session: Session) -> None:
@@ -999,6 +1038,5 @@ class Bind:
         self.unknown += len(items)
         outcome = SubmitOutcome(kind=OutcomeKind.UNKNOWN, bind=self.name,
                                 reason=f"no submit_sm_resp: {reason}")
-        for batch, index in items:
+        for batch, index, _ in items:
             batch.resolve(index, outcome)
-        self._idle.set()

@@ -58,6 +58,12 @@ class CarrierStats(msgspec.Struct, frozen=True, kw_only=True):
     inflight: int
     attempts: int
     failures: int
+    #: Totals since start, over every bind that ever ran (live ones included).
+    submitted: int
+    accepted: int
+    rejected: int
+    unknown: int
+    inbound: int
     last_failure: str | None
     throttled: int
     throttle_pauses: int
@@ -107,6 +113,7 @@ class Carrier:
         self.attempts = 0
         self.failures = 0
         self.last_failure: str | None = None
+        self._totals = dict.fromkeys(("submitted", "accepted", "rejected", "unknown", "inbound"), 0)
 
     # -- the interface the pipeline uses ----------------------------------------------------
 
@@ -120,6 +127,10 @@ class Carrier:
         batch = SubmitBatch(parts, on_outcome)
         await self.queue.put(batch)
         return await batch.wait()
+
+    def withdraw(self, batch: SubmitBatch) -> int:
+        """Take back the parts of ``batch`` no bind has sent yet (they resolve NOT_SENT)."""
+        return self.queue.withdraw(batch)
 
     async def enqueue(self, batch: SubmitBatch) -> None:
         """Queue a batch and return at once (waits only while the queue is full).
@@ -147,9 +158,24 @@ class Carrier:
         while not predicate(self):
             await self._changed.wait()
 
+    def _retire(self, bind: Bind) -> None:
+        t = self._totals
+        t["submitted"] += bind.submitted
+        t["accepted"] += bind.accepted
+        t["rejected"] += bind.rejected
+        t["unknown"] += bind.unknown
+        t["inbound"] += bind.inbound_count
+
     def statistics(self) -> CarrierStats:
+        """An immutable snapshot (read it at scrape time)."""
         stats = tuple(b.statistics() for b in self._live)
+        t = self._totals
         return CarrierStats(
+            submitted=t["submitted"] + sum(b.submitted for b in stats),
+            accepted=t["accepted"] + sum(b.accepted for b in stats),
+            rejected=t["rejected"] + sum(b.rejected for b in stats),
+            unknown=t["unknown"] + sum(b.unknown for b in stats),
+            inbound=t["inbound"] + sum(b.inbound for b in stats),
             name=self.name,
             live_binds=len(self._live),
             queued=len(self.queue),
@@ -230,10 +256,15 @@ class Carrier:
                 await bind.run()
             except BindError as e:
                 cause = e.cause
+            except Exception as e:  # a bug of ours must not take the gateway down
+                cause = f"{name} crashed: {type(e).__name__}: {e}"
+                if self._faillog.cause != cause:
+                    log.exception("carrier %s: bind %s crashed", self.name, name)
             finally:
                 if bind in self._live:
                     self._live.remove(bind)
                     self._notify()
+                self._retire(bind)
             if self._closing:
                 return
             now = trio.current_time()

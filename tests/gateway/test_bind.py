@@ -397,3 +397,30 @@ async def test_tls_to_the_carrier(tmp_path: Path) -> None:
                 assert "certificate verify failed" in (bad.last_failure or "")
                 await good.shutdown()
                 await bad.shutdown()
+
+
+async def test_withdraw_when_no_bind_comes_up(autojump_clock: trio.testing.MockClock) -> None:
+    async with sim() as server, carrier(server, password="bad") as c:
+        batch = SubmitBatch([part(i) for i in range(5)])
+        await c.enqueue(batch)
+        with trio.move_on_after(10):
+            await batch.wait()
+        assert not batch.done
+        assert c.withdraw(batch) == 5
+        out = await batch.wait()
+        assert {o.kind for o in out} == {OutcomeKind.NOT_SENT}
+
+
+async def test_statistics_totals_survive_reconnects(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with sim(drop_after=11) as server, carrier(server, window=1) as c:
+        await c.wait_bound()
+        out = await c.submit([part(i, dlr=0) for i in range(25)])
+        st = c.statistics()
+        # window 1: each session answers 10 and is cut at its 11th (unknown): 10+1, 10+1, 3
+        assert st.accepted == sum(o.kind is OutcomeKind.ACCEPTED for o in out) == 23
+        assert st.unknown == sum(o.kind is OutcomeKind.UNKNOWN for o in out) == 2
+        assert st.submitted == 25
+        assert st.failures == 2
+        assert st.live_binds == 1

@@ -1,0 +1,86 @@
+"""WorkQueue and SubmitBatch bookkeeping (no I/O; plain numbers for ``now``)."""
+
+from __future__ import annotations
+
+from gateway.bind import OutcomeKind, SubmitBatch, SubmitOutcome, WorkQueue
+from gateway.smpp import pdu as P
+
+
+def batch(n: int, tag: str = "", seen: list[tuple[int, str]] | None = None) -> SubmitBatch:
+    parts = [P.SubmitSm(destination_addr=f"{tag}{i}") for i in range(n)]
+
+    def on_outcome(i: int, o: SubmitOutcome) -> None:
+        if seen is not None:
+            seen.append((i, o.kind.value))
+
+    return SubmitBatch(parts, on_outcome)
+
+
+def dests(items: list[tuple[SubmitBatch, int]]) -> list[str]:
+    return [b.parts[i].destination_addr for b, i in items]
+
+
+def test_take_in_order_across_batches() -> None:
+    q = WorkQueue()
+    q.put_nowait(batch(3, "a"))
+    q.put_nowait(batch(2, "b"))
+    assert len(q) == 5
+    assert dests(q.take(2, 0.0)) == ["a0", "a1"]
+    assert dests(q.take(10, 0.0)) == ["a2", "b0", "b1"]
+    assert len(q) == 0
+    assert q.take(5, 0.0) == []
+
+
+def test_give_back_goes_first() -> None:
+    q = WorkQueue()
+    q.put_nowait(batch(4, "a"))
+    items = q.take(3, 0.0)
+    q.give_back(items[1:])
+    assert dests(q.take(10, 0.0)) == ["a1", "a2", "a3"]
+
+
+def test_tps_limits_take() -> None:
+    q = WorkQueue(tps=100)
+    q.put_nowait(batch(50))
+    assert len(q.take(50, 0.0)) == 5  # burst 5
+    assert q.ready_at(0.0) > 0.0
+    assert len(q.take(50, 0.1 + 1e-9)) == 5  # capped at the burst again
+
+
+def test_withdraw_mid_batch_and_retry() -> None:
+    seen: list[tuple[int, str]] = []
+    q = WorkQueue()
+    a = batch(5, "a", seen)
+    q.put_nowait(a)
+    q.put_nowait(batch(2, "b"))
+    taken = q.take(2, 0.0)
+    q.give_back(taken[1:])  # a1 back in the retry lane
+    assert q.withdraw(a) == 4  # a1 (retry) + a2..a4
+    assert sorted(seen) == [(1, "not_sent"), (2, "not_sent"), (3, "not_sent"), (4, "not_sent")]
+    assert a.outcomes[0] is None  # a0 was taken: its outcome comes from the bind
+    assert dests(q.take(10, 0.0)) == ["b0", "b1"]
+    assert q.withdraw(a) == 0
+
+
+def test_close_resolves_everything_not_sent() -> None:
+    q = WorkQueue()
+    a, b = batch(3), batch(2)
+    q.put_nowait(a)
+    q.put_nowait(b)
+    q.take(1, 0.0)
+    q.close()
+    assert a.outcomes[0] is None and a.remaining == 1
+    assert all(o is not None and o.kind is OutcomeKind.NOT_SENT for o in a.outcomes[1:])
+    assert b.done
+    late = batch(1)
+    q.put_nowait(late)
+    assert late.done and late.outcomes[0] is not None
+    assert late.outcomes[0].reason == "carrier shut down"
+
+
+def test_batch_first_outcome_wins() -> None:
+    b = batch(1)
+    b.resolve(0, SubmitOutcome(kind=OutcomeKind.ACCEPTED, message_id="x"))
+    b.resolve(0, SubmitOutcome(kind=OutcomeKind.UNKNOWN))
+    assert b.done and b.outcomes[0] is not None and b.outcomes[0].message_id == "x"
+    assert SubmitBatch([]).done
