@@ -20,8 +20,10 @@ What it does, per connection (same reader / writer / ticker shape as ``gateway.b
 - deliver_sm still unanswered when a connection ends are re-sent later on another bind
   (at-least-once, as real SMSCs do).
 
-An HTTP control endpoint (MO injection, drop, unbind over HTTP) is not written yet; the
-in-process methods cover tests and ``smsgw run``'s sandbox.
+The same controls over HTTP when ``control_port`` is set (JSON, on ``host`` only):
+``POST /mo`` ``{"source_addr", "destination_addr", "text" | "short_message_hex",
+"system_id"?, "data_coding"?}`` -> 202 ``{"queued": 1}``; ``POST /drop``, ``/unbind``,
+``/freeze`` -> ``{"sessions": n}``; ``GET /stats`` (the counters), ``GET /sessions``.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ import msgspec
 import trio
 import trio.testing
 
+from gateway.http import Request, Response
 from gateway.smpp import events as ev
 from gateway.smpp import pdu as P
 from gateway.smpp.constants import CommandStatus, MessageState, Tag
@@ -51,7 +54,8 @@ from gateway.smpp.session import Role, Session, SessionConfig
 from gateway.smpp.state import SessionState
 from gateway.throttle import TokenBucket
 
-__all__ = ["DlrStat", "SimServer", "SimSettings", "SimStats", "run_sim"]
+__all__ = ["DlrStat", "MoRequest", "SessionInfo", "SimServer", "SimSettings", "SimStats",
+           "run_sim"]
 
 log = logging.getLogger("smsgw.sim")
 
@@ -104,6 +108,7 @@ class SimSettings(msgspec.Struct, frozen=True, kw_only=True):
     seed: int | None = None
     certfile: str | None = None  # TLS when set (with keyfile)
     keyfile: str | None = None
+    control_port: int | None = None  # HTTP control endpoint on host; 0 = ephemeral; None = off
 
 
 class SimStats(msgspec.Struct, kw_only=True):
@@ -127,6 +132,32 @@ class SimStats(msgspec.Struct, kw_only=True):
     mo_acked: int = 0
     mo_nacked: int = 0
     pending_deliver: int = 0
+
+
+class MoRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Body of ``POST /mo`` on the control endpoint."""
+
+    source_addr: str
+    destination_addr: str
+    text: str | None = None
+    short_message_hex: str | None = None
+    system_id: str | None = None
+    data_coding: int | None = None
+
+
+class SessionInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """One row of ``GET /sessions``."""
+
+    session: int
+    system_id: str | None
+    can_submit: bool
+    can_receive: bool
+    submits: int
+    pending_deliver: int
+    inflight_deliver: int
+
+
+_MO_DECODER = msgspec.json.Decoder(MoRequest)
 
 
 class _Delivery:
@@ -420,6 +451,7 @@ class SimServer:
         self._receipt_wake = trio.Event()
         self._rr = 0
         self._nursery: trio.Nursery | None = None
+        self.control_port: int | None = None
         total = sum(x.weight for x in s.dlr_stats) or 1.0
         acc = 0.0
         self._mix: list[tuple[float, DlrStat]] = []
@@ -526,6 +558,14 @@ class SimServer:
                 await nursery.start(trio.serve_listeners, self._handle, tls)
             else:
                 await nursery.start(trio.serve_listeners, self._handle, listeners)
+            if s.control_port is not None:
+                from gateway.http import serve
+
+                control_listeners = await trio.open_tcp_listeners(s.control_port, host=s.host)
+                control = await nursery.start(serve, self._control, control_listeners)
+                self.control_port = control.port
+                log.info("sandbox SMSC control endpoint on http://%s:%d", s.host,
+                         self.control_port)
             log.info("sandbox SMSC listening on %s:%d", s.host, self.port)
             task_status.started(self)
 
@@ -543,6 +583,48 @@ class SimServer:
             self._unbound(conn)
             with trio.CancelScope(shield=True), trio.move_on_after(1):
                 await trio.aclose_forcefully(stream)
+
+    def sessions(self) -> list[SessionInfo]:
+        """The connections, for ``GET /sessions``."""
+        return [
+            SessionInfo(session=c.number, system_id=c.system_id, can_submit=c.can_submit,
+                        can_receive=c.can_receive, submits=c.submits,
+                        pending_deliver=len(c.pending), inflight_deliver=len(c.inflight))
+            for c in self.conns
+        ]
+
+    async def _control(self, request: Request) -> Response:
+        """The HTTP control endpoint (see the module docstring)."""
+        method, path = request.method, request.path
+        if method == "GET" and path == "/stats":
+            self.stats.bound_sessions = self.bound_sessions
+            self.stats.pending_deliver = len(self._held)
+            return _json(200, self.stats)
+        if method == "GET" and path == "/sessions":
+            return _json(200, self.sessions())
+        if method != "POST":
+            return _json(404, {"error": f"no {method} {path}"})
+        if path == "/mo":
+            try:
+                mo = _MO_DECODER.decode(request.body)
+                body: str | bytes
+                if mo.short_message_hex is not None:
+                    body = bytes.fromhex(mo.short_message_hex)
+                elif mo.text is not None:
+                    body = mo.text
+                else:
+                    raise ValueError("text or short_message_hex is required")
+            except (msgspec.ValidationError, msgspec.DecodeError, ValueError) as e:
+                return _json(400, {"error": str(e)})
+            await self.inject_mo(mo.source_addr, mo.destination_addr, body,
+                                 system_id=mo.system_id, data_coding=mo.data_coding)
+            return _json(202, {"queued": 1})
+        actions = {"/drop": self.drop_all, "/unbind": self.unbind_all,
+                   "/freeze": self.freeze_all}
+        action = actions.get(path)
+        if action is None:
+            return _json(404, {"error": f"no POST {path}"})
+        return _json(200, {"sessions": action()})
 
     # -- internals -------------------------------------------------------------------------
 
@@ -658,6 +740,11 @@ class SimServer:
             now = trio.current_time()
             while receipts and receipts[0][0] <= now:
                 self._route(heapq.heappop(receipts)[2])
+
+
+def _json(status: int, body: object) -> Response:
+    return Response(status, msgspec.json.encode(body),
+                    headers=[(b"content-type", b"application/json")])
 
 
 async def run_sim(settings: SimSettings | None = None, *,

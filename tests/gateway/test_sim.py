@@ -6,6 +6,8 @@ bounded by ``trio.fail_after``.
 
 from __future__ import annotations
 
+import http.client
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,6 +18,8 @@ import smpplib.client
 import smpplib.consts
 import trio
 
+from gateway.bind import BindSettings
+from gateway.carriers import Carrier
 from gateway.sim import DlrStat, SimServer, SimSettings
 
 pytestmark = pytest.mark.slow
@@ -99,3 +103,55 @@ async def test_stat_mix_and_failure_only_receipts() -> None:
         assert 5 <= len(undeliv) <= 35
         states = {s for _, s, _ in r["receipts"]}
         assert states == {2, 5}
+
+
+def http_call(port: int, method: str, path: str, body: dict[str, Any] | None = None,
+         ) -> tuple[int, Any]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request(method, path, body=json.dumps(body).encode() if body is not None else None)
+        resp = conn.getresponse()
+        return resp.status, json.loads(resp.read() or b"null")
+    finally:
+        conn.close()
+
+
+async def test_control_endpoint_mo_drop_unbind() -> None:
+    async with sim(control_port=0) as server:
+        assert server.control_port
+        port = server.control_port
+
+        async def call(method: str, path: str, body: dict[str, Any] | None = None,
+                       ) -> tuple[int, Any]:
+            return await trio.to_thread.run_sync(http_call, port, method, path, body)
+
+        c = Carrier(BindSettings(name="sb", port=server.port, system_id="sandbox",
+                                 password="sandbox", backoff_initial=0.05, backoff_max=0.1))
+        with trio.fail_after(20):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(c.run)
+                await c.wait_bound()
+                status, body = await call("POST", "/mo", {
+                    "source_addr": "447700900123", "destination_addr": "12345",
+                    "text": "STOP ✋"})
+                assert (status, body) == (202, {"queued": 1})
+                assert c.inbound is not None
+                (mo,) = await c.inbound.receive()
+                assert mo.pdu.data_coding == 8
+                assert mo.pdu.short_message.decode("utf-16-be") == "STOP ✋"
+                mo.ack()
+                assert (await call("POST", "/mo", {"source_addr": "1"}))[0] == 400
+                status, sessions = await call("GET", "/sessions")
+                assert status == 200 and sessions[0]["system_id"] == "sandbox"
+                first = c.live_binds[0]
+                assert await call("POST", "/drop", {}) == (200, {"sessions": 1})
+                await c.wait_until(lambda c: bool(c.live_binds) and c.live_binds[0] is not first)
+                second = c.live_binds[0]
+                assert await call("POST", "/unbind", {}) == (200, {"sessions": 1})
+                await c.wait_until(
+                    lambda c: bool(c.live_binds) and c.live_binds[0] is not second)
+                status, stats = await call("GET", "/stats")
+                assert status == 200
+                assert stats["mo_acked"] == 1 and stats["binds"] == 3 and stats["unbinds"] == 1
+                assert (await call("GET", "/nope"))[0] == 404
+                await c.shutdown()
