@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import msgspec
 import trio
@@ -301,7 +301,7 @@ class CarrierSet:
     def __getitem__(self, name: str) -> Carrier:
         return self.carriers[name]
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[Carrier]:
         return iter(self.carriers.values())
 
     async def run(self, *, task_status: trio.TaskStatus[CarrierSet] = trio.TASK_STATUS_IGNORED,

@@ -330,3 +330,22 @@ async def test_resp_delay_beyond_timeout_is_unknown(tmp_path: Path) -> None:
                 assert len(c.live_binds) == 1
             log = await trio.to_thread.run_sync(sim.submit_log)
     assert len(log) == 5  # never re-sent by the bind
+
+
+async def test_max_binds_rbindfail_one_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="smsgw")
+    with run_sim(*sim_args("--max-binds", "1"), tmp_path=tmp_path) as sim:
+        async with running(sim, binds=2, backoff_initial=0.1, backoff_max=0.4) as c:
+            with trio.fail_after(10):
+                await c.wait_bound()
+                await trio.sleep(2.0)
+                assert len(c.live_binds) == 1
+                out = await c.submit([part(i) for i in range(100)])
+                assert kinds(out) == {"accepted": 100}
+            assert "ESME_RBINDFAIL" in (c.last_failure or "")
+    assert 3 <= sim.stats["bind_failures"] <= 25
+    failures = [r.getMessage() for r in caplog.records
+                if r.name == "smsgw.carriers" and "RBINDFAIL" in r.getMessage()]
+    assert len(failures) == 1, failures
