@@ -37,7 +37,8 @@ Map size: LMDB needs a fixed maximum map. We start at ``map_size`` and grow (dou
 the process (``mdb_env_set_mapsize``; LMDB does not check readers, and a reader on the old
 mapping would read unmapped memory), so readers pass a gate that the writer closes for the
 instant of the resize. When the map cannot grow, the group fails with ``StoreFullError``;
-any other LMDB error (EIO, ENOSPC, panic) fails it with ``StoreUnavailableError``. Either
+so does ENOSPC from the disk (``lmdb.DiskError``); any other LMDB error (EIO, panic)
+fails it with ``StoreUnavailableError``. Either
 way the transaction was aborted: the store holds exactly the groups that committed. After
 a failed fsync of the meta page LMDB refuses all further writes (MDB_PANIC), which we
 report as ``StoreUnavailableError`` until the process restarts.
@@ -318,6 +319,10 @@ class LmdbStore:
                 raise StoreFullError(
                     f"store map full at {self._map_size} bytes (max_map_size "
                     f"{self._max_map_size}); {len(batches)} batch(es) not written"
+                ) from exc
+            except lmdb.DiskError as exc:  # ENOSPC: the disk, not the map, is full
+                raise StoreFullError(
+                    f"disk full under {self.path}; {len(batches)} batch(es) not written"
                 ) from exc
             except lmdb.Error as exc:
                 raise StoreUnavailableError(f"store write failed: {exc}") from exc

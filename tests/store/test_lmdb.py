@@ -3,6 +3,7 @@ reads during writes and resizes, shutdown."""
 
 from __future__ import annotations
 
+import errno
 import threading
 from pathlib import Path
 
@@ -208,14 +209,23 @@ async def test_map_grows_while_readers_read(tmp_path: Path) -> None:
     assert torn == [] and reads[0] > 0
 
 
-async def test_disk_error_fails_the_whole_group_and_writes_nothing(tmp_path: Path) -> None:
-    # An lmdb error raised inside the transaction stands in for EIO from the disk: it
+@pytest.mark.parametrize(
+    ("cause", "expected"),
+    [
+        (lmdb.Error("mdb_txn_commit", errno.EIO), StoreUnavailableError),
+        (lmdb.DiskError("mdb_txn_commit", errno.ENOSPC), StoreFullError),
+    ],
+)
+async def test_disk_error_fails_the_whole_group_and_writes_nothing(
+    tmp_path: Path, cause: lmdb.Error, expected: type[Exception]
+) -> None:
+    # An lmdb error raised inside the transaction stands in for the disk failing: it
     # takes the same path (fatal for the group, transaction aborted).
     gate = threading.Event()
 
     def disk_error(old: MessageRecord | None) -> None:
         gate.wait(TIMEOUT)
-        raise lmdb.DiskError("simulated EIO")
+        raise cause
 
     failing = WriteBatch()
     failing.put_message(message("x"))
@@ -226,9 +236,9 @@ async def test_disk_error_fails_the_whole_group_and_writes_nothing(tmp_path: Pat
         try:
             await store.commit(batch)
             outcomes[name] = "ok"
-        except StoreUnavailableError as exc:
-            assert isinstance(exc.__cause__, lmdb.DiskError)
-            outcomes[name] = "unavailable"
+        except expected as exc:
+            assert exc.__cause__ is cause
+            outcomes[name] = "failed"
 
     with trio.fail_after(TIMEOUT):
         async with open_store(tmp_path / "s") as store:
@@ -239,7 +249,7 @@ async def test_disk_error_fails_the_whole_group_and_writes_nothing(tmp_path: Pat
                 nursery.start_soon(commit, "bystander", _one("y"))
                 await trio.testing.wait_all_tasks_blocked()
                 gate.set()
-            assert outcomes == {"failing": "unavailable", "bystander": "unavailable"}
+            assert outcomes == {"failing": "failed", "bystander": "failed"}
             assert store.get_message("x") is None and store.get_message("y") is None
             await store.commit(_one("z"))  # the next group is fine
             assert store.get_message("z") is not None
