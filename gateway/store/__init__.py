@@ -11,6 +11,8 @@ Modules: ``records`` (values), ``keys`` (key encodings), ``batch`` (``WriteBatch
 ``errors``.
 """
 
+from typing import TYPE_CHECKING
+
 from .batch import MessageUpdate, RecipientUpdate, WriteBatch
 from .errors import (
     IdempotencyConflictError,
@@ -71,3 +73,8 @@ __all__ = [
     "open_memory_store",
     "open_store",
 ]
+
+if TYPE_CHECKING:  # both implementations must satisfy the Store protocol (checked by mypy)
+
+    def _conforms(lmdb_store: LmdbStore, memory_store: MemoryStore) -> tuple[Store, Store]:
+        return lmdb_store, memory_store

@@ -270,11 +270,11 @@ class LmdbStore:
     def close(self) -> None:
         """Commit what is queued, stop the writer, flush and close LMDB. Idempotent.
 
-        With a writer from ``start()``, waits for it; under ``open_store`` the context
-        manager does this.
+        Blocks until the writer has finished (under ``open_store``, leaving the context
+        manager does all this; there is no need to call it).
         """
         self._writer.stop()
-        self._writer.join_thread()
+        self._writer.join()
         self._close_env()
 
     def _close_env(self) -> None:

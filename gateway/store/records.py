@@ -219,7 +219,8 @@ class StoreStats(msgspec.Struct, frozen=True, kw_only=True):
     ``commits`` are batches that committed, ``failed`` those that did not; ``txns`` counts
     write transactions. ``avg_group_size`` (batches per transaction) above 1 is group
     commit at work. Latencies are seconds; ``last_commit_latency`` runs from the call to
-    ``commit`` until the transaction was durable.
+    ``commit`` until the transaction was durable, for the batch of the last group that
+    waited longest.
     """
 
     commits: int = 0

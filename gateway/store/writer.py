@@ -147,7 +147,8 @@ class GroupCommitWriter:
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._closed = False
-        self._thread: threading.Thread | None = None
+        self._started = threading.Event()
+        self._stopped = threading.Event()
         self.stats = WriterStats()
 
     @property
@@ -192,16 +193,17 @@ class GroupCommitWriter:
 
     def start_thread(self, name: str = "store-writer") -> None:
         """Run the writer in a plain daemon thread (for callers outside trio)."""
-        self._thread = threading.Thread(target=self.run, name=name, daemon=True)
-        self._thread.start()
+        self._started.set()  # before the thread runs: a join() right after must wait
+        threading.Thread(target=self.run, name=name, daemon=True).start()
 
-    def join_thread(self) -> None:
-        """Wait for the thread of ``start_thread`` to end (no-op without one)."""
-        if self._thread is not None:
-            self._thread.join()
+    def join(self) -> None:
+        """Wait until ``run`` has returned, whoever runs it (no-op if it never started)."""
+        if self._started.is_set():
+            self._stopped.wait()
 
     def run(self) -> None:
         """The writer thread's body: take groups, run them, wake waiters, until stopped."""
+        self._started.set()
         try:
             self._loop()
         finally:
@@ -218,6 +220,7 @@ class GroupCommitWriter:
                     leftovers.append(item)
             if leftovers:
                 self._finish(leftovers, StoreClosedError("store writer stopped"))
+            self._stopped.set()
 
     def _loop(self) -> None:
         dirty = False
@@ -249,14 +252,14 @@ class GroupCommitWriter:
                 group.append(item)
                 n_ops += len(item.batch)
             try:
-                self._process(group, n_ops)
+                self._process(group)
             except Exception as exc:  # pragma: no cover - a bug; never leave waiters hanging
                 self._finish(group, StoreUnavailableError(f"store writer failed: {exc!r}"))
             dirty = True
             if stop:
                 return
 
-    def _process(self, group: list[_Pending], n_ops: int) -> None:
+    def _process(self, group: list[_Pending]) -> None:
         t0 = time.perf_counter()
         outcomes: Sequence[CommitResult | BaseException]
         try:
@@ -284,7 +287,7 @@ class GroupCommitWriter:
                 stats.failed += 1
                 p.outcome = outcome
         stats.events += n_events
-        stats.last_commit_latency = now - group[-1].enqueued
+        stats.last_commit_latency = now - group[0].enqueued  # the group's longest wait
         if n_events and self._on_events is not None:
             self._on_events()
         self._wake(group)

@@ -132,7 +132,7 @@ def test_sync_commits_idle_hook_and_stop() -> None:
     assert idle.wait(TIMEOUT)  # after a quiet moment the writer flushed (os mode)
     writer.stop()
     writer.stop()
-    writer.join_thread()
+    writer.join()
     with pytest.raises(StoreClosedError):
         writer.commit_sync(_batch())
 
