@@ -243,7 +243,7 @@ class CarrierConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=T
     reconnect_max_s: PositiveSeconds = 60.0
     tls: bool = False
     tls_ca_file: str | None = None
-    #: Verify the carrier's certificate. NOTE: gateway.bind always verifies for now.
+    #: Verify the carrier's certificate and host name (false: encrypt only, test SMSCs).
     tls_verify: bool = True
     #: Host name to verify the certificate against (default: ``host``).
     tls_server_name: str | None = None
@@ -284,7 +284,8 @@ class CarrierConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=T
             enquire_link=self.enquire_link_s, response_timeout=self.response_timeout_s,
             bind_timeout=self.bind_timeout_s, inactivity_timeout=self.inactivity_timeout_s,
             backoff_initial=self.reconnect_min_s, backoff_max=self.reconnect_max_s,
-            tls=self.tls, ca_file=self.tls_ca_file, tls_server_hostname=self.tls_server_name)
+            tls=self.tls, ca_file=self.tls_ca_file, tls_server_hostname=self.tls_server_name,
+            tls_verify=self.tls_verify)
 
 
 class RouteConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -342,7 +342,7 @@ def test_sandbox_to_sim_settings() -> None:
 
 def test_carrier_to_bind_settings() -> None:
     cfg = load(CARRIER + "bind = 'transmitter+receiver'\nbinds = 2\nwindow = 10\ntps = 5.0\n"
-               "reconnect_min_s = 2.0\nreconnect_max_s = 9.0\ntls = true\n"
+               "reconnect_min_s = 2.0\nreconnect_max_s = 9.0\ntls = true\ntls_verify = false\n"
                "tls_server_name = 'smpp.example'\n")
     b = cfg.carriers[0].bind_settings()
     assert (b.name, b.host, b.port, b.system_id, b.password) == ("a", "127.0.0.1", 2775, "sys",
@@ -350,6 +350,7 @@ def test_carrier_to_bind_settings() -> None:
     assert (b.mode, b.binds, b.window, b.tps) == ("transmitter+receiver", 2, 10, 5.0)
     assert (b.backoff_initial, b.backoff_max, b.tls, b.tls_server_hostname) == (
         2.0, 9.0, True, "smpp.example")
+    assert b.tls_verify is False
 
 
 def test_container_config_requires_tokens_from_env() -> None:
