@@ -21,8 +21,9 @@ run: $(STAMP)
 	$(VENV)/bin/smsgw run -c $(CONFIG)
 
 # node-smpp for the SMSC simulator the interop tests run against (skipped when absent).
+# The physical path: npm mistakes a symlinked --prefix for a linked package.
 peers:
-	@if [ -d $(PEERS) ]; then npm ci --prefix $(PEERS) --no-audit --no-fund --loglevel=error; \
+	@if [ -d $(PEERS) ]; then npm ci --prefix "$$(cd $(PEERS) && pwd -P)" --no-audit --no-fund --loglevel=error; \
 	else echo "note: $(PEERS) not found; simulator interop tests will be skipped"; fi
 
 test: $(STAMP) peers
