@@ -22,7 +22,7 @@ What it does, per connection (same reader / writer / ticker shape as ``gateway.b
 
 The same controls over HTTP when ``control_port`` is set (JSON, on ``host`` only):
 ``POST /mo`` ``{"source_addr", "destination_addr", "text" | "short_message_hex",
-"system_id"?, "data_coding"?}`` -> 202 ``{"queued": 1}``; ``POST /drop``, ``/unbind``,
+"system_id"?, "data_coding"?}`` -> 202 ``{"queued": parts}``; ``POST /drop``, ``/unbind``,
 ``/freeze`` -> ``{"sessions": n}``; ``GET /stats`` (the counters), ``GET /sessions``.
 """
 
@@ -452,6 +452,7 @@ class SimServer:
         self._rr = 0
         self._nursery: trio.Nursery | None = None
         self.control_port: int | None = None
+        self._mo_ref = 0
         total = sum(x.weight for x in s.dlr_stats) or 1.0
         acc = 0.0
         self._mix: list[tuple[float, DlrStat]] = []
@@ -470,27 +471,39 @@ class SimServer:
         system_id: str | None = None,
         data_coding: int | None = None,
         tlvs: Sequence[P.Tlv] = (),
-    ) -> None:
-        """Queue an MO deliver_sm (str: GSM default if ASCII, else UCS-2) for a receiver."""
+    ) -> int:
+        """Queue an MO from a handset for a receiver of ``system_id``; returns the parts.
+
+        A ``str`` is encoded as a phone would: GSM 03.38 (unpacked) when it fits, else
+        UCS-2, split with an 8-bit concatenation UDH when long (gateway.encoding.plan).
+        ``bytes`` go out as they are (``data_coding`` default 4, 8-bit data).
+        """
+        bodies: list[tuple[bytes, int]]
         if isinstance(text, str):
-            try:
-                body, dc = text.encode("ascii"), 0
-            except UnicodeEncodeError:
-                body, dc = text.encode("utf-16-be"), 8
+            from gateway.encoding import DEFAULT_OPTIONS, PlanRejected, plan
+
+            self._mo_ref = (self._mo_ref + 1) & 0xFF
+            planned = plan(text, DEFAULT_OPTIONS, ref=self._mo_ref, smart=False)
+            if isinstance(planned, PlanRejected):
+                raise ValueError(f"cannot encode MO text: {planned.message}")
+            dc = planned.data_coding if data_coding is None else data_coding
+            bodies = [(part.short_message, part.esm_class) for part in planned.parts]
         else:
-            body, dc = text, 4
-        if data_coding is not None:
-            dc = data_coding
-        tl = tuple(tlvs)
-        if len(body) > 254:
-            tl += (P.message_payload_tlv(body),)
-            body = b""
-        pdu = P.DeliverSm(source_addr_ton=1, source_addr_npi=1, source_addr=source_addr,
-                          destination_addr=destination_addr, data_coding=dc,
-                          short_message=body, tlvs=tl)
+            dc = 4 if data_coding is None else data_coding
+            bodies = [(text, 0)]
         sid = system_id or next(iter(self.settings.accounts))
-        self._route(_Delivery(pdu, sid, None, True))
+        for body, esm_class in bodies:
+            tl = tuple(tlvs)
+            short = body
+            if len(body) > 254:
+                tl += (P.message_payload_tlv(body),)
+                short = b""
+            pdu = P.DeliverSm(source_addr_ton=1, source_addr_npi=1, source_addr=source_addr,
+                              destination_addr=destination_addr, esm_class=esm_class,
+                              data_coding=dc, short_message=short, tlvs=tl)
+            self._route(_Delivery(pdu, sid, None, True))
         await trio.lowlevel.checkpoint()
+        return len(bodies)
 
     def drop_all(self) -> int:
         """Cut every connection abruptly (TCP RST when possible); returns how many."""
@@ -614,11 +627,11 @@ class SimServer:
                     body = mo.text
                 else:
                     raise ValueError("text or short_message_hex is required")
+                n = await self.inject_mo(mo.source_addr, mo.destination_addr, body,
+                                         system_id=mo.system_id, data_coding=mo.data_coding)
             except (msgspec.ValidationError, msgspec.DecodeError, ValueError) as e:
                 return _json(400, {"error": str(e)})
-            await self.inject_mo(mo.source_addr, mo.destination_addr, body,
-                                 system_id=mo.system_id, data_coding=mo.data_coding)
-            return _json(202, {"queued": 1})
+            return _json(202, {"queued": n})
         actions = {"/drop": self.drop_all, "/unbind": self.unbind_all,
                    "/freeze": self.freeze_all}
         action = actions.get(path)

@@ -424,3 +424,26 @@ async def test_statistics_totals_survive_reconnects(
         assert st.submitted == 25
         assert st.failures == 2
         assert st.live_binds == 1
+
+
+async def test_long_mo_arrives_in_concatenated_parts(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    text = "Hi! " * 60  # 240 GSM characters: 2 parts with a UDH
+    async with sim() as server, carrier(server) as c:
+        await c.wait_bound()
+        assert await server.inject_mo("447700900123", "12345", text) == 2
+        assert await server.inject_mo("447700900123", "12345", "Grüße €") == 1
+        assert c.inbound is not None
+        got: list[Inbound] = []
+        while len(got) < 3:
+            got.extend(await c.inbound.receive())
+        first, second, third = (x.pdu for x in got)
+        assert first.esm_class == second.esm_class == 0x40
+        assert first.short_message[:3] == b"\x05\x00\x03"
+        assert (first.short_message[6:] + second.short_message[6:]).decode("ascii") == text
+        assert third.data_coding == 0  # ü, ß and € are in GSM 03.38
+        for x in got:
+            x.ack()
+        with pytest.raises(ValueError):
+            await server.inject_mo("1", "2", "")
