@@ -51,7 +51,7 @@ import trio
 from gateway.backoff import Backoff, FailureLog
 from gateway.smpp import events as ev
 from gateway.smpp import pdu as P
-from gateway.smpp.constants import CommandStatus, RetryClass, retry_class
+from gateway.smpp.constants import GENERIC_NACK, CommandStatus, RetryClass, retry_class
 from gateway.smpp.errors import EncodeError, LocalProtocolError
 from gateway.smpp.session import Role, Session, SessionConfig, SessionState
 from gateway.throttle import TokenBucket
@@ -900,6 +900,17 @@ class Bind:
     def _submit_answered(self, entry: Sent, event: ev.ResponseReceived, now: float) -> None:
         batch, index, sent_at = entry
         status = event.status
+        if event.command_id == GENERIC_NACK:
+            # The SMSC could not even parse our header (SMPP 3.4 §4.3): never blind-retry
+            # a nacked PDU (domain.md §1.2) unless the status itself says "slow down".
+            status = status or CommandStatus.RSYSERR
+            if retry_class(status) is not RetryClass.THROTTLED:
+                self.rejected += 1
+                batch.resolve(index, SubmitOutcome(
+                    kind=OutcomeKind.REJECTED, status=status, retry=RetryClass.PERMANENT,
+                    bind=self.name, reason=f"generic_nack {_status_name(status)}",
+                    latency=now - sent_at))
+                return
         if status == 0:
             self.accepted += 1
             message_id = getattr(event.pdu, "message_id", "") or ""
