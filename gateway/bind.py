@@ -39,6 +39,7 @@ from __future__ import annotations
 import enum
 import logging
 import math
+import os
 import random
 import ssl
 from collections import deque
@@ -563,6 +564,16 @@ class PeerUnbound(BindError):
     """The SMSC sent unbind (we answered unbind_resp): reconnect."""
 
 
+def _os_reason(e: OSError) -> str:
+    """The root cause of a connect failure ("Connection refused"), not trio's summary."""
+    cause: BaseException | None = e.__cause__
+    while isinstance(cause, BaseExceptionGroup):
+        cause = cause.exceptions[0]
+    if isinstance(cause, OSError) and cause.errno:
+        return os.strerror(cause.errno)
+    return e.strerror or str(e)
+
+
 def _status_name(status: int) -> str:
     try:
         return f"ESME_{CommandStatus(status).name}"
@@ -742,7 +753,7 @@ class Bind:
         except trio.TooSlowError:
             raise ConnectFailed(f"connect to {where} timed out") from None
         except OSError as e:
-            raise ConnectFailed(f"connect to {where} failed: {e.strerror or e}") from None
+            raise ConnectFailed(f"connect to {where} failed: {_os_reason(e)}") from None
         if not s.tls:
             return tcp
         tls = trio.SSLStream(tcp, ssl_context(s), server_hostname=s.tls_server_hostname or s.host)

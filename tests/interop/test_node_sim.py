@@ -112,6 +112,7 @@ async def test_unknown_system_id_and_refused_connection(tmp_path: Path) -> None:
         with trio.fail_after(10):
             await c.wait_until(lambda c: c.failures >= 3)
         assert "connect to 127.0.0.1" in (c.last_failure or "")
+        assert (c.last_failure or "").endswith("failed: Connection refused")
         await c.shutdown()
 
 
