@@ -1,0 +1,554 @@
+"""Prometheus metrics: the only module that imports ``prometheus_client``.
+
+Observability is data (STYLE.md §4.10): components keep plain counters and expose them
+through ``statistics()``; this module reads them **at scrape time** through one custom
+:class:`GatewayCollector` on its own ``CollectorRegistry`` (nothing global, so two
+gateways in one test process never share series). A component is registered as a
+*provider*, a zero-argument callable returning its statistics; a component that is not
+running (no sandbox, no carriers yet, a pipeline piece not wired) is simply not registered
+and its series are absent. A provider that raises is skipped for that scrape and counted
+in ``smsgw_scrape_errors_total{component}``: a broken reader never fails the whole scrape.
+
+Only what ``statistics()`` cannot give is measured on the hot path, with label children
+bound once (:class:`Instruments`: a labelled ``inc`` costs ~1 us, a bound child less):
+submit -> submit_sm_resp and submit -> receipt latency histograms per carrier, and store
+commit latency / batch size histograms.
+
+Labels come only from the configuration (carrier names, route keys of the API's fixed
+route table) and from enums (outcomes, reason codes, receipt stats, error classes,
+keyword kinds). Never a phone number, a message text, a message id or a carrier message
+id: those would be personal data in a time-series database and an unbounded label set.
+
+``GET /metrics`` is served by the project's own HTTP server (:func:`serve_metrics`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+import msgspec
+import trio
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    InfoMetricFamily,
+    SummaryMetricFamily,
+)
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+from gateway.http import Limits, Request, Response, Server, serve
+
+__all__ = [
+    "COMMIT_BUCKETS",
+    "LATENCY_BUCKETS",
+    "RECEIPT_BUCKETS",
+    "GatewayCollector",
+    "Instruments",
+    "Metrics",
+    "MetricsApp",
+    "Provider",
+    "serve_metrics",
+]
+
+log = logging.getLogger("smsgw.metrics")
+
+#: A zero-argument callable returning a component's ``statistics()`` value.
+Provider = Callable[[], Any]
+
+#: submit_sm -> submit_sm_resp: a healthy SMSC answers in a few ms to a few hundred ms;
+#: ``response_timeout_s`` (10 s default) bounds it.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                   10.0, 30.0)
+#: submit -> delivery receipt: seconds to hours (a handset off for a day, domain.md §1.8).
+RECEIPT_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
+                   4 * 3600.0, 24 * 3600.0, 72 * 3600.0)
+#: Store commit (call -> durable): fsync on a local SSD is ~0.2-2 ms, group commit waits more.
+COMMIT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+#: Operations (puts, deletes, events) per committed batch.
+BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 10000)
+
+
+# ---------------------------------------------------------------------------- helpers
+
+def _get(stats: object, name: str, default: Any = 0) -> Any:
+    """Attribute or key ``name`` of a statistics value (Struct, object or mapping)."""
+    if isinstance(stats, Mapping):
+        return stats.get(name, default)
+    return getattr(stats, name, default)
+
+
+def _num(value: object) -> float:
+    if isinstance(value, bool):
+        return 1.0 if value else 0.0
+    if isinstance(value, int | float):
+        return float(value)
+    return 0.0
+
+
+def _items(value: object) -> Iterable[tuple[str, Any]]:
+    """``(label, count)`` pairs of a mapping-like statistics field (dict or Struct)."""
+    if isinstance(value, Mapping):
+        return [(str(k), v) for k, v in value.items()]
+    if isinstance(value, msgspec.Struct):
+        return [(f, getattr(value, f)) for f in value.__struct_fields__]
+    return []
+
+
+class _Families:
+    """Families of one scrape, created on first use so absent components add nothing."""
+
+    def __init__(self) -> None:
+        self._by_name: dict[str, Metric] = {}
+
+    def counter(self, name: str, doc: str, labels: Iterable[str] = ()) -> CounterMetricFamily:
+        fam = self._by_name.get(name)
+        if fam is None:
+            fam = CounterMetricFamily(name, doc, labels=list(labels))
+            self._by_name[name] = fam
+        assert isinstance(fam, CounterMetricFamily)
+        return fam
+
+    def gauge(self, name: str, doc: str, labels: Iterable[str] = ()) -> GaugeMetricFamily:
+        fam = self._by_name.get(name)
+        if fam is None:
+            fam = GaugeMetricFamily(name, doc, labels=list(labels))
+            self._by_name[name] = fam
+        assert isinstance(fam, GaugeMetricFamily)
+        return fam
+
+    def summary(self, name: str, doc: str, labels: Iterable[str] = ()) -> SummaryMetricFamily:
+        fam = self._by_name.get(name)
+        if fam is None:
+            fam = SummaryMetricFamily(name, doc, labels=list(labels))
+            self._by_name[name] = fam
+        assert isinstance(fam, SummaryMetricFamily)
+        return fam
+
+    def histogram(self, name: str, doc: str, labels: Iterable[str] = ()) -> HistogramMetricFamily:
+        fam = self._by_name.get(name)
+        if fam is None:
+            fam = HistogramMetricFamily(name, doc, labels=list(labels))
+            self._by_name[name] = fam
+        assert isinstance(fam, HistogramMetricFamily)
+        return fam
+
+    def add(self, fam: Metric) -> None:
+        self._by_name[fam.name] = fam
+
+    def __iter__(self) -> Iterator[Metric]:
+        return iter(self._by_name.values())
+
+
+# -------------------------------------------------------------------- the readers
+# One function per component: (families, statistics) -> None. They read plain numbers
+# and never raise on a missing field (a component may be older or newer than this file).
+
+def _read_store(f: _Families, s: object) -> None:
+    f.counter("smsgw_store_commits", "Store batches committed.").add_metric(
+        [], _num(_get(s, "commits")))
+    f.counter("smsgw_store_commit_failures",
+              "Store batches whose commit failed (disk full, I/O error).").add_metric(
+        [], _num(_get(s, "failed")))
+    f.counter("smsgw_store_write_txns",
+              "Write transactions (one per commit group).").add_metric([], _num(_get(s, "txns")))
+    f.counter("smsgw_store_ops", "Operations written (puts, deletes, events).").add_metric(
+        [], _num(_get(s, "ops")))
+    f.counter("smsgw_store_events", "Events appended to the event feed.").add_metric(
+        [], _num(_get(s, "events")))
+    f.gauge("smsgw_store_commit_latency_last_seconds",
+            "Commit latency (call -> durable) of the slowest batch of the last group.").add_metric(
+        [], _num(_get(s, "last_commit_latency")))
+    f.gauge("smsgw_store_txn_last_seconds",
+            "Duration of the last write transaction, fsync included.").add_metric(
+        [], _num(_get(s, "last_txn_seconds")))
+    f.gauge("smsgw_store_batch_ops_avg", "Average operations per committed batch.").add_metric(
+        [], _num(_get(s, "avg_batch_ops")))
+    f.gauge("smsgw_store_group_size_avg",
+            "Average batches per write transaction (group commit).").add_metric(
+        [], _num(_get(s, "avg_group_size")))
+    f.gauge("smsgw_store_group_size_max", "Largest commit group so far.").add_metric(
+        [], _num(_get(s, "max_group_size")))
+    f.gauge("smsgw_store_queue_depth", "Batches waiting for the writer thread.").add_metric(
+        [], _num(_get(s, "queue_depth")))
+    f.gauge("smsgw_store_map_size_bytes", "LMDB map size.").add_metric(
+        [], _num(_get(s, "map_size")))
+    f.gauge("smsgw_store_map_used_bytes", "LMDB map bytes in use.").add_metric(
+        [], _num(_get(s, "map_used")))
+    f.counter("smsgw_store_map_grows", "Times the LMDB map was grown.").add_metric(
+        [], _num(_get(s, "map_grows")))
+
+
+def _read_outbox(f: _Families, s: object) -> None:
+    f.gauge("smsgw_outbox_depth", "Messages in the outbox (queued or scheduled).").add_metric(
+        [], _num(_get(s, "depth")))
+    f.gauge("smsgw_outbox_oldest_age_seconds",
+            "How long the oldest due outbox entry has been due (0 when none is due).").add_metric(
+        [], _num(_get(s, "oldest_age")))
+
+
+def _read_carriers(f: _Families, stats: object) -> None:
+    if not isinstance(stats, Mapping):
+        return
+    for name, s in stats.items():
+        c = [str(name)]
+        live = _num(_get(s, "live_binds"))
+        f.gauge("smsgw_carrier_up", "1 when at least one bind to the carrier is bound.",
+                ["carrier"]).add_metric(c, 1.0 if live > 0 else 0.0)
+        f.gauge("smsgw_carrier_binds_live", "Binds currently bound.", ["carrier"]).add_metric(
+            c, live)
+        f.gauge("smsgw_carrier_queued", "Submit parts waiting for a bind.",
+                ["carrier"]).add_metric(c, _num(_get(s, "queued")))
+        f.gauge("smsgw_carrier_inflight", "Submits sent and not yet answered (window use).",
+                ["carrier"]).add_metric(c, _num(_get(s, "inflight")))
+        f.counter("smsgw_carrier_bind_attempts", "Bind attempts (connect + bind).",
+                  ["carrier"]).add_metric(c, _num(_get(s, "attempts")))
+        f.counter("smsgw_carrier_bind_failures",
+                  "Bind attempts or bound links that ended abnormally.",
+                  ["carrier"]).add_metric(c, _num(_get(s, "failures")))
+        f.counter("smsgw_carrier_submit_sm", "submit_sm PDUs sent.", ["carrier"]).add_metric(
+            c, _num(_get(s, "submitted")))
+        resp = f.counter("smsgw_carrier_submit_resp",
+                         "submit_sm outcomes seen by the binds, by outcome.",
+                         ["carrier", "outcome"])
+        for outcome in ("accepted", "rejected", "unknown"):
+            resp.add_metric([*c, outcome], _num(_get(s, outcome)))
+        f.counter("smsgw_carrier_throttled", "ESME_RTHROTTLED answers from the carrier.",
+                  ["carrier"]).add_metric(c, _num(_get(s, "throttled")))
+        f.counter("smsgw_carrier_throttle_pauses",
+                  "Times the carrier queue paused after throttling.",
+                  ["carrier"]).add_metric(c, _num(_get(s, "throttle_pauses")))
+        f.counter("smsgw_carrier_inbound",
+                  "deliver_sm/data_sm received (receipts and MO).",
+                  ["carrier"]).add_metric(c, _num(_get(s, "inbound")))
+        for b in _get(s, "binds", ()) or ():
+            labels = [*c, str(_get(b, "name", "")), str(_get(b, "kind", ""))]
+            f.gauge("smsgw_bind_up", "1 for each bound bind (absent when not bound).",
+                    ["carrier", "bind", "kind"]).add_metric(
+                labels, 1.0 if _get(b, "bound", False) else 0.0)
+            f.gauge("smsgw_bind_inflight", "Unanswered requests on the bind.",
+                    ["carrier", "bind", "kind"]).add_metric(labels, _num(_get(b, "inflight")))
+
+
+def _carrier_capacity(config: Mapping[str, tuple[int, int]]) -> Callable[[_Families, object],
+                                                                          None]:
+    """Configured binds and window per carrier (static, from the config)."""
+
+    def read(f: _Families, _stats: object) -> None:
+        for name, (binds, window) in config.items():
+            f.gauge("smsgw_carrier_binds_configured", "Binds configured (a tx+rx pair is 2).",
+                    ["carrier"]).add_metric([name], float(binds))
+            f.gauge("smsgw_carrier_window", "Configured window per submit-capable bind.",
+                    ["carrier"]).add_metric([name], float(window))
+
+    return read
+
+
+def _read_api(f: _Families, stats: object) -> None:
+    if not isinstance(stats, Mapping):
+        return
+    req = f.counter("smsgw_api_requests", "API requests by route and HTTP status.",
+                    ["route", "status"])
+    dur = f.summary("smsgw_api_request_duration_seconds",
+                    "API handler time by route (until the handler returned).", ["route"])
+    mx = f.gauge("smsgw_api_request_duration_max_seconds",
+                 "Slowest API request since start, by route.", ["route"])
+    for route, s in stats.items():
+        for status, count in _items(_get(s, "statuses", {})):
+            req.add_metric([str(route), str(status)], _num(count))
+        dur.add_metric([str(route)], count_value=int(_num(_get(s, "requests"))),
+                       sum_value=_num(_get(s, "seconds_total")))
+        mx.add_metric([str(route)], _num(_get(s, "seconds_max")))
+
+
+def _http_server_reader(server_label: str) -> Callable[[_Families, object], None]:
+    def read(f: _Families, s: object) -> None:
+        lab = [server_label]
+        f.gauge("smsgw_http_connections_open", "Open HTTP connections.",
+                ["server"]).add_metric(lab, _num(_get(s, "connections_open")))
+        f.counter("smsgw_http_connections", "HTTP connections accepted.",
+                  ["server"]).add_metric(lab, _num(_get(s, "connections_total")))
+        errors = f.counter("smsgw_http_errors", "HTTP server-side errors by kind.",
+                           ["server", "kind"])
+        for kind in ("handler_errors", "protocol_errors", "header_timeouts", "body_timeouts",
+                     "write_timeouts", "bodies_too_large"):
+            errors.add_metric([server_label, kind.removesuffix("s")], _num(_get(s, kind)))
+
+    return read
+
+
+def _read_sandbox(f: _Families, s: object) -> None:
+    for field, doc in (("submits", "submit_sm received"), ("submits_ok", "submit_sm accepted"),
+                       ("throttled", "submit_sm answered ESME_RTHROTTLED"),
+                       ("dlrs_sent", "receipts sent"), ("mo_sent", "MO messages sent")):
+        f.counter(f"smsgw_sandbox_{field}", f"Sandbox SMSC: {doc}.").add_metric(
+            [], _num(_get(s, field)))
+    f.gauge("smsgw_sandbox_bound_sessions", "Sandbox SMSC: bound sessions.").add_metric(
+        [], _num(_get(s, "bound_sessions")))
+
+
+def _labelled_counts(f: _Families, name: str, doc: str, label: str, value: object) -> None:
+    fam = f.counter(name, doc, [label])
+    for key, count in _items(value):
+        fam.add_metric([key], _num(count))
+
+
+def _read_accepter(f: _Families, s: object) -> None:
+    f.counter("smsgw_messages_accepted", "Messages accepted for sending (queued).").add_metric(
+        [], _num(_get(s, "accepted")))
+    f.counter("smsgw_messages_deferred",
+              "Messages scheduled for later (quiet hours).").add_metric(
+        [], _num(_get(s, "deferred")))
+    _labelled_counts(f, "smsgw_messages_rejected", "Messages refused, by reason code.",
+                     "reason", _get(s, "rejected_by_reason", {}))
+    f.counter("smsgw_messages_duplicate",
+              "Messages answered from an idempotency key (nothing new stored).").add_metric(
+        [], _num(_get(s, "idempotent_hits", _get(s, "duplicates"))))
+    f.counter("smsgw_accept_backpressure",
+              "Requests refused because the outbox was full (429).").add_metric(
+        [], _num(_get(s, "backpressure")))
+
+
+def _read_dispatcher(f: _Families, s: object) -> None:
+    by = _get(s, "by_carrier", None)
+    if isinstance(by, Mapping):
+        fam = f.counter("smsgw_submits", "Message parts submitted, by carrier and outcome.",
+                        ["carrier", "outcome"])
+        for carrier, outcomes in by.items():
+            for outcome, count in _items(outcomes):
+                fam.add_metric([str(carrier), outcome], _num(count))
+    status = _get(s, "rejected_by_status", None)
+    if isinstance(status, Mapping):
+        fam = f.counter("smsgw_submit_rejections",
+                        "submit_sm rejections by carrier and SMPP command_status.",
+                        ["carrier", "status"])
+        for carrier, statuses in status.items():
+            for st, count in _items(statuses):
+                fam.add_metric([str(carrier), st], _num(count))
+    for field, doc in (("retries", "Parts put back in the outbox to retry."),
+                       ("failed", "Messages failed (permanent error or retries exhausted)."),
+                       ("no_route", "Messages with no route or no live carrier."),
+                       ("reevaluated", "Scheduled messages evaluated again when due.")):
+        f.counter(f"smsgw_dispatch_{field}", doc).add_metric([], _num(_get(s, field)))
+    f.gauge("smsgw_dispatch_inflight", "Messages handed to carriers and not yet answered."
+            ).add_metric([], _num(_get(s, "inflight")))
+
+
+def _read_inbound(f: _Families, s: object) -> None:
+    _labelled_counts(f, "smsgw_receipts", "Delivery receipts by receipt stat.",
+                     "stat", _get(s, "receipts_by_stat", {}))
+    _labelled_counts(f, "smsgw_receipt_errors", "Failed deliveries by error class.",
+                     "error_class", _get(s, "errors_by_class", {}))
+    _labelled_counts(f, "smsgw_mo", "MO messages by keyword class.",
+                     "keyword", _get(s, "mo_by_keyword", {}))
+    f.counter("smsgw_receipts_unmatched",
+              "Receipts that matched no submitted part.").add_metric(
+        [], _num(_get(s, "unmatched")))
+    f.counter("smsgw_inbound_duplicates",
+              "Receipts or MO re-delivered by the carrier and recognised.").add_metric(
+        [], _num(_get(s, "duplicates")))
+
+
+_READERS: dict[str, Callable[[_Families, object], None]] = {
+    "store": _read_store,
+    "outbox": _read_outbox,
+    "carriers": _read_carriers,
+    "api": _read_api,
+    "api_server": _http_server_reader("api"),
+    "metrics_server": _http_server_reader("metrics"),
+    "sandbox": _read_sandbox,
+    "accepter": _read_accepter,
+    "dispatcher": _read_dispatcher,
+    "inbound": _read_inbound,
+}
+
+
+# ------------------------------------------------------------------------- collector
+
+class GatewayCollector(Collector):
+    """Reads every registered provider at scrape time and renders ``smsgw_*`` families.
+
+    ``register(component, provider)``: ``component`` picks the reader (``store``,
+    ``outbox``, ``carriers``, ``api``, ``api_server``, ``metrics_server``, ``sandbox``,
+    ``accepter``, ``dispatcher``, ``inbound``); ``provider()`` returns the statistics.
+    """
+
+    def __init__(self) -> None:
+        self._providers: dict[str, tuple[Provider, Callable[[_Families, object], None]]] = {}
+        self._errors: dict[str, int] = {}
+        self._info: dict[str, str] = {}
+
+    def register(self, component: str, provider: Provider,
+                 reader: Callable[[_Families, object], None] | None = None) -> None:
+        """Read ``provider()`` at every scrape with the reader for ``component``."""
+        chosen = reader or _READERS.get(component)
+        if chosen is None:
+            raise ValueError(f"no metrics reader for component {component!r}")
+        self._providers[component] = (provider, chosen)
+
+    def unregister(self, component: str) -> None:
+        """Stop reading ``component`` (a stopped server, a closed store)."""
+        self._providers.pop(component, None)
+
+    def set_carriers(self, config: Mapping[str, tuple[int, int]]) -> None:
+        """Configured ``{carrier: (binds, window)}`` for the capacity gauges."""
+        self.register("carrier_config", lambda: None, _carrier_capacity(dict(config)))
+
+    def set_info(self, **info: str) -> None:
+        """Constant labels of ``smsgw_build_info`` (version, durability ...)."""
+        self._info = dict(info)
+
+    @property
+    def components(self) -> list[str]:
+        """The registered component names."""
+        return list(self._providers)
+
+    def describe(self) -> list[Metric]:
+        # Returning [] keeps the registry from calling collect() at registration time
+        # (the providers may not exist yet) and skips its duplicate-name check.
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        families = _Families()
+        for component, (provider, reader) in list(self._providers.items()):
+            try:
+                reader(families, provider())
+            except Exception:
+                self._errors[component] = self._errors.get(component, 0) + 1
+                log.exception("metrics: reading %s failed", component)
+        errors = families.counter("smsgw_scrape_errors",
+                                  "Providers whose statistics could not be read, by component.",
+                                  ["component"])
+        for component, count in self._errors.items():
+            errors.add_metric([component], float(count))
+        if self._info:
+            info = InfoMetricFamily("smsgw_build", "Version and start-up settings.")
+            info.add_metric([], self._info)
+            families.add(info)
+        yield from families
+
+
+# ----------------------------------------------------------------------- instruments
+
+class Instruments:
+    """Hot-path histograms (what no ``statistics()`` can give), children bound once.
+
+    ``submit_observer(carrier)`` returns a function ``(outcome_kind, seconds)`` for the
+    bind outcome callbacks; ``receipt_observer(carrier)`` one ``(seconds)``; store commits
+    go through ``observe_commit(seconds, ops)``.
+    """
+
+    def __init__(self, registry: CollectorRegistry, carriers: Iterable[str]) -> None:
+        self.submit_latency = Histogram(
+            "smsgw_submit_resp_latency_seconds",
+            "submit_sm -> submit_sm_resp, by carrier.", ["carrier"],
+            buckets=LATENCY_BUCKETS, registry=registry)
+        self.receipt_latency = Histogram(
+            "smsgw_submit_receipt_latency_seconds",
+            "submit_sm -> delivery receipt, by carrier.", ["carrier"],
+            buckets=RECEIPT_BUCKETS, registry=registry)
+        self.commit_latency = Histogram(
+            "smsgw_store_commit_seconds", "Store commit latency (call -> durable).",
+            buckets=COMMIT_BUCKETS, registry=registry)
+        self.commit_ops = Histogram(
+            "smsgw_store_commit_batch_ops", "Operations per committed store batch.",
+            buckets=BATCH_BUCKETS, registry=registry)
+        self._submit = {c: self.submit_latency.labels(c).observe for c in carriers}
+        self._receipt = {c: self.receipt_latency.labels(c).observe for c in self._submit}
+        for carrier in self._submit:  # make the series exist at 0 before traffic
+            self.submit_latency.labels(carrier)
+
+    def submit_observer(self, carrier: str) -> Callable[[float], None]:
+        """The bound ``observe`` of the submit->resp histogram of ``carrier``."""
+        observe = self._submit.get(carrier)
+        if observe is None:
+            observe = self._submit[carrier] = self.submit_latency.labels(carrier).observe
+        return observe
+
+    def receipt_observer(self, carrier: str) -> Callable[[float], None]:
+        """The bound ``observe`` of the submit->receipt histogram of ``carrier``."""
+        observe = self._receipt.get(carrier)
+        if observe is None:
+            observe = self._receipt[carrier] = self.receipt_latency.labels(carrier).observe
+        return observe
+
+    def observe_commit(self, seconds: float, ops: int) -> None:
+        """One committed store batch."""
+        self.commit_latency.observe(seconds)
+        self.commit_ops.observe(ops)
+
+
+class Metrics:
+    """The gateway's registry, its collector and its instruments."""
+
+    def __init__(self, carriers: Iterable[str] = ()) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.collector = GatewayCollector()
+        self.registry.register(self.collector)
+        self.instruments = Instruments(self.registry, carriers)
+
+    def register(self, component: str, provider: Provider) -> None:
+        """Shortcut for ``collector.register``."""
+        self.collector.register(component, provider)
+
+    def exposition(self) -> bytes:
+        """The Prometheus text exposition of every series, read now."""
+        return generate_latest(self.registry)
+
+
+def outbox_provider(depth: Callable[[], int], oldest_due: Callable[[], float | None],
+                    clock: Callable[[], float] = time.time) -> Provider:
+    """A provider for the ``outbox`` reader from two store reads (run at scrape time)."""
+
+    def read() -> dict[str, float]:
+        due = oldest_due()
+        age = max(0.0, clock() - due) if due is not None else 0.0
+        return {"depth": float(depth()), "oldest_age": age}
+
+    return read
+
+
+# --------------------------------------------------------------------------- serving
+
+class MetricsApp:
+    """The ``gateway.http`` handler of the metrics listener: ``GET /metrics`` (and ``/``)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    async def __call__(self, request: Request) -> Response:
+        if request.path not in ("/metrics", "/"):
+            return Response(404, b"not found: try /metrics\n",
+                            headers=[(b"content-type", b"text/plain; charset=utf-8")])
+        if request.method not in ("GET", "HEAD"):
+            return Response(405, b"method not allowed\n",
+                            headers=[(b"allow", b"GET, HEAD"),
+                                     (b"content-type", b"text/plain; charset=utf-8")])
+        if request.path == "/":
+            return Response(200, b'<a href="/metrics">/metrics</a>\n',
+                            headers=[(b"content-type", b"text/html; charset=utf-8")])
+        # Reading statistics is synchronous and cheap (plain counters, one short LMDB
+        # read txn for the outbox): it runs on the trio thread, so components are read
+        # between their own steps, never while they mutate.
+        body = self._metrics.exposition()
+        return Response(200, body, headers=[(b"content-type", CONTENT_TYPE_LATEST.encode()),
+                                            (b"cache-control", b"no-store")])
+
+
+async def serve_metrics(
+    metrics: Metrics,
+    *,
+    host: str,
+    port: int,
+    task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``GET /metrics`` on ``host:port`` until cancelled; ``started(server)``."""
+    limits = Limits(max_body_bytes=64 * 1024, max_connections=64, shutdown_grace=1.0)
+    await serve(MetricsApp(metrics), host=host, port=port, limits=limits,
+                task_status=task_status)
