@@ -847,7 +847,13 @@ class Bind:
                     for item in batch:
                         item.ack()
                 else:
-                    await inbound_out.send(batch)
+                    try:
+                        await inbound_out.send(batch)
+                    except (trio.BrokenResourceError, trio.ClosedResourceError):
+                        # Nobody consumes deliveries any more (shutting down): leave them
+                        # unanswered, the SMSC re-delivers them on the next bind.
+                        log.debug("%s: inbound consumer gone; %d deliveries left unacked",
+                                  self.name, len(batch))
             self._writer_wake.set()
             if not data:
                 if self._peer_unbound:

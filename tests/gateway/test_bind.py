@@ -447,3 +447,18 @@ async def test_long_mo_arrives_in_concatenated_parts(
             x.ack()
         with pytest.raises(ValueError):
             await server.inject_mo("1", "2", "")
+
+
+async def test_closed_inbound_consumer_does_not_break_the_bind(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with sim(dlr_delay=0.1) as server, carrier(server) as c:
+        await c.wait_bound()
+        first = c.live_binds[0]
+        assert c.inbound is not None
+        await c.inbound.aclose()
+        out = await c.submit([part(i) for i in range(3)])
+        assert all(o.kind is OutcomeKind.ACCEPTED for o in out)
+        await trio.sleep(1)
+        assert c.live_binds == [first]
+        assert server.stats.dlrs_acked == 0  # never acked: the SMSC keeps them
