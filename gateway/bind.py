@@ -82,7 +82,8 @@ RECEIVE_SIZE = 256 * 1024
 _CAN_SUBMIT = frozenset({SessionState.BOUND_TX, SessionState.BOUND_TRX})
 PEER_UNBIND_GRACE = 1.0  # seconds we wait for the SMSC to close after our unbind_resp
 THROTTLE_QUIET = 10.0  # seconds without a throttled response that end a throttling episode
-ADAPT_CUT = 0.9  # after a throttle: 90 % of the rate the SMSC accepted since the last cut
+ADAPT_CUT = 0.9  # first throttle: 90 % of the rate the SMSC accepted until then
+ADAPT_DECREASE = 0.75  # later ones: 75 % of the current adaptive rate
 ADAPT_GROW = 0.1  # then grow 10 % per second (at least 1/s) ...
 ADAPT_UNLIMITED = 1e6  # ... until the configured tps, or "unlimited" again
 
@@ -415,7 +416,10 @@ class WorkQueue:
         # One pause per burst: the other refusals of the same burst land inside it and
         # must not escalate the backoff (that would jump to the cap after one window).
         if now >= self.bucket.paused_until:
-            self._cut(now)
+            # At most one cut per second: carriers count over a sliding second, so the
+            # refusals right after a cut still reflect the traffic before it.
+            if self._cut_at is None or now - self._cut_at >= 1.0 or self.adaptive_tps is None:
+                self._cut(now)
             delay = self._throttle_backoff.next_delay(self._rng)
             self.bucket.pause(now + delay, now)
             self.pauses += 1
@@ -431,14 +435,14 @@ class WorkQueue:
 
     def _cut(self, now: float) -> None:
         """Multiplicative decrease: just under the rate the SMSC accepted lately."""
-        start = self._cut_at if self._cut_at is not None else now
-        observed = self._accepted_since_cut / max(1.0, now - start)
-        if observed > 0:
-            rate = observed * ADAPT_CUT
-        elif self.adaptive_tps is not None:
-            rate = self.adaptive_tps / 2.0
+        if self.adaptive_tps is not None:
+            # Classic AIMD: a fixed fraction of the rate that just proved too high.
+            rate = self.adaptive_tps * ADAPT_DECREASE
         else:
-            rate = 1.0
+            # First refusal: start just under what the SMSC accepted so far.
+            start = self._cut_at if self._cut_at is not None else now
+            observed = self._accepted_since_cut / max(1.0, now - start)
+            rate = observed * ADAPT_CUT if observed > 0 else 1.0
         if self._tps:
             rate = min(rate, self._tps)
         self.adaptive_tps = max(1.0, rate)
