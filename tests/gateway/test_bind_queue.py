@@ -84,3 +84,39 @@ def test_batch_first_outcome_wins() -> None:
     b.resolve(0, SubmitOutcome(kind=OutcomeKind.UNKNOWN))
     assert b.done and b.outcomes[0] is not None and b.outcomes[0].message_id == "x"
     assert SubmitBatch([]).done
+
+
+def test_throttling_pauses_and_adapts_the_rate() -> None:
+    q = WorkQueue(tps=0, throttle_pause=1.0, throttle_pause_max=8.0)
+    b = batch(1000)
+    q.put_nowait(b)
+    items = q.take(300, 0.0)
+    assert len(items) == 300  # unlimited
+    for _ in range(200):
+        q.accepted(0.0)
+    # the SMSC refuses the rest of the burst at t=0.5
+    for item in items[200:]:
+        assert q.throttled_part(item, 0x58, 0.5, "b#0")
+    assert q.pauses == 1 and q.throttled == 100
+    assert q.adaptive_tps == 180.0  # 90 % of 200 accepted in (at least) 1 s
+    assert q.bucket.paused_until > 0.5
+    assert q.take(10, 0.5) == []  # paused
+    assert len(q) == 800  # nothing dropped: the refused parts are queued again, first
+    resume = q.bucket.paused_until
+    again = q.take(1000, resume + 0.5)
+    assert 0 < len(again) <= 100
+    assert dests(again[:1]) == ["200"]  # the refused ones go first
+    # 10 %/s growth back towards unlimited
+    q.take(1, resume + 10.0)
+    assert q.adaptive_tps is not None and q.adaptive_tps > 350
+
+
+def test_throttled_part_gives_up_after_retry_window() -> None:
+    q = WorkQueue(throttle_retry_for=60.0)
+    b = batch(1)
+    q.put_nowait(b)
+    (item,) = q.take(1, 0.0)
+    assert q.throttled_part(item, 0x58, 0.0, "b")
+    (item,) = q.take(1, 100.0)
+    assert not q.throttled_part(item, 0x58, 100.0, "b")  # refused for > 60 s: give up
+    assert len(q) == 0
