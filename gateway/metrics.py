@@ -425,8 +425,8 @@ class GatewayCollector(Collector):
         errors = families.counter("smsgw_scrape_errors",
                                   "Providers whose statistics could not be read, by component.",
                                   ["component"])
-        for component, count in self._errors.items():
-            errors.add_metric([component], float(count))
+        for component in {**dict.fromkeys(self._providers), **dict.fromkeys(self._errors)}:
+            errors.add_metric([component], float(self._errors.get(component, 0)))
         if self._info:
             info = InfoMetricFamily("smsgw_build", "Version and start-up settings.")
             info.add_metric([], self._info)

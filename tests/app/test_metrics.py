@@ -5,7 +5,9 @@ No network except the last test, which serves ``/metrics`` on 127.0.0.1:0.
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 
 import pytest
 import trio
@@ -170,3 +172,30 @@ async def test_serve_metrics() -> None:
             assert (await request(server.port, "GET", "/nope")).status == 404
             assert (await request(server.port, "POST", "/metrics")).status == 405
             nursery.cancel_scope.cancel()
+
+
+def referenced_names(text: str) -> set[str]:
+    return set(re.findall(r"\bsmsgw_[a-z0-9_]+", text))
+
+
+@pytest.mark.parametrize("path", ["config/prometheus-alerts.yml", "config/grafana-dashboard.json"])
+def test_alerts_and_dashboard_use_real_series(path: str) -> None:
+    """Every series an alert or a panel queries is one the gateway exports."""
+    root = Path(__file__).resolve().parents[2]
+    m = full_metrics()
+    m.collector.set_info(version="test", durability="fsync")
+    m.register("metrics_server", lambda: {"connections_open": 1})
+    m.instruments.receipt_observer("acme")(1.0)
+    m.instruments.observe_commit(0.001, 3)
+    exported = {name for name, _ in samples(m.exposition())}
+    used = referenced_names((root / path).read_text())
+    assert used, path
+    assert used <= exported, sorted(used - exported)
+
+
+def test_dashboard_is_valid_json() -> None:
+    root = Path(__file__).resolve().parents[2]
+    dash = json.loads((root / "config/grafana-dashboard.json").read_text())
+    ids = [p["id"] for p in dash["panels"]]
+    assert len(ids) == len(set(ids))
+    assert all(t["expr"] for p in dash["panels"] for t in p.get("targets", []))
