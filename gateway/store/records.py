@@ -105,6 +105,9 @@ class MessageRecord(_Record, frozen=True):
     history: tuple[HistoryEntry, ...] = ()
     idempotency_key: str | None = None
     updated_at: float | None = None
+    #: Concatenation reference the accept step planned with (per-carrier counter), so a
+    #: re-plan at dispatch produces the same parts; None for one part.
+    ref: int | None = None
 
 
 class KeywordEntry(_Record, frozen=True):
@@ -124,6 +127,10 @@ class ErrorSummary(_Record, frozen=True):
     counts: dict[str, int] = {}  # error class -> count, all time
     permanent: bool = False
     permanent_reason: str | None = None
+    #: When the first permanent-class failure was seen.
+    permanent_at: float | None = None
+    #: Last DELIVRD receipt (membership may lapse on delivery, rules.error_segment).
+    last_delivered_at: float | None = None
 
 
 class RecipientRecord(_Record, frozen=True):
@@ -147,6 +154,10 @@ class RecipientRecord(_Record, frozen=True):
     keywords: tuple[KeywordEntry, ...] = ()
     errors: ErrorSummary = msgspec.field(default_factory=ErrorSummary)
     updated_at: float | None = None
+    #: When the double opt-in state last changed.
+    double_opt_in_at: float | None = None
+    #: The single opt-out confirmation went out since the last opt-out (rules.consent).
+    opt_out_confirmed: bool = False
 
 
 class ErrorEntry(_Record, frozen=True):

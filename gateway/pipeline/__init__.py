@@ -1,0 +1,26 @@
+"""The pipeline: accept -> outbox -> carriers; receipts and MO -> store (docs/pipeline.md)."""
+
+from gateway.pipeline.accept import (
+    Accepter,
+    AcceptStats,
+    ReevalOutcome,
+    ReplyRequest,
+    normalise_number,
+)
+from gateway.pipeline.ids import IdGenerator
+from gateway.pipeline.recipients import RecipientCache, facts_from_record, record_with_facts
+from gateway.pipeline.routing import NO_ROUTE, Router
+
+__all__ = [
+    "NO_ROUTE",
+    "AcceptStats",
+    "Accepter",
+    "IdGenerator",
+    "RecipientCache",
+    "ReevalOutcome",
+    "ReplyRequest",
+    "Router",
+    "facts_from_record",
+    "normalise_number",
+    "record_with_facts",
+]

@@ -1,0 +1,646 @@
+"""Accept: the durability point of a message (docs/pipeline.md "Accept").
+
+``Accepter.accept(messages, now)``: normalise numbers -> idempotency -> backpressure ->
+(under the accept lock) recipient facts -> ``rules.evaluate`` per message in request
+order, ``rules.apply_send`` after each SEND -> ``encoding.plan`` with the route's first
+carrier's options -> ONE ``WriteBatch`` (message records, outbox entries, recipient
+updates, idempotency claims, ``message.status`` events) -> release the lock ->
+``await store.commit(batch)`` (outside the lock: concurrent requests share a group commit)
+-> results in request order. Nothing is answered before the commit returned.
+
+Why the check-and-set is exact (smart sending, flow limit, state caps): building a batch is
+synchronous code under one lock, reading and then updating the ``RecipientCache`` (which
+is write-through), so the next batch sees this one's sends even before its commit landed;
+entries with a commit in flight are pinned in the cache. A failed commit invalidates the
+entries it touched (reloaded from the store, which has none of that batch).
+
+Idempotency: a key already in the store returns the first result and stores nothing. A
+key claimed by a batch whose commit is still in flight is followed: the second request
+waits for that commit and returns the same result (or fails like it). Keys are claimed in
+the batch (``claim_idempotency``), so even a bug here could not create two messages.
+
+``reevaluate(records, now)``: due ``scheduled`` messages, re-checked (consent may have
+changed) and COMMITTED here; the dispatcher gets what to do (``ReevalOutcome``).
+``build_replies(batch, replies, now)``: keyword replies (kind ``reply``) written into the
+caller's batch, so the inbound processor commits them with the MO.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Final, Literal
+
+import msgspec
+import phonenumbers
+import trio
+
+from gateway.api_types import (
+    Backpressure,
+    MessageIn,
+    MessageResult,
+    StoreFull,
+    StoreUnavailable,
+)
+from gateway.config import GatewayConfig
+from gateway.encoding import DEFAULT_OPTIONS, EncodingOptions, PlanRejected, SegmentPlan, plan
+from gateway.pipeline.events import StatusData, status_event
+from gateway.pipeline.ids import IdGenerator
+from gateway.pipeline.recipients import RecipientCache
+from gateway.pipeline.routing import NO_ROUTE, Router
+from gateway.store import (
+    HistoryEntry,
+    IdempotencyConflictError,
+    IdempotencyRecord,
+    MessageRecord,
+    PartRecord,
+    RecipientRecord,
+    Store,
+    StoreError,
+    StoreFullError,
+    WriteBatch,
+)
+from rules import content
+from rules.engine import apply_send, evaluate
+from rules.model import (
+    Action,
+    Bypass,
+    Decision,
+    Message,
+    MessageKind,
+    RecipientFacts,
+    ReplyKind,
+)
+
+__all__ = [
+    "AcceptStats",
+    "Accepter",
+    "ReevalOutcome",
+    "ReplyRequest",
+    "normalise_number",
+]
+
+_replace = msgspec.structs.replace
+_fromts = datetime.fromtimestamp
+_json = msgspec.json.Encoder().encode
+
+QUEUED: Final = "queued"
+SCHEDULED: Final = "scheduled"
+REJECTED: Final = "rejected"
+INVALID_NUMBER: Final = "invalid_number"
+
+#: How often the cached outbox depth is re-read from the store (seconds, ``clock``).
+DEPTH_REFRESH_S: Final = 0.25
+#: Retry-After for a 429 while the outbox is over ``pipeline.outbox_max``.
+BACKPRESSURE_RETRY_S: Final = 1.0
+
+_KINDS: Final = {k.value: k for k in MessageKind}
+_NO_BYPASS: frozenset[Bypass] = frozenset()
+_PARTS: list[tuple[PartRecord, ...]] = [tuple(PartRecord(i) for i in range(n))
+                                        for n in range(256)]
+
+
+class ReplyRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """A keyword reply to send (built by the inbound processor from ``rules.handle_mo``)."""
+
+    #: The recipient (the MO's sender), E.164.
+    phone: str
+    text: str
+    reply_to: ReplyKind
+    #: Answer through the carrier the MO came from; None = the route's first carrier.
+    carrier: str | None = None
+    #: Our number the MO was sent to (the reply's sender id); None = carrier default.
+    sender: str | None = None
+
+
+class ReevalOutcome(msgspec.Struct, frozen=True, kw_only=True):
+    """What the dispatcher does with a re-evaluated scheduled message.
+
+    ``send``: dispatch it now (its outbox entry is unchanged: ``record.outbox_due``).
+    ``defer``: it was moved to ``due`` in the outbox (already committed); drop it.
+    ``reject``: it is ``rejected`` and out of the outbox (committed); drop it.
+    ``record`` is the record as committed.
+    """
+
+    message_id: str
+    action: Literal["send", "defer", "reject"]
+    record: MessageRecord
+    due: float | None = None
+    reason: str | None = None
+
+
+class AcceptStats(msgspec.Struct, kw_only=True):
+    """Counters for metrics (``Accepter.statistics()``); times are seconds."""
+
+    batches: int = 0
+    messages: int = 0
+    queued: int = 0
+    scheduled: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    backpressure: int = 0
+    commit_failures: int = 0
+    reevaluated: int = 0
+    replies: int = 0
+    outbox_depth: int = 0
+    #: Per-stage time, only measured when ``Accepter(profile=True)`` (bench/accept.py).
+    t_rules: float = 0.0
+    t_encoding: float = 0.0
+    t_build: float = 0.0
+    t_commit: float = 0.0
+
+
+def normalise_number(to: str, country: str | None) -> str | None:
+    """E.164 of ``to`` (already E.164, or national with ``country``); None if invalid.
+
+    Only the shape is checked for E.164 input (validity is a number fact, cached per
+    recipient); a national number is parsed with phonenumbers (cached by the caller).
+    """
+    if to.startswith("+"):
+        return to
+    if country is None:
+        return None
+    try:
+        num = phonenumbers.parse(to, country)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(num):
+        return None
+    return phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164)
+
+
+class _Pending:
+    """An idempotency key whose first use is being committed."""
+
+    __slots__ = ("done", "ok", "result")
+
+    def __init__(self, result: MessageResult) -> None:
+        self.result = result
+        self.done = trio.Event()
+        self.ok = False
+
+
+class _Delta:
+    """A batch's bookkeeping for one recipient: a pure ``record -> record`` function."""
+
+    __slots__ = ("confirmed", "keep_s", "marks", "now", "sends")
+
+    def __init__(self, now: float, keep_s: float) -> None:
+        self.now = now
+        self.keep_s = keep_s
+        self.sends: list[float] = []
+        self.marks: dict[str, float] = {}
+        self.confirmed = False
+
+    def add(self, decision: Decision, now: float) -> None:
+        marks = decision.marks
+        if marks.marketing_send_at is not None:
+            self.sends.append(marks.marketing_send_at.timestamp())
+        if marks.flow_mark is not None:
+            self.marks[marks.flow_mark] = now
+        if marks.opt_out_confirmation:
+            self.confirmed = True
+
+    def __call__(self, rec: RecipientRecord) -> RecipientRecord:
+        sends = rec.marketing_sends
+        if self.sends:
+            new = tuple(self.sends)
+            sends = sends + new if not sends or sends[-1] <= new[0] else tuple(sorted(sends + new))
+        if sends:
+            since = self.now - self.keep_s
+            if sends[0] < since:
+                sends = tuple(t for t in sends if t >= since)
+        flow_marks = rec.flow_marks
+        if self.marks:
+            flow_marks = {**flow_marks, **self.marks}
+        return _replace(rec, marketing_sends=sends, flow_marks=flow_marks,
+                        opt_out_confirmed=rec.opt_out_confirmed or self.confirmed,
+                        updated_at=self.now)
+
+
+def _result_from_record(rec: MessageRecord) -> MessageResult:
+    """The answer the first request got, rebuilt from the stored record."""
+    first = rec.history[0] if rec.history else None
+    status = first.status if first is not None else rec.status
+    if status not in (QUEUED, SCHEDULED, REJECTED):
+        status = QUEUED
+    reason = first.reason if first is not None else rec.reason
+    defer = rec.defer_until if status == SCHEDULED else None
+    return MessageResult(id=rec.id, status=status,  # type: ignore[arg-type]
+                         reason=reason, defer_until=_fromts(defer, UTC) if defer else None,
+                         segments=rec.segments or None, encoding=rec.encoding)
+
+
+class Accepter:
+    """Accept path, scheduled re-evaluation and keyword replies (see module doc).
+
+    ``clock`` (monotonic seconds) paces the outbox-depth re-read; ``now`` arguments are
+    epoch seconds (record times). ``profile=True`` measures per-stage times
+    (``statistics()``; costs ~0.2 us/message).
+    """
+
+    def __init__(self, store: Store, config: GatewayConfig, recipients: RecipientCache, *,
+                 clock: Callable[[], float] = time.monotonic,
+                 ids: IdGenerator | None = None, profile: bool = False) -> None:
+        self._store = store
+        self._config = config
+        self._policy = config.rules
+        self._recipients = recipients
+        self._clock = clock
+        self._ids = ids if ids is not None else IdGenerator()
+        self._router = Router(config.routes)
+        self._prefix_of: dict[tuple[str, ...], str] = {}
+        self._options: dict[str, EncodingOptions] = {}
+        self._senders: dict[str, str | None] = {}
+        for c in config.carriers:
+            self._options[c.name] = c.encoding
+            self._senders[c.name] = c.default_sender
+        self._refs: dict[str, int] = {}
+        self._lock = trio.Lock()
+        self._pending: dict[str, _Pending] = {}
+        self._national: dict[tuple[str, str | None], str | None] = {}
+        self._outbox_max = config.pipeline.outbox_max
+        self._depth = -1
+        self._depth_at = 0.0
+        self._profile = profile
+        self._t_plan = 0.0
+        self.stats = AcceptStats()
+
+    # --- outbox depth (backpressure) ------------------------------------------------
+
+    @property
+    def outbox_depth(self) -> int:
+        """The outbox depth as last known (re-read at most every ``DEPTH_REFRESH_S``)."""
+        now = self._clock()
+        if self._depth < 0 or now - self._depth_at >= DEPTH_REFRESH_S:
+            self._depth = self._store.outbox_depth()
+            self._depth_at = now
+        return self._depth
+
+    def outbox_removed(self, n: int = 1) -> None:
+        """The dispatcher committed the removal of ``n`` outbox entries."""
+        if self._depth >= 0:
+            self._depth = max(0, self._depth - n)
+
+    def outbox_added(self, n: int = 1) -> None:
+        """Someone else committed ``n`` new outbox entries (e.g. retries re-queued)."""
+        if self._depth >= 0:
+            self._depth += n
+
+    def _check_backpressure(self) -> None:
+        if self.outbox_depth >= self._outbox_max:
+            self.stats.backpressure += 1
+            raise Backpressure(BACKPRESSURE_RETRY_S,
+                               f"outbox holds {self._depth} messages (max {self._outbox_max})")
+
+    # --- helpers --------------------------------------------------------------------
+
+    def _e164(self, m: MessageIn) -> str | None:
+        to = m.to
+        if to[0] == "+":
+            return to
+        key = (to, m.country)
+        hit = self._national.get(key, "")
+        if hit == "":
+            hit = normalise_number(to, m.country)
+            if len(self._national) > 100_000:
+                self._national.clear()
+            self._national[key] = hit
+        return hit
+
+    def _route(self, e164: str) -> tuple[tuple[str, ...], str | None]:
+        carriers = self._router.route(e164)
+        if not carriers:
+            return carriers, None
+        prefix = self._prefix_of.get(carriers)
+        if prefix is None:
+            prefix = self._router.matched_prefix(e164)
+        return carriers, prefix
+
+    def _plan(self, text: str, carrier: str, region: str | None, smart: bool | None,
+              ) -> tuple[SegmentPlan | PlanRejected, bool]:
+        opts = self._options.get(carrier, DEFAULT_OPTIONS)
+        ref = self._refs.get(carrier, 0)
+        p = plan(text, opts, ref=ref, country=region or None, smart=smart)
+        if not isinstance(p, PlanRejected) and p.ref is not None:
+            self._refs[carrier] = (ref + 1) & 0xFFFF
+        return p, (opts.smart_encoding if smart is None else smart)
+
+    # --- accept ---------------------------------------------------------------------
+
+    async def accept(self, messages: Sequence[MessageIn], now: float | None = None,
+                     ) -> list[MessageResult]:
+        """Evaluate, encode and durably store ``messages``; results in request order.
+
+        Raises ``Backpressure`` (nothing stored), ``StoreFull`` / ``StoreUnavailable``
+        (the commit failed: nothing stored).
+        """
+        if now is None:
+            now = time.time()
+        self._check_backpressure()
+        for attempt in range(3):
+            async with self._lock:
+                batch, results, follow, phones, added = self._build(messages, now)
+            mine = [k for k, p in follow if k is not None and p is None]
+            try:
+                if batch:
+                    await self._commit(batch, phones)
+            except IdempotencyConflictError:
+                # A key used by a writer we did not know of: the retry finds it in the
+                # store and answers with its first result.
+                self._failed(mine, phones, added)
+                if attempt == 2:
+                    raise StoreUnavailable("idempotency key conflict") from None
+                continue
+            except BaseException:
+                self._failed(mine, phones, added)
+                raise
+            self._succeeded(mine)
+            break
+        # Keys another request was committing: answer what it answers, once it did.
+        for i, (key, p) in enumerate(follow):
+            if p is None:
+                continue
+            await p.done.wait()
+            if not p.ok:
+                raise StoreUnavailable(f"the request that used idempotency key {key!r} failed")
+            results[i] = p.result
+        return results
+
+    def _failed(self, keys: Iterable[str], phones: list[str], added: int) -> None:
+        self.stats.commit_failures += 1
+        self._recipients.invalidate(phones)
+        self._depth = max(0, self._depth - added) if self._depth >= 0 else self._depth
+        for k in keys:
+            p = self._pending.pop(k, None)
+            if p is not None:
+                p.done.set()
+
+    def _succeeded(self, keys: Iterable[str]) -> None:
+        for k in keys:
+            p = self._pending.pop(k, None)
+            if p is not None:
+                p.ok = True
+                p.done.set()
+
+    async def _commit(self, batch: WriteBatch, phones: list[str]) -> None:
+        rc = self._recipients
+        rc.pin(phones)
+        t0 = time.perf_counter()
+        try:
+            # Shielded: once handed over, the batch may commit anyway; knowing the outcome
+            # keeps the cache and the idempotency followers right. Commits are bounded.
+            with trio.CancelScope(shield=True):
+                await self._store.commit(batch)
+        except StoreFullError as e:
+            raise StoreFull(f"store full: {e}") from e
+        except IdempotencyConflictError:
+            raise
+        except StoreError as e:
+            raise StoreUnavailable(f"store unavailable: {e}") from e
+        finally:
+            rc.unpin(phones)
+            if self._profile:
+                self.stats.t_commit += time.perf_counter() - t0
+
+    def _build(self, messages: Sequence[MessageIn], now: float) -> tuple[
+            WriteBatch, list[MessageResult],
+            list[tuple[str | None, _Pending | None]], list[str], int]:
+        """Everything of an accept up to the commit (synchronous: atomic under trio)."""
+        store = self._store
+        rc = self._recipients
+        policy = self._policy
+        stats = self.stats
+        profile = self._profile
+        perf = time.perf_counter
+        n = len(messages)
+        ids = self._ids.many(n, now)
+        now_dt = _fromts(now, UTC)
+        batch = WriteBatch()
+        results: list[MessageResult] = []
+        #: per message: (key to follow, pending of another request) or (key, None) = mine
+        follow: list[tuple[str | None, _Pending | None]] = []
+        e164s = [self._e164(m) for m in messages]
+        rc.load({e for e in e164s if e is not None})
+        cur: dict[str, RecipientFacts] = {}
+        deltas: dict[str, _Delta] = {}
+        touched: dict[str, None] = {}
+        keep_s = rc.keep_sends_s
+        added = 0
+        in_batch: dict[str, int] = {}
+        t_rules = t_enc = 0.0
+        t_start = perf()
+        for i, m in enumerate(messages):
+            key = m.idempotency_key
+            if key is not None:
+                j = in_batch.get(key)
+                if j is not None:  # same key earlier in this batch: same answer
+                    results.append(results[j])
+                    follow.append((None, None))
+                    stats.duplicates += 1
+                    continue
+                p = self._pending.get(key)
+                if p is not None:  # another request is committing this key
+                    results.append(p.result)
+                    follow.append((key, p))
+                    stats.duplicates += 1
+                    continue
+                known = store.get_idempotency(key)
+                if known is not None:
+                    rec0 = store.get_message(known.message_id)
+                    if rec0 is not None:
+                        results.append(_result_from_record(rec0))
+                        follow.append((None, None))
+                        stats.duplicates += 1
+                        continue
+            mid = ids[i]
+            e164 = e164s[i]
+            text = m.text
+            if m.vars:
+                for k, v in m.vars.items():
+                    text = text.replace("{" + k + "}", v)
+            if e164 is None or not rc.is_valid(e164):
+                rec = self._rejected(mid, now, m, to=m.to if e164 is None else e164,
+                                     text=text, reason=INVALID_NUMBER,
+                                     detail="not a valid phone number")
+            else:
+                carriers, prefix = self._route(e164)
+                if not carriers:
+                    rec = self._rejected(mid, now, m, to=e164, text=text, reason=NO_ROUTE,
+                                         detail="no route matches the number")
+                else:
+                    facts = cur.get(e164)
+                    if facts is None:
+                        facts = rc.facts(e164)
+                    kind = _KINDS[m.kind]
+                    ta = m.trigger_at
+                    msg = Message(kind=kind, to_e164=e164, text=text,
+                                  campaign_id=m.campaign_id, flow_id=m.flow_id,
+                                  flow_type=m.flow_type, trigger_id=m.trigger_id,
+                                  trigger_at=ta,
+                                  bypass=frozenset(map(Bypass, m.bypass)) if m.bypass
+                                  else _NO_BYPASS)
+                    if profile:
+                        t0 = perf()
+                        decision = evaluate(msg, facts, policy, now_dt)
+                        t_rules += perf() - t0
+                    else:
+                        decision = evaluate(msg, facts, policy, now_dt)
+                    if e164 not in touched and not rc.is_stored(e164):
+                        touched[e164] = None  # a new recipient: store its number facts
+                    rec, facts2 = self._decided(mid, now, now_dt, m, msg=msg, e164=e164,
+                                                facts=facts, decision=decision,
+                                                carriers=carriers, prefix=prefix,
+                                                profile=profile)
+                    if profile:
+                        t_enc += self._t_plan
+                    if facts2 is not facts:
+                        cur[e164] = facts2
+                        d = deltas.get(e164)
+                        if d is None:
+                            d = deltas[e164] = _Delta(now, keep_s)
+                        d.add(decision, now)
+                        touched[e164] = None
+            batch.put_message(rec)
+            status = rec.status
+            du = rec.defer_until
+            res = MessageResult(id=mid, status=status,  # type: ignore[arg-type]
+                                reason=rec.reason if status != QUEUED else None,
+                                defer_until=_fromts(du, UTC) if du is not None else None,
+                                segments=rec.segments or None, encoding=rec.encoding)
+            results.append(res)
+            if status == REJECTED:
+                stats.rejected += 1
+            else:
+                batch.outbox_add(rec.outbox_due, mid)  # type: ignore[arg-type]
+                added += 1
+                if status == QUEUED:
+                    stats.queued += 1
+                else:
+                    stats.scheduled += 1
+            batch.append_event(status_event(
+                now, mid, rec.to, status,
+                StatusData(reason=rec.reason, detail=rec.history[0].detail,
+                           defer_until=du, segments=rec.segments or None,
+                           encoding=rec.encoding, kind=rec.kind,
+                           campaign_id=rec.campaign_id, flow_id=rec.flow_id,
+                           metadata=msgspec.Raw(rec.metadata) if rec.metadata else None)))
+            if key is not None:
+                batch.claim_idempotency(key, IdempotencyRecord(message_id=mid, at=now))
+                in_batch[key] = i
+                self._pending[key] = _Pending(res)
+                follow.append((key, None))
+            else:
+                follow.append((None, None))
+        for phone in touched:
+            d = deltas.get(phone)
+            if d is None:
+                d = _Delta(now, keep_s)
+            rc.update(phone, d, batch, facts=cur.get(phone))
+        if self._depth >= 0:
+            self._depth += added
+        stats.batches += 1
+        stats.messages += n
+        if profile:
+            stats.t_rules += t_rules
+            stats.t_encoding += t_enc
+            stats.t_build += perf() - t_start - t_rules - t_enc
+        # follow entries for keys we claimed are (key, None); only those of other
+        # requests carry their _Pending.
+        return batch, results, follow, list(touched), added
+
+    def _rejected(self, mid: str, now: float, m: MessageIn, *, to: str, text: str,
+                  reason: str, detail: str) -> MessageRecord:
+        return MessageRecord(
+            id=mid, created_at=now, to=to, text=text, kind=m.kind, sender=m.from_,
+            campaign_id=m.campaign_id, flow_id=m.flow_id, flow_type=m.flow_type,
+            trigger_id=m.trigger_id,
+            trigger_at=m.trigger_at.timestamp() if m.trigger_at is not None else None,
+            metadata=_json(m.metadata) if m.metadata else b"",
+            smart_encoding=bool(m.smart_encoding), bypass=tuple(m.bypass), status=REJECTED,
+            reason=reason, history=(HistoryEntry(now, REJECTED, reason, detail),),
+            idempotency_key=m.idempotency_key, updated_at=now)
+
+    def _decided(self, mid: str, now: float, now_dt: datetime, m: MessageIn, *, msg: Message,
+                 e164: str, facts: RecipientFacts, decision: Decision,
+                 carriers: tuple[str, ...], prefix: str | None, profile: bool,
+                 ) -> tuple[MessageRecord, RecipientFacts]:
+        """The record of an evaluated message (and the recipient's facts after it)."""
+        action = decision.action
+        if action is Action.REJECT:
+            return self._rejected(mid, now, m, to=e164, text=msg.text,
+                                  reason=decision.reason.value, detail=decision.detail), facts
+        if action is Action.SEND:
+            text = decision.text if decision.text is not None else msg.text
+        else:  # DEFER: the text it will be sent with (re-checked when it wakes)
+            text = content.final_text(msg, facts, self._policy) \
+                if msg.kind is MessageKind.CAMPAIGN or msg.kind is MessageKind.FLOW \
+                else msg.text
+        carrier = carriers[0]
+        region = facts.number.region if facts.number is not None else None
+        if profile:
+            t0 = time.perf_counter()
+            p, smart = self._plan(text, carrier, region, m.smart_encoding)
+            self._t_plan = time.perf_counter() - t0
+        else:
+            p, smart = self._plan(text, carrier, region, m.smart_encoding)
+        if isinstance(p, PlanRejected):
+            return self._rejected(mid, now, m, to=e164, text=text, reason=p.reason,
+                                  detail=p.message), facts
+        if action is Action.SEND:
+            status, reason, due, until = QUEUED, None, now, None
+            facts = apply_send(facts, msg, decision, now_dt)
+        else:
+            du = decision.defer_until
+            until = du.timestamp() if du is not None else now
+            status, reason, due = SCHEDULED, decision.reason.value, until
+        segs = p.segments
+        rec = MessageRecord(
+            id=mid, created_at=now, to=e164, text=text, kind=m.kind,
+            sender=m.from_ if m.from_ is not None else self._senders.get(carrier),
+            campaign_id=m.campaign_id, flow_id=m.flow_id, flow_type=m.flow_type,
+            trigger_id=m.trigger_id,
+            trigger_at=m.trigger_at.timestamp() if m.trigger_at is not None else None,
+            metadata=_json(m.metadata) if m.metadata else b"",
+            smart_encoding=smart, bypass=tuple(m.bypass), status=status, reason=reason,
+            defer_until=until, encoding=p.encoding, data_coding=p.data_coding,
+            segments=segs, carrier=carrier, route=prefix, outbox_due=due,
+            parts=_PARTS[segs] if segs < 256 else tuple(PartRecord(i) for i in range(segs)),
+            history=(HistoryEntry(now, status, reason, decision.detail or None),),
+            idempotency_key=m.idempotency_key, updated_at=now,
+            ref=p.ref)
+        return rec, facts
+
+    # --- scheduled messages -----------------------------------------------------------
+
+    async def reevaluate(self, records: Sequence[MessageRecord], now: float | None = None,
+                         ) -> list[ReevalOutcome]:
+        """Re-check due ``scheduled`` messages and COMMIT the result (one batch).
+
+        Records not ``scheduled`` come back as ``send`` unchanged. Raises ``StoreFull`` /
+        ``StoreUnavailable`` when the commit fails (nothing changed; retry later).
+        """
+        raise NotImplementedError
+
+    # --- keyword replies --------------------------------------------------------------
+
+    def build_replies(self, batch: WriteBatch, replies: Sequence[ReplyRequest],
+                      now: float) -> list[MessageResult]:
+        """Evaluate and encode keyword replies (kind ``reply``) into the caller's ``batch``.
+
+        Synchronous, so it is atomic with the accept path. The caller commits ``batch``
+        (with the MO) and, if that fails, calls ``recipients.invalidate`` for the phones
+        and :meth:`replies_failed`.
+        """
+        raise NotImplementedError
+
+    async def accept_replies(self, replies: Sequence[ReplyRequest], now: float | None = None,
+                             ) -> list[MessageResult]:
+        """:meth:`build_replies` in a batch of its own, committed."""
+        raise NotImplementedError
+
+    def statistics(self) -> AcceptStats:
+        """Counters for metrics."""
+        self.stats.outbox_depth = max(self._depth, 0)
+        return self.stats
