@@ -39,6 +39,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+# Run as a script, bench/ is sys.path[0] and its modules (bench/http.py) would shadow the
+# standard library: import from the project root instead.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 sys.path.insert(0, str(ROOT))
 
 import trio  # noqa: E402
@@ -124,13 +127,16 @@ def serve_sim(ready: str) -> None:
 
     async def main() -> None:
         settings = SimSettings(port=0, accounts={SYSTEM_ID: PASSWORD}, msgid_start=1)
-        async with trio.open_nursery() as nursery:
-            server = await nursery.start(SimServer(settings).run)
-            tmp = trio.Path(ready + ".tmp")
-            await tmp.write_text(json.dumps({"smpp_port": server.port}))
-            await tmp.replace(ready)
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async with trio.open_nursery() as nursery:
+                server = await nursery.start(SimServer(settings).run)
+                tmp = trio.Path(ready + ".tmp")
+                await tmp.write_text(json.dumps({"smpp_port": server.port}))
+                await tmp.replace(ready)
+                async for _ in signals:
+                    nursery.cancel_scope.cancel()
+                    break
 
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     trio.run(main)
 
 

@@ -40,19 +40,21 @@ import ssl
 import struct
 from collections import deque
 from collections.abc import Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import msgspec
 import trio
 import trio.testing
 
-from gateway.http import Request, Response
 from gateway.smpp import events as ev
 from gateway.smpp import pdu as P
 from gateway.smpp.constants import CommandStatus, MessageState, Tag
 from gateway.smpp.session import Role, Session, SessionConfig
 from gateway.smpp.state import SessionState
 from gateway.throttle import TokenBucket
+
+if TYPE_CHECKING:
+    from gateway.http import Request, Response
 
 __all__ = ["DlrStat", "MoRequest", "SessionInfo", "SimServer", "SimSettings", "SimStats",
            "run_sim"]
@@ -756,6 +758,8 @@ class SimServer:
 
 
 def _json(status: int, body: object) -> Response:
+    from gateway.http import Response
+
     return Response(status, msgspec.json.encode(body),
                     headers=[(b"content-type", b"application/json")])
 
