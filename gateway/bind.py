@@ -54,7 +54,7 @@ from gateway.smpp import events as ev
 from gateway.smpp import pdu as P
 from gateway.smpp.constants import GENERIC_NACK, CommandStatus, RetryClass, retry_class
 from gateway.smpp.errors import EncodeError, LocalProtocolError
-from gateway.smpp.session import Role, Session, SessionConfig, SessionState
+from gateway.smpp.session import Role, Session, SessionConfig, SessionState, SessionStats
 from gateway.throttle import TokenBucket
 
 __all__ = [
@@ -625,6 +625,8 @@ class BindStats(msgspec.Struct, frozen=True, kw_only=True):
     unknown: int
     inbound: int
     writes: int
+    #: The Session's own counters (PDUs per command, enquire_links, timeouts, nacks...).
+    session: SessionStats | None = None
 
 
 class Bind:
@@ -690,6 +692,7 @@ class Bind:
             submitted=self.submitted, accepted=self.accepted, rejected=self.rejected,
             throttled=self.throttled, unknown=self.unknown, inbound=self.inbound_count,
             writes=self.writes,
+            session=self._session.statistics() if self._session is not None else None,
         )
 
     def close(self) -> None:

@@ -102,6 +102,11 @@ class SimSettings(msgspec.Struct, frozen=True, kw_only=True):
     resp_delay: float = 0.0
     msgid: Literal["hex", "dec"] = "hex"
     msgid_start: int | None = None
+    #: "dec": the receipt text's id: is the decimal form of a hex message_id while the
+    #: receipted_message_id TLV keeps the hex (a common carrier quirk, domain.md §1.8).
+    dlr_text_id: Literal["same", "dec"] = "same"
+    #: Add network_error_code (0x0423: 03 = GSM + err as u16) to failed receipts.
+    dlr_network_error: bool = False
     enquire_link: float = 0.0  # the SMSC sends enquire_link when idle this long; 0 = off
     response_timeout: float = 10.0
     bind_timeout: float = 30.0
@@ -725,18 +730,25 @@ class SimServer:
             body = body[1 + body[0]:]
         text = body[:20].decode("latin-1") if submit.data_coding in (0, 1, 3) else ""
         text = "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in text)
+        text_id = message_id
+        if s.dlr_text_id == "dec" and s.msgid == "hex":
+            text_id = str(int(message_id, 16))
         receipt = (
-            f"id:{message_id} sub:001 dlvrd:{'001' if pick.stat == 'DELIVRD' else '000'} "
+            f"id:{text_id} sub:001 dlvrd:{'001' if pick.stat == 'DELIVRD' else '000'} "
             f"submit date:{stamp} done date:{stamp} stat:{pick.stat} err:{err} text:{text}"
         ).encode("latin-1")
+        tlvs: tuple[P.Tlv, ...] = (
+            P.tlv_cstr(Tag.RECEIPTED_MESSAGE_ID, message_id),
+            P.tlv_u8(Tag.MESSAGE_STATE, _STATES.get(pick.stat, MessageState.UNKNOWN)),
+        )
+        if s.dlr_network_error and err != "000" and err.isdigit():
+            tlvs += (P.Tlv(Tag.NETWORK_ERROR_CODE, b"\x03" + int(err).to_bytes(2, "big")),)
         pdu = P.DeliverSm(
             source_addr_ton=submit.dest_addr_ton, source_addr_npi=submit.dest_addr_npi,
             source_addr=submit.destination_addr,
             dest_addr_ton=submit.source_addr_ton, dest_addr_npi=submit.source_addr_npi,
             destination_addr=submit.source_addr,
-            esm_class=0x04, short_message=receipt,
-            tlvs=(P.tlv_cstr(Tag.RECEIPTED_MESSAGE_ID, message_id),
-                  P.tlv_u8(Tag.MESSAGE_STATE, _STATES.get(pick.stat, MessageState.UNKNOWN))),
+            esm_class=0x04, short_message=receipt, tlvs=tlvs,
         )
         due = now + s.dlr_delay + (self.rng.uniform(0, s.dlr_jitter) if s.dlr_jitter else 0.0)
         d = _Delivery(pdu, conn.system_id or "", conn, False)

@@ -24,7 +24,7 @@ from gateway.bind import (
     WorkQueue,
 )
 from gateway.carriers import Carrier
-from gateway.sim import SimServer, SimSettings
+from gateway.sim import DlrStat, SimServer, SimSettings
 from gateway.smpp import pdu as P
 
 
@@ -261,6 +261,8 @@ async def test_enquire_link_both_ways(autojump_clock: trio.testing.MockClock) ->
         bind = c.live_binds[0]
         await trio.sleep(100)
         assert c.live_binds == [bind]  # still the same healthy link
+        ours = c.statistics().binds[0].session
+        assert ours is not None and ours.enquire_links_sent >= 2
         conn = server.conns[0]
         assert conn.session.statistics().enquire_links_sent >= 5
         assert conn.session.statistics().received.get("enquire_link_resp", 0) >= 5
@@ -462,3 +464,21 @@ async def test_closed_inbound_consumer_does_not_break_the_bind(
         await trio.sleep(1)
         assert c.live_binds == [first]
         assert server.stats.dlrs_acked == 0  # never acked: the SMSC keeps them
+
+
+async def test_receipt_quirks_decimal_text_id_and_network_error(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    mix = (DlrStat("UNDELIV", 1.0, "012"),)
+    async with sim(dlr_delay=0.1, dlr_text_id="dec", dlr_network_error=True,
+                   dlr_stats=mix) as server, carrier(server) as c:
+        await c.wait_bound()
+        (o,) = await c.submit([part(1)])
+        assert c.inbound is not None
+        (r,) = await c.inbound.receive()
+        r.ack()
+        assert P.tlv_str(r.pdu, 0x001E) == o.message_id
+        assert f"id:{int(o.message_id, 16)} ".encode() in r.pdu.short_message
+        assert b"stat:UNDELIV err:012" in r.pdu.short_message
+        assert P.tlv_get(r.pdu, 0x0423) == b"\x03\x00\x0c"
+        assert P.tlv_int(r.pdu, 0x0427) == 5
