@@ -502,30 +502,10 @@ class Accepter:
                             d = deltas[e164] = _Delta(now, keep_s)
                         d.add(decision, now)
                         touched[e164] = None
-            batch.put_message(rec)
-            status = rec.status
-            du = rec.defer_until
-            res = MessageResult(id=mid, status=status,  # type: ignore[arg-type]
-                                reason=rec.reason if status != QUEUED else None,
-                                defer_until=_fromts(du, UTC) if du is not None else None,
-                                segments=rec.segments or None, encoding=rec.encoding)
+            res = self._emit(batch, rec, now)
             results.append(res)
-            if status == REJECTED:
-                stats.rejected += 1
-            else:
-                batch.outbox_add(rec.outbox_due, mid)  # type: ignore[arg-type]
+            if rec.status != REJECTED:
                 added += 1
-                if status == QUEUED:
-                    stats.queued += 1
-                else:
-                    stats.scheduled += 1
-            batch.append_event(status_event(
-                now, mid, rec.to, status,
-                StatusData(reason=rec.reason, detail=rec.history[0].detail,
-                           defer_until=du, segments=rec.segments or None,
-                           encoding=rec.encoding, kind=rec.kind,
-                           campaign_id=rec.campaign_id, flow_id=rec.flow_id,
-                           metadata=msgspec.Raw(rec.metadata) if rec.metadata else None)))
             if key is not None:
                 batch.claim_idempotency(key, IdempotencyRecord(message_id=mid, at=now))
                 in_batch[key] = i
@@ -550,10 +530,36 @@ class Accepter:
         # requests carry their _Pending.
         return batch, results, follow, list(touched), added
 
+    def _emit(self, batch: WriteBatch, rec: MessageRecord, now: float) -> MessageResult:
+        """Message record, outbox entry and ``message.status`` event of a new message."""
+        batch.put_message(rec)
+        status = rec.status
+        du = rec.defer_until
+        stats = self.stats
+        if status == REJECTED:
+            stats.rejected += 1
+        else:
+            batch.outbox_add(rec.outbox_due if rec.outbox_due is not None else now, rec.id)
+            if status == QUEUED:
+                stats.queued += 1
+            else:
+                stats.scheduled += 1
+        batch.append_event(status_event(
+            now, rec.id, rec.to, status,
+            StatusData(reason=rec.reason, detail=rec.history[0].detail,
+                       defer_until=du, segments=rec.segments or None,
+                       encoding=rec.encoding, kind=rec.kind,
+                       campaign_id=rec.campaign_id, flow_id=rec.flow_id,
+                       metadata=msgspec.Raw(rec.metadata) if rec.metadata else None)))
+        return MessageResult(id=rec.id, status=status,  # type: ignore[arg-type]
+                             reason=rec.reason if status != QUEUED else None,
+                             defer_until=_fromts(du, UTC) if du is not None else None,
+                             segments=rec.segments or None, encoding=rec.encoding)
+
     def _rejected(self, mid: str, now: float, m: MessageIn, *, to: str, text: str,
-                  reason: str, detail: str) -> MessageRecord:
+                  reason: str, detail: str, kind: str | None = None) -> MessageRecord:
         return MessageRecord(
-            id=mid, created_at=now, to=to, text=text, kind=m.kind, sender=m.from_,
+            id=mid, created_at=now, to=to, text=text, kind=kind or m.kind, sender=m.from_,
             campaign_id=m.campaign_id, flow_id=m.flow_id, flow_type=m.flow_type,
             trigger_id=m.trigger_id,
             trigger_at=m.trigger_at.timestamp() if m.trigger_at is not None else None,
@@ -568,8 +574,9 @@ class Accepter:
                  ) -> tuple[MessageRecord, RecipientFacts]:
         """The record of an evaluated message (and the recipient's facts after it)."""
         action = decision.action
+        kind = msg.kind.value
         if action is Action.REJECT:
-            return self._rejected(mid, now, m, to=e164, text=msg.text,
+            return self._rejected(mid, now, m, to=e164, text=msg.text, kind=kind,
                                   reason=decision.reason.value, detail=decision.detail), facts
         if action is Action.SEND:
             text = decision.text if decision.text is not None else msg.text
@@ -587,7 +594,7 @@ class Accepter:
             p, smart = self._plan(text, carrier, region, m.smart_encoding)
         if isinstance(p, PlanRejected):
             return self._rejected(mid, now, m, to=e164, text=text, reason=p.reason,
-                                  detail=p.message), facts
+                                  detail=p.message, kind=kind), facts
         if action is Action.SEND:
             status, reason, due, until = QUEUED, None, now, None
             facts = apply_send(facts, msg, decision, now_dt)
@@ -597,7 +604,7 @@ class Accepter:
             status, reason, due = SCHEDULED, decision.reason.value, until
         segs = p.segments
         rec = MessageRecord(
-            id=mid, created_at=now, to=e164, text=text, kind=m.kind,
+            id=mid, created_at=now, to=e164, text=text, kind=kind,
             sender=m.from_ if m.from_ is not None else self._senders.get(carrier),
             campaign_id=m.campaign_id, flow_id=m.flow_id, flow_type=m.flow_type,
             trigger_id=m.trigger_id,
@@ -618,10 +625,131 @@ class Accepter:
                          ) -> list[ReevalOutcome]:
         """Re-check due ``scheduled`` messages and COMMIT the result (one batch).
 
-        Records not ``scheduled`` come back as ``send`` unchanged. Raises ``StoreFull`` /
-        ``StoreUnavailable`` when the commit fails (nothing changed; retry later).
+        Outcomes are in the order of ``records``. Records not ``scheduled`` come back as
+        ``send`` unchanged. A ``send`` keeps its outbox entry (``record.outbox_due``); the
+        record is ``queued`` with the text to send (re-encoded if the rules changed it).
+        Raises ``StoreFull`` / ``StoreUnavailable`` when the commit fails: nothing changed,
+        the messages stay scheduled and due; retry later.
         """
-        raise NotImplementedError
+        if now is None:
+            now = time.time()
+        async with self._lock:
+            batch, outcomes, phones, removed = self._build_reeval(records, now)
+        if batch:
+            try:
+                await self._commit(batch, phones)
+            except BaseException:
+                self.stats.commit_failures += 1
+                self._recipients.invalidate(phones)
+                raise
+        self.outbox_removed(removed)
+        self.stats.reevaluated += len(records)
+        return outcomes
+
+    def _build_reeval(self, records: Sequence[MessageRecord], now: float,
+                      ) -> tuple[WriteBatch, list[ReevalOutcome], list[str], int]:
+        rc = self._recipients
+        policy = self._policy
+        now_dt = _fromts(now, UTC)
+        batch = WriteBatch()
+        outcomes: list[ReevalOutcome] = []
+        rc.load({r.to for r in records if r.status == SCHEDULED})
+        cur: dict[str, RecipientFacts] = {}
+        deltas: dict[str, _Delta] = {}
+        removed = 0
+        for r in records:
+            if r.status != SCHEDULED:
+                outcomes.append(ReevalOutcome(message_id=r.id, action="send", record=r))
+                continue
+            phone = r.to
+            decision: Decision | None = None
+            facts: RecipientFacts | None = None
+            reason = detail = ""
+            carrier = r.carrier
+            if carrier is None:
+                carriers, _ = self._route(phone)
+                carrier = carriers[0] if carriers else None
+            if not rc.is_valid(phone):
+                reason, detail = INVALID_NUMBER, "not a valid phone number"
+            elif carrier is None:
+                reason, detail = NO_ROUTE, "no route matches the number"
+            else:
+                facts = cur.get(phone)
+                if facts is None:
+                    facts = rc.facts(phone)
+                msg = Message(kind=_KINDS.get(r.kind, MessageKind.CAMPAIGN), to_e164=phone,
+                              text=r.text, campaign_id=r.campaign_id, flow_id=r.flow_id,
+                              flow_type=r.flow_type, trigger_id=r.trigger_id,
+                              trigger_at=_fromts(r.trigger_at, UTC)
+                              if r.trigger_at is not None else None,
+                              bypass=frozenset(map(Bypass, r.bypass)) if r.bypass
+                              else _NO_BYPASS)
+                decision = evaluate(msg, facts, policy, now_dt)
+                if decision.action is Action.REJECT:
+                    reason, detail = decision.reason.value, decision.detail
+            history = r.history
+            if decision is not None and decision.action is Action.SEND:
+                assert facts is not None and carrier is not None
+                new = r
+                text = decision.text if decision.text is not None else r.text
+                if text != r.text:
+                    region = facts.number.region if facts.number is not None else None
+                    p, _ = self._plan(text, carrier, region, r.smart_encoding)
+                    if isinstance(p, PlanRejected):
+                        reason, detail = p.reason, p.message
+                    else:
+                        new = _replace(r, text=text, encoding=p.encoding,
+                                       data_coding=p.data_coding, segments=p.segments,
+                                       parts=_PARTS[p.segments], ref=p.ref)
+                if not reason:
+                    new = _replace(new, status=QUEUED, reason=None, defer_until=None,
+                                   updated_at=now,
+                                   history=(*history, HistoryEntry(now, QUEUED, None, None)))
+                    cur[phone] = apply_send(facts, msg, decision, now_dt)
+                    d = deltas.get(phone)
+                    if d is None:
+                        d = deltas[phone] = _Delta(now, rc.keep_sends_s)
+                    d.add(decision, now)
+                    outcomes.append(ReevalOutcome(message_id=r.id, action="send", record=new))
+                    self._reeval_event(batch, new, now)
+                    continue
+            if decision is not None and decision.action is Action.DEFER:
+                du = decision.defer_until
+                until = du.timestamp() if du is not None else now
+                new = _replace(r, status=SCHEDULED, reason=decision.reason.value,
+                               defer_until=until, outbox_due=until, updated_at=now,
+                               history=(*history, HistoryEntry(
+                                   now, SCHEDULED, decision.reason.value,
+                                   decision.detail or None)))
+                if r.outbox_due is not None:
+                    batch.outbox_remove(r.outbox_due, r.id)
+                batch.outbox_add(until, r.id)
+                outcomes.append(ReevalOutcome(message_id=r.id, action="defer", record=new,
+                                              due=until, reason=new.reason))
+                self._reeval_event(batch, new, now)
+                continue
+            new = _replace(r, status=REJECTED, reason=reason, defer_until=None,
+                           outbox_due=None, updated_at=now,
+                           history=(*history, HistoryEntry(now, REJECTED, reason,
+                                                           detail or None)))
+            if r.outbox_due is not None:
+                batch.outbox_remove(r.outbox_due, r.id)
+                removed += 1
+            outcomes.append(ReevalOutcome(message_id=r.id, action="reject", record=new,
+                                          reason=reason))
+            self._reeval_event(batch, new, now)
+        for phone, d in deltas.items():
+            rc.update(phone, d, batch, facts=cur.get(phone))
+        return batch, outcomes, list(deltas), removed
+
+    def _reeval_event(self, batch: WriteBatch, rec: MessageRecord, now: float) -> None:
+        batch.put_message(rec)
+        batch.append_event(status_event(
+            now, rec.id, rec.to, rec.status,
+            StatusData(reason=rec.reason, detail=rec.history[-1].detail,
+                       defer_until=rec.defer_until, kind=rec.kind,
+                       campaign_id=rec.campaign_id, flow_id=rec.flow_id,
+                       metadata=msgspec.Raw(rec.metadata) if rec.metadata else None)))
 
     # --- keyword replies --------------------------------------------------------------
 
@@ -629,16 +757,77 @@ class Accepter:
                       now: float) -> list[MessageResult]:
         """Evaluate and encode keyword replies (kind ``reply``) into the caller's ``batch``.
 
-        Synchronous, so it is atomic with the accept path. The caller commits ``batch``
-        (with the MO) and, if that fails, calls ``recipients.invalidate`` for the phones
-        and :meth:`replies_failed`.
+        Synchronous, hence atomic with the accept path (which builds its batches in
+        synchronous code too). Writes the reply records, outbox entries, events and the
+        recipients' marks (opt-out confirmation) into ``batch``; the caller commits it with
+        the MO. If that commit fails, the caller must ``recipients.invalidate`` the reply
+        phones (the cache already holds the marks). Results in the order of ``replies``.
         """
-        raise NotImplementedError
+        rc = self._recipients
+        policy = self._policy
+        now_dt = _fromts(now, UTC)
+        ids = self._ids.many(len(replies), now)
+        rc.load({r.phone for r in replies})
+        cur: dict[str, RecipientFacts] = {}
+        deltas: dict[str, _Delta] = {}
+        results: list[MessageResult] = []
+        for i, r in enumerate(replies):
+            mid = ids[i]
+            phone = r.phone
+            m = MessageIn(to=phone, text=r.text, from_=r.sender)
+            if not rc.is_valid(phone):
+                rec = self._rejected(mid, now, m, to=phone, text=r.text, kind="reply",
+                                     reason=INVALID_NUMBER, detail="not a valid phone number")
+                results.append(self._emit(batch, rec, now))
+                continue
+            if r.carrier is not None:
+                carriers: tuple[str, ...] = (r.carrier,)
+                prefix = self._router.matched_prefix(phone)
+            else:
+                carriers, prefix = self._route(phone)
+            if not carriers:
+                rec = self._rejected(mid, now, m, to=phone, text=r.text, kind="reply",
+                                     reason=NO_ROUTE, detail="no route matches the number")
+                results.append(self._emit(batch, rec, now))
+                continue
+            facts = cur.get(phone)
+            if facts is None:
+                facts = rc.facts(phone)
+            msg = Message(kind=MessageKind.REPLY, to_e164=phone, text=r.text,
+                          reply_to=r.reply_to)
+            decision = evaluate(msg, facts, policy, now_dt)
+            rec, facts2 = self._decided(mid, now, now_dt, m, msg=msg, e164=phone, facts=facts,
+                                        decision=decision, carriers=carriers, prefix=prefix,
+                                        profile=False)
+            if facts2 is not facts:
+                cur[phone] = facts2
+                d = deltas.get(phone)
+                if d is None:
+                    d = deltas[phone] = _Delta(now, rc.keep_sends_s)
+                d.add(decision, now)
+            results.append(self._emit(batch, rec, now))
+        for phone, d in deltas.items():
+            rc.update(phone, d, batch, facts=cur.get(phone))
+        self.stats.replies += len(replies)
+        return results
 
     async def accept_replies(self, replies: Sequence[ReplyRequest], now: float | None = None,
                              ) -> list[MessageResult]:
-        """:meth:`build_replies` in a batch of its own, committed."""
-        raise NotImplementedError
+        """:meth:`build_replies` in a batch of its own, committed before returning."""
+        if now is None:
+            now = time.time()
+        batch = WriteBatch()
+        async with self._lock:
+            results = self.build_replies(batch, replies, now)
+        phones = list({r.phone for r in replies})
+        if batch:
+            try:
+                await self._commit(batch, phones)
+            except BaseException:
+                self.stats.commit_failures += 1
+                self._recipients.invalidate(phones)
+                raise
+        return results
 
     def statistics(self) -> AcceptStats:
         """Counters for metrics."""
