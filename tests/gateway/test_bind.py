@@ -482,3 +482,19 @@ async def test_receipt_quirks_decimal_text_id_and_network_error(
         assert b"stat:UNDELIV err:012" in r.pdu.short_message
         assert P.tlv_get(r.pdu, 0x0423) == b"\x03\x00\x0c"
         assert P.tlv_int(r.pdu, 0x0427) == 5
+
+
+async def test_reconnect_delay_after_drop_is_jittered_backoff(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with sim() as server, carrier(server, backoff_initial=2.0, backoff_max=10.0) as c:
+        await c.wait_bound()
+        for _ in range(3):
+            first = c.live_binds[0]
+            server.drop_all()
+            t0 = trio.current_time()
+            await c.wait_until(
+                lambda c, first=first: bool(c.live_binds) and c.live_binds[0] is not first)
+            # a link that was bound resets the backoff: equal jitter in [d/2, d], d = 2 s
+            assert 1.0 <= trio.current_time() - t0 <= 2.0 + 0.01
+        assert c.statistics().failures == 3
