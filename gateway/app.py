@@ -1,0 +1,403 @@
+"""The gateway service: ``smsgw run`` = :func:`main` / :func:`run`.
+
+One nursery owns everything (STYLE.md §4.8), started in dependency order, each step
+awaited with ``nursery.start`` so the next one only begins once the previous one is
+ready:
+
+1. logging (``main`` configures it; ``smsgw run`` already did), the rules' data files;
+2. the store (``open_store``; its writer thread belongs to the store's own nursery);
+3. the sandbox SMSC when ``[sandbox] enabled``, first, so the default carrier can bind;
+4. the carriers (``CarrierSet`` of ``[[carriers]]``; binds come up in the background);
+5. the pipeline: ``RecipientCache``, ``Accepter``, ``Router``, ``Dispatcher`` (outbox ->
+   carriers) and ``InboundProcessor`` (receipts and MO -> store);
+6. the HTTP API (``Api(GatewayBackend(...))`` on ``[api] listen``);
+7. the metrics listener (``GET /metrics`` on ``[metrics] listen``).
+
+Then :class:`Ready` (bound ports, URLs) goes to ``task_status.started`` and, when the
+``SMSGW_READY_FILE`` environment variable names a file, is written there as JSON (so a
+script that starts the gateway on port 0 can find it).
+
+Shutdown, on SIGINT/SIGTERM or :meth:`Gateway.stop`, in the reverse order of need: stop
+accepting (the API stops listening and finishes the requests in progress: a 202 is
+only sent after its commit), let the dispatcher hand over what it took and the binds
+answer their in-flight submits (bounded), unbind the carriers, stop the inbound
+processor, then leave the store's context, which commits everything queued and closes
+LMDB. A second signal skips the grace periods. Nothing accepted is lost either way:
+whatever was not answered stays in the outbox for the next start.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import trio
+
+import gateway
+from gateway.config import GatewayConfig
+from gateway.http import Limits, Server, serve
+from gateway.logging import configure_logging, get_logger
+from gateway.metrics import Metrics, outbox_provider, serve_metrics
+from rules.keywords import KeywordSets, load_keyword_sets
+from rules.policy import Policy, with_quiet_hours
+from rules.quiet_hours import load_quiet_hours
+
+__all__ = [
+    "CONFIG_DIR_ENV",
+    "READY_FILE_ENV",
+    "Gateway",
+    "Ready",
+    "RulesData",
+    "load_rules_data",
+    "main",
+    "ready_from_file",
+    "run",
+]
+
+log = get_logger("smsgw.app")
+
+#: Environment variable: when set, the :class:`Ready` JSON is written to this file.
+READY_FILE_ENV = "SMSGW_READY_FILE"
+#: Environment variable: the directory holding ``keywords.toml`` / ``quiet_hours.toml``.
+CONFIG_DIR_ENV = "SMSGW_CONFIG_DIR"
+#: Bound on the whole graceful shutdown; past it everything left is cancelled.
+SHUTDOWN_TIMEOUT = 20.0
+#: The dispatcher's share of it: handing over what it took, in-flight submits answered.
+DRAIN_TIMEOUT = 10.0
+
+_PACKAGE_CONFIG = Path(gateway.__file__).resolve().parent.parent / "config"
+
+
+class Ready(msgspec.Struct, frozen=True, kw_only=True):
+    """What a started gateway listens on (ports are the bound ones, also after port 0)."""
+
+    api_url: str
+    api_port: int
+    metrics_url: str | None = None
+    metrics_port: int | None = None
+    sandbox_port: int | None = None
+    sandbox_control_url: str | None = None
+    pid: int = 0
+
+
+class RulesData(msgspec.Struct, frozen=True, kw_only=True):
+    """The rules' inputs read from files: the policy (with quiet hours) and keyword sets."""
+
+    policy: Policy
+    keyword_sets: KeywordSets
+    keywords_file: str | None = None
+    quiet_hours_file: str | None = None
+
+
+def _find(name: str, config_dir: str | os.PathLike[str] | None) -> Path | None:
+    candidates: list[Path] = []
+    if config_dir is not None:
+        candidates.append(Path(config_dir))
+    if os.environ.get(CONFIG_DIR_ENV):
+        candidates.append(Path(os.environ[CONFIG_DIR_ENV]))
+    if os.environ.get("SMSGW_CONFIG"):
+        candidates.append(Path(os.environ["SMSGW_CONFIG"]).parent)
+    candidates += [Path("config"), _PACKAGE_CONFIG]
+    for directory in candidates:
+        path = directory / name
+        if path.is_file():
+            return path
+    return None
+
+
+def load_rules_data(config: GatewayConfig,
+                    config_dir: str | os.PathLike[str] | None = None) -> RulesData:
+    """Read ``keywords.toml`` and ``quiet_hours.toml`` (rules are pure: the app reads files).
+
+    Looked up in ``config_dir`` (the config file's directory), ``$SMSGW_CONFIG_DIR``, the
+    directory of ``$SMSGW_CONFIG``, ``./config``, then the source checkout's ``config/``.
+    Without ``quiet_hours.toml`` the policy keeps its built-in table (the same data);
+    without ``keywords.toml`` the keyword sets are empty and the start is logged as such.
+    Invalid files raise ``ValueError`` naming the file and the field.
+    """
+    policy = config.rules
+    qh_path = _find("quiet_hours.toml", config_dir)
+    if qh_path is not None:
+        try:
+            policy = with_quiet_hours(policy, load_quiet_hours(qh_path.read_bytes()))
+        except ValueError as e:
+            raise ValueError(f"{qh_path}: {e}") from None
+    kw_path = _find("keywords.toml", config_dir)
+    if kw_path is not None:
+        try:
+            sets = load_keyword_sets(kw_path.read_bytes())
+        except ValueError as e:
+            raise ValueError(f"{kw_path}: {e}") from None
+    else:
+        sets = KeywordSets()
+    return RulesData(policy=policy, keyword_sets=sets,
+                     keywords_file=str(kw_path) if kw_path else None,
+                     quiet_hours_file=str(qh_path) if qh_path else None)
+
+
+def _url(host: str, port: int) -> str:
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def _write_ready(ready: Ready) -> None:
+    path = os.environ.get(READY_FILE_ENV)
+    if not path:
+        return
+    tmp = f"{path}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(msgspec.json.encode(ready))
+    os.replace(tmp, path)  # readers never see half a file
+
+
+async def _run_until_done(
+    fn: Callable[..., Awaitable[Any]], done: trio.Event, *,
+    task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run ``fn(task_status=...)``; set ``done`` when it returns (graceful stops wait on it)."""
+    try:
+        await fn(task_status=task_status)
+    finally:
+        done.set()
+
+
+class Gateway:
+    """A running gateway (tests: ``gw = await nursery.start(Gateway(config).run)``)."""
+
+    def __init__(self, config: GatewayConfig, *,
+                 config_dir: str | os.PathLike[str] | None = None,
+                 handle_signals: bool = True) -> None:
+        self.config = config
+        self.config_dir = config_dir
+        self.handle_signals = handle_signals
+        self.metrics = Metrics(carriers=[c.name for c in config.carriers])
+        self.ready: Ready | None = None
+        self._stop = trio.Event()
+        self._stopping = False
+        self._hurry = False
+        self.components: dict[str, Any] = {}
+
+    def stop(self) -> None:
+        """Start the graceful shutdown (idempotent; a second call hurries it)."""
+        if self._stop.is_set():
+            self._hurry = True
+        self._stop.set()
+
+    async def _signals(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+                       ) -> None:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            task_status.started()
+            async for signum in signals:
+                name = signal.Signals(signum).name
+                if self._stop.is_set():
+                    log.warning("second signal: stopping now", signal=name)
+                    self._hurry = True
+                    self._stop.set()
+                    if self._cancel_all is not None:
+                        self._cancel_all()
+                else:
+                    log.info("signal received: shutting down", signal=name)
+                    self._stop.set()
+
+    _cancel_all: Callable[[], None] | None = None
+
+    async def run(self, *, task_status: trio.TaskStatus[Ready] = trio.TASK_STATUS_IGNORED,
+                  ) -> None:
+        """Start everything, report :class:`Ready`, serve until stopped, shut down."""
+        from gateway.store import open_store
+
+        cfg = self.config
+        started = time.monotonic()
+        log.info("starting", version=gateway.__version__, pid=os.getpid(),
+                 carriers=len(cfg.carriers), sandbox=cfg.sandbox.enabled)
+        rules_data = load_rules_data(cfg, self.config_dir)
+        log.info("rules loaded", keywords=rules_data.keywords_file or "built-in (none)",
+                 quiet_hours=rules_data.quiet_hours_file or "built-in")
+        self.metrics.collector.set_info(version=gateway.__version__,
+                                        durability=cfg.store.durability)
+        self.metrics.collector.set_carriers(
+            {c.name: (c.binds * (2 if c.bind == "transmitter+receiver" else 1), c.window)
+             for c in cfg.carriers})
+
+        async with trio.open_nursery() as outer:
+            self._cancel_all = outer.cancel_scope.cancel
+            if self.handle_signals:
+                await outer.start(self._signals)
+            async with open_store(cfg.store.path, durability=cfg.store.durability,
+                                  map_size=cfg.store.map_size,
+                                  max_map_size=cfg.store.max_map_size) as store:
+                log.info("store open", path=cfg.store.path, durability=cfg.store.durability)
+                self.components["store"] = store
+                self.metrics.register("store", store.statistics)
+                self.metrics.register("outbox", outbox_provider(
+                    store.outbox_depth, lambda: _oldest_due(store)))
+                async with trio.open_nursery() as nursery:
+                    ready = await self._start(nursery, store, rules_data)
+                    self.ready = ready
+                    _write_ready(ready)
+                    log.info("ready", api=ready.api_url, metrics=ready.metrics_url or "off",
+                             sandbox=ready.sandbox_port or "off",
+                             startup_ms=round((time.monotonic() - started) * 1000))
+                    task_status.started(ready)
+                    await self._stop.wait()
+                    await self._shutdown(nursery)
+                log.info("store flushed and closed")
+            outer.cancel_scope.cancel()
+        log.info("stopped", uptime_s=round(time.monotonic() - started, 1))
+
+    # -- start ---------------------------------------------------------------------------
+
+    async def _start(self, nursery: trio.Nursery, store: Any, rules_data: RulesData) -> Ready:
+        cfg = self.config
+        c = self.components
+
+        sandbox_port: int | None = None
+        control_url: str | None = None
+        if cfg.sandbox.enabled:
+            from gateway.sim import SimServer
+
+            settings = cfg.sandbox.sim_settings()
+            host, port = cfg.sandbox.address
+            # The control endpoint (MO injection, fault injection) sits next to the SMPP
+            # port: 2775 -> 2776; an ephemeral SMPP port gets an ephemeral control port.
+            control = port + 1 if 0 < port < 65535 else 0
+            if control and not _port_free(host, control):
+                log.warning("sandbox control port busy, using an ephemeral one", port=control)
+                control = 0
+            settings = msgspec.structs.replace(settings, control_port=control)
+            sim = SimServer(settings)
+            await nursery.start(sim.run)
+            c["sandbox"] = sim
+            sandbox_port = sim.port
+            if sim.control_port is not None:
+                control_url = _url(host, sim.control_port)
+            self.metrics.register("sandbox", lambda: sim.stats)
+            log.info("sandbox SMSC started", listen=f"{host}:{sim.port}",
+                     control=control_url or "off")
+
+        from gateway.carriers import CarrierSet
+
+        carrier_set = CarrierSet([cc.bind_settings() for cc in cfg.carriers],
+                                 inbound_buffer=64)
+        await nursery.start(carrier_set.run)
+        c["carriers"] = carrier_set
+        self.metrics.register("carriers", carrier_set.statistics)
+        log.info("carriers started", carriers=",".join(cc.name for cc in cfg.carriers) or "none")
+
+        backend = await self._start_pipeline(nursery, store, carrier_set, rules_data)
+
+        from gateway.api import Api
+
+        api = Api(backend, tokens=cfg.api.token_values(), max_batch=cfg.api.max_batch,
+                  version=gateway.__version__)
+        limits = Limits(max_body_bytes=cfg.api.max_body_bytes,
+                        header_timeout=cfg.api.header_timeout_s,
+                        body_timeout=cfg.api.body_timeout_s)
+        api_host, api_port = cfg.api.address
+        api_done = trio.Event()
+        api_server: Server = await nursery.start(
+            _run_until_done, functools.partial(serve, api, host=api_host, port=api_port,
+                                               limits=limits), api_done)
+        c["api"] = api
+        c["api_server"] = api_server
+        c["api_done"] = api_done
+        self.metrics.register("api", api.statistics)
+        self.metrics.register("api_server", api_server.statistics)
+        log.info("API listening", url=_url(api_host, api_server.port),
+                 auth="token" if cfg.api.tokens else "none (loopback only)")
+
+        metrics_url: str | None = None
+        metrics_port: int | None = None
+        if cfg.metrics.enabled:
+            m_host, m_port = cfg.metrics.address
+            m_server: Server = await nursery.start(functools.partial(
+                serve_metrics, self.metrics, host=m_host, port=m_port))
+            c["metrics_server"] = m_server
+            self.metrics.register("metrics_server", m_server.statistics)
+            metrics_port = m_server.port
+            metrics_url = _url(m_host, metrics_port) + "/metrics"
+            log.info("metrics listening", url=metrics_url)
+
+        return Ready(api_url=_url(api_host, api_server.port), api_port=api_server.port,
+                     metrics_url=metrics_url, metrics_port=metrics_port,
+                     sandbox_port=sandbox_port, sandbox_control_url=control_url,
+                     pid=os.getpid())
+
+    async def _start_pipeline(self, nursery: trio.Nursery, store: Any, carrier_set: Any,
+                              rules_data: RulesData) -> Any:
+        raise NotImplementedError("pipeline wiring lands with gateway.pipeline")
+
+    # -- stop ----------------------------------------------------------------------------
+
+    async def _shutdown(self, nursery: trio.Nursery) -> None:
+        c = self.components
+        with trio.move_on_after(0 if self._hurry else SHUTDOWN_TIMEOUT) as scope:
+            api_server: Server | None = c.get("api_server")
+            if api_server is not None:
+                log.info("shutdown: API stops accepting")
+                api_server.shutdown()
+                await c["api_done"].wait()
+            await self._stop_pipeline_outbound()
+            carriers = c.get("carriers")
+            if carriers is not None:
+                log.info("shutdown: unbinding carriers")
+                await carriers.shutdown()
+            await self._stop_pipeline_inbound()
+        if scope.cancelled_caught:
+            log.warning("shutdown: grace period over, cancelling what is left")
+        nursery.cancel_scope.cancel()
+
+    async def _stop_pipeline_outbound(self) -> None:
+        return
+
+    async def _stop_pipeline_inbound(self) -> None:
+        return
+
+
+def _port_free(host: str, port: int) -> bool:
+    """Whether ``host:port`` can be listened on now (a probe; the real bind may still race)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _oldest_due(store: Any) -> float | None:
+    entry = store.outbox_oldest()
+    return None if entry is None else float(entry.due)
+
+
+async def run(config: GatewayConfig, *,
+              config_dir: str | os.PathLike[str] | None = None,
+              task_status: trio.TaskStatus[Ready] = trio.TASK_STATUS_IGNORED) -> None:
+    """Run the gateway until SIGINT/SIGTERM (``smsgw run``); ``started(Ready)`` when up."""
+    await Gateway(config, config_dir=config_dir).run(task_status=task_status)
+
+
+def main(config: GatewayConfig, *, config_dir: str | os.PathLike[str] | None = None) -> int:
+    """Synchronous entry: configure logging, ``trio.run(run)``; returns the exit code."""
+    configure_logging(config.logging.level, json=config.logging.json,
+                      mask_phones=config.logging.mask_phones)
+    trio.run(functools.partial(run, config, config_dir=config_dir))
+    return 0
+
+
+def ready_from_file(path: str | os.PathLike[str]) -> Ready | None:
+    """The :class:`Ready` a gateway wrote to ``$SMSGW_READY_FILE`` (None if not yet)."""
+    try:
+        return msgspec.json.decode(Path(path).read_bytes(), type=Ready)
+    except (FileNotFoundError, msgspec.DecodeError):
+        return None
+
