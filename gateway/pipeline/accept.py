@@ -56,6 +56,7 @@ from gateway.store import (
     MessageRecord,
     PartRecord,
     RecipientRecord,
+    SendEntry,
     Store,
     StoreError,
     StoreFullError,
@@ -90,6 +91,8 @@ SCHEDULED: Final = "scheduled"
 REJECTED: Final = "rejected"
 INVALID_NUMBER: Final = "invalid_number"
 
+#: Messages kept in ``RecipientRecord.recent`` (``GET /v1/recipients/{phone}``).
+RECENT_SENDS: Final = 10
 #: How often the cached outbox depth is re-read from the store (seconds, ``clock``).
 DEPTH_REFRESH_S: Final = 0.25
 #: Retry-After for a 429 while the outbox is over ``pipeline.outbox_max``.
@@ -184,7 +187,7 @@ class _Pending:
 class _Delta:
     """A batch's bookkeeping for one recipient: a pure ``record -> record`` function."""
 
-    __slots__ = ("confirmed", "keep_s", "marks", "now", "sends")
+    __slots__ = ("confirmed", "keep_s", "marks", "now", "recent", "sends")
 
     def __init__(self, now: float, keep_s: float) -> None:
         self.now = now
@@ -192,8 +195,11 @@ class _Delta:
         self.sends: list[float] = []
         self.marks: dict[str, float] = {}
         self.confirmed = False
+        self.recent: list[SendEntry] = []
 
-    def add(self, decision: Decision, now: float) -> None:
+    def add(self, decision: Decision, now: float, rec: MessageRecord | None = None) -> None:
+        if rec is not None:
+            self.recent.append(SendEntry(now, rec.id, rec.kind, rec.campaign_id, rec.flow_id))
         marks = decision.marks
         if marks.marketing_send_at is not None:
             self.sends.append(marks.marketing_send_at.timestamp())
@@ -214,9 +220,12 @@ class _Delta:
         flow_marks = rec.flow_marks
         if self.marks:
             flow_marks = {**flow_marks, **self.marks}
+        recent = rec.recent
+        if self.recent:
+            recent = (*recent, *self.recent)[-RECENT_SENDS:]
         return _replace(rec, marketing_sends=sends, flow_marks=flow_marks,
                         opt_out_confirmed=rec.opt_out_confirmed or self.confirmed,
-                        updated_at=self.now)
+                        recent=recent, updated_at=self.now)
 
 
 def _result_from_record(rec: MessageRecord) -> MessageResult:
@@ -497,10 +506,11 @@ class Accepter:
                         t_enc += self._t_plan
                     if facts2 is not facts:
                         cur[e164] = facts2
+                    if rec.status == QUEUED:
                         d = deltas.get(e164)
                         if d is None:
                             d = deltas[e164] = _Delta(now, keep_s)
-                        d.add(decision, now)
+                        d.add(decision, now, rec)
                         touched[e164] = None
             res = self._emit(batch, rec, now)
             results.append(res)
@@ -709,7 +719,7 @@ class Accepter:
                     d = deltas.get(phone)
                     if d is None:
                         d = deltas[phone] = _Delta(now, rc.keep_sends_s)
-                    d.add(decision, now)
+                    d.add(decision, now, new)
                     outcomes.append(ReevalOutcome(message_id=r.id, action="send", record=new))
                     self._reeval_event(batch, new, now)
                     continue
@@ -801,10 +811,11 @@ class Accepter:
                                         profile=False)
             if facts2 is not facts:
                 cur[phone] = facts2
+            if rec.status == QUEUED:
                 d = deltas.get(phone)
                 if d is None:
                     d = deltas[phone] = _Delta(now, rc.keep_sends_s)
-                d.add(decision, now)
+                d.add(decision, now, rec)
             results.append(self._emit(batch, rec, now))
         for phone, d in deltas.items():
             rc.update(phone, d, batch, facts=cur.get(phone))

@@ -38,6 +38,7 @@ from .records import (
     PartRecord,
     PhoneErrors,
     RecipientRecord,
+    SendEntry,
     StoreStats,
 )
 
@@ -63,6 +64,7 @@ __all__ = [
     "PhoneErrors",
     "RecipientRecord",
     "RecipientUpdate",
+    "SendEntry",
     "Store",
     "StoreClosedError",
     "StoreError",

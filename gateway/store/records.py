@@ -37,6 +37,7 @@ __all__ = [
     "PartRecord",
     "PhoneErrors",
     "RecipientRecord",
+    "SendEntry",
     "StoreStats",
 ]
 
@@ -133,6 +134,16 @@ class ErrorSummary(_Record, frozen=True):
     last_delivered_at: float | None = None
 
 
+class SendEntry(_Record, frozen=True):
+    """A message recently sent to a recipient (``GET /v1/recipients/{phone}``)."""
+
+    at: float
+    message_id: str
+    kind: str
+    campaign_id: str | None = None
+    flow_id: str | None = None
+
+
 class RecipientRecord(_Record, frozen=True):
     """What the gateway knows about one E.164 number, feeding the rules' recipient facts.
 
@@ -158,6 +169,8 @@ class RecipientRecord(_Record, frozen=True):
     double_opt_in_at: float | None = None
     #: The single opt-out confirmation went out since the last opt-out (rules.consent).
     opt_out_confirmed: bool = False
+    #: The last few messages accepted for sending to this recipient, oldest first.
+    recent: tuple[SendEntry, ...] = ()
 
 
 class ErrorEntry(_Record, frozen=True):

@@ -1,0 +1,405 @@
+"""``GatewayBackend``: the ``gateway.api_types.Backend`` the HTTP API calls, on the pipeline.
+
+Writes go through the same pieces as everything else: ``submit`` is ``Accepter.accept``;
+``consent`` changes the recipient through the ``RecipientCache`` (write-through) and
+appends a ``consent`` event in the same commit. Reads are short store reads. Store faults
+become the API's faults (``StoreFull`` 507, ``StoreUnavailable`` 503).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import msgspec
+import trio
+
+from gateway.api_types import (
+    ConsentIn,
+    ConsentOut,
+    ErrorSegmentLine,
+    ErrorSummary,
+    EventOut,
+    EventsOut,
+    HistoryEntry,
+    InvalidRequest,
+    MessageIn,
+    MessageResult,
+    MessageStatusOut,
+    PartOut,
+    PreviewIn,
+    PreviewOut,
+    RecentSend,
+    RecipientConsent,
+    RecipientOut,
+    Replacement,
+    StoreFull,
+    StoreUnavailable,
+)
+from gateway.config import GatewayConfig
+from gateway.encoding import DEFAULT_OPTIONS, EncodingOptions, preview
+from gateway.pipeline.accept import Accepter, ReplyRequest, normalise_number
+from gateway.pipeline.events import ConsentData, consent_event, split_data
+from gateway.pipeline.recipients import RecipientCache, facts_from_record, to_dt
+from gateway.pipeline.routing import Router
+from gateway.store import (
+    Event,
+    MessageRecord,
+    PhoneErrors,
+    RecipientRecord,
+    Store,
+    StoreError,
+    StoreFullError,
+    WriteBatch,
+)
+from rules.delivery_errors import record_error
+from rules.error_segment import in_error_segment
+from rules.model import ErrorClass, RecipientFacts, ReplyKind
+from rules.model import ErrorSummary as RulesErrors
+
+__all__ = ["GatewayBackend", "ReadyProbe"]
+
+T = TypeVar("T")
+
+ReadyProbe = Callable[[str], bool]
+"""``probe(carrier name) -> has a live bind`` (the carriers' supervisor answers)."""
+
+_replace = msgspec.structs.replace
+_decode_metadata = msgspec.json.Decoder(dict[str, Any]).decode
+_CLASSES = {c.value: c for c in ErrorClass}
+_STATUSES = frozenset({"queued", "scheduled", "submitted", "delivered", "partially_delivered",
+                       "undelivered", "expired", "failed", "rejected", "unknown"})
+
+
+def _dt(t: float | None) -> datetime | None:
+    return None if t is None else datetime.fromtimestamp(t, UTC)
+
+
+def _consent_state(rec: RecipientRecord) -> str:
+    if rec.consent == "unsubscribed":
+        return "unsubscribed"
+    if rec.consent == "subscribed":
+        return "subscribed"
+    if rec.double_opt_in == "pending":
+        return "pending"
+    return "unknown"
+
+
+def _part_out(p: Any, attempts: int) -> PartOut:
+    err = p.receipt_err
+    if err is None and p.submit_status:
+        err = f"0x{p.submit_status:08x}"
+    return PartOut(part=p.index + 1, carrier=p.carrier, carrier_message_id=p.carrier_msg_id,
+                   status=p.status, submitted_at=_dt(p.submitted_at), done_at=_dt(p.done_at),
+                   receipt_stat=p.receipt_stat, error_code=err, error_class=p.error_class,
+                   attempts=attempts)
+
+
+def message_status_out(rec: MessageRecord) -> MessageStatusOut:
+    """``GET /v1/messages/{id}`` for a stored record."""
+    status = rec.status if rec.status in _STATUSES else "unknown"
+    return MessageStatusOut(
+        id=rec.id, status=status,  # type: ignore[arg-type]
+        to=rec.to, kind=rec.kind, reason=rec.reason, defer_until=_dt(rec.defer_until),
+        segments=rec.segments or None, encoding=rec.encoding, created_at=_dt(rec.created_at),
+        updated_at=_dt(rec.updated_at),
+        parts=[_part_out(p, rec.attempts) for p in rec.parts],
+        history=[HistoryEntry(at=datetime.fromtimestamp(h.at, UTC), status=h.status,
+                              detail=h.detail or h.reason) for h in rec.history],
+        metadata=_decode_metadata(rec.metadata) if rec.metadata else None)
+
+
+def event_out(ev: Event) -> EventOut:
+    """One stored event as the API shows it."""
+    reason, metadata, data = split_data(ev.data)
+    return EventOut(id=str(ev.seq), type=ev.type, at=datetime.fromtimestamp(ev.at, UTC),
+                    message_id=ev.message_id, phone=ev.phone, status=ev.status, reason=reason,
+                    metadata=metadata, data=data)
+
+
+class _SetConsent:
+    """The consent change of ``POST /v1/consent`` (pure; runs in the writer too)."""
+
+    __slots__ = ("action", "at", "double_opt_in", "now", "source")
+
+    def __init__(self, action: str, source: str | None, double_opt_in: bool, at: float,
+                 now: float) -> None:
+        self.action = action
+        self.source = source
+        self.double_opt_in = double_opt_in
+        self.at = at
+        self.now = now
+
+    def __call__(self, rec: RecipientRecord) -> RecipientRecord:
+        a = self.action
+        src = self.source if self.source is not None else rec.consent_source
+        if a == "unsubscribe":
+            if rec.consent == "unsubscribed":
+                return rec
+            return _replace(rec, consent="unsubscribed", consent_source=src, consent_at=self.at,
+                            double_opt_in="none", double_opt_in_at=self.at,
+                            opt_out_confirmed=False, updated_at=self.now)
+        if a == "confirm":
+            return _replace(rec, consent="subscribed", consent_source=src, consent_at=self.at,
+                            double_opt_in="confirmed", double_opt_in_at=self.at,
+                            opt_out_confirmed=False, updated_at=self.now)
+        if self.double_opt_in and rec.double_opt_in != "confirmed":
+            # Marketing waits for the confirmation (rules.consent / the cart's DOI rule).
+            return _replace(rec, double_opt_in="pending", double_opt_in_at=self.at,
+                            consent_source=src, updated_at=self.now)
+        return _replace(rec, consent="subscribed", consent_source=src, consent_at=self.at,
+                        opt_out_confirmed=False, updated_at=self.now)
+
+
+class GatewayBackend:
+    """``Backend`` over the store, the ``Accepter`` and the ``RecipientCache``.
+
+    ``ready_probe(carrier)`` tells whether a carrier has a live bind (None: assume yes);
+    ``clock`` is epoch seconds (``time.time``), for consent times and the error segment.
+    """
+
+    def __init__(self, config: GatewayConfig, store: Store, accepter: Accepter,
+                 recipients: RecipientCache, *, ready_probe: ReadyProbe | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._config = config
+        self._store = store
+        self._accepter = accepter
+        self._recipients = recipients
+        self._probe = ready_probe
+        self._clock = clock
+        self._router = Router(config.routes)
+        self._options = self._default_options(config)
+
+    @staticmethod
+    def _default_options(config: GatewayConfig) -> EncodingOptions:
+        """The default carrier's encoding: the catch-all route's first, else the first."""
+        names = [r.carriers[0] for r in config.routes if r.prefix == "+" and r.carriers]
+        names += [c.name for c in config.carriers]
+        for name in names:
+            try:
+                return config.carrier(name).encoding
+            except KeyError:
+                continue
+        return DEFAULT_OPTIONS
+
+    # --- messages ---------------------------------------------------------------------
+
+    async def submit(self, messages: list[MessageIn]) -> list[MessageResult]:
+        """``POST /v1/messages``: ``Accepter.accept`` (answers after the commit)."""
+        return await self._accepter.accept(messages, self._clock())
+
+    async def get_message(self, message_id: str) -> MessageStatusOut | None:
+        """``GET /v1/messages/{id}``."""
+        rec = self._read(lambda: self._store.get_message(message_id))
+        return None if rec is None else message_status_out(rec)
+
+    async def preview(self, request: PreviewIn) -> PreviewOut:
+        """``POST /v1/messages/preview`` with the default carrier's encoding options."""
+        p = preview(request.text, self._options, smart=request.smart_encoding)
+        return PreviewOut(encoding=p.encoding, segments=p.segments, characters=p.characters,
+                          per_segment=p.per_segment,
+                          replaced=[Replacement(char=r.from_, replacement=r.to, count=r.count)
+                                    for r in p.replaced])
+
+    # --- recipients -------------------------------------------------------------------
+
+    def _phone(self, phone: str, country: str | None) -> str:
+        e164 = normalise_number(phone, country)
+        if e164 is None or not self._recipients.is_valid(e164):
+            raise InvalidRequest(f"{phone!r} is not a valid phone number", field="phone",
+                                 code="invalid_number")
+        return e164
+
+    async def consent(self, request: ConsentIn) -> ConsentOut:
+        """``POST /v1/consent``: recipient record + ``consent`` event, one commit.
+
+        A ``subscribe`` with ``double_opt_in`` sets a pending double opt-in and queues the
+        confirmation request (a ``reply`` message, same commit).
+        """
+        now = self._clock()
+        phone = self._phone(request.phone, request.country)
+        at = request.at.timestamp() if request.at is not None else now
+        rc = self._recipients
+        before = rc.get(phone)
+        prev_state = _consent_state(before) if before is not None else "unknown"
+        batch = WriteBatch()
+        fn = _SetConsent(request.action, request.source, request.double_opt_in, at, now)
+        new = rc.update(phone, fn, batch)
+        state = _consent_state(new)
+        changed = before is None or (new.consent, new.double_opt_in) != (
+            before.consent, before.double_opt_in)
+        batch.append_event(consent_event(now, phone, state, ConsentData(
+            action=request.action, source=request.source, previous=prev_state,
+            double_opt_in=new.double_opt_in)))
+        if request.action == "subscribe" and request.double_opt_in and state == "pending" \
+                and changed:
+            self._accepter.build_replies(batch, [ReplyRequest(
+                phone=phone, text=self._confirm_request_text(),
+                reply_to=ReplyKind.CONFIRM_REQUEST)], now)
+        await self._commit(batch, (phone,))
+        return ConsentOut(phone=phone, state=state, changed=changed,
+                          source=new.consent_source,
+                          double_opt_in=new.double_opt_in in ("pending", "confirmed"),
+                          updated_at=_dt(new.updated_at))
+
+    def _confirm_request_text(self) -> str:
+        kp = self._config.rules.keywords
+        tpl = kp.replies.get(kp.default_language) or next(iter(kp.replies.values()))
+        return tpl.confirm_request.replace("{brand}", kp.brand).replace(
+            "{help_contact}", kp.help_contact)
+
+    async def get_recipient(self, phone: str) -> RecipientOut | None:
+        """``GET /v1/recipients/{phone}``; None when the store knows nothing of it."""
+        rc = self._recipients
+        rec = rc.get(phone) if rc.is_stored(phone) else None
+        if rec is None:
+            rec = self._read(lambda: self._store.get_recipient(phone))
+        if rec is None:
+            return None
+        now = self._clock()
+        facts = facts_from_record(rec)
+        e = rec.errors
+        return RecipientOut(
+            phone=rec.phone,
+            consent=RecipientConsent(state=_consent_state(rec), source=rec.consent_source,
+                                     double_opt_in=rec.double_opt_in in ("pending",
+                                                                          "confirmed"),
+                                     updated_at=_dt(rec.consent_at)),
+            zones=list(rec.zones),
+            recent_sends=[RecentSend(message_id=s.message_id, at=datetime.fromtimestamp(
+                s.at, UTC), kind=s.kind, campaign_id=s.campaign_id, flow_id=s.flow_id)
+                for s in reversed(rec.recent)],
+            delivery_errors=ErrorSummary(
+                errors=sum(e.counts.values()), last_error_at=_dt(e.last_error_at),
+                error_class=e.last_error_class,
+                in_segment=in_error_segment(facts, self._config.rules,
+                                            datetime.fromtimestamp(now, UTC))))
+
+    # --- error segment ------------------------------------------------------------------
+
+    async def error_segment(self, days: int) -> AsyncIterator[ErrorSegmentLine]:
+        """Members of the SMS error segment (rules.error_segment.in_error_segment with
+        ``days``), chunk by chunk: one read txn per chunk, a checkpoint between chunks.
+
+        The membership is computed from the error history (``errors`` database) of each
+        phone, so sticky-count members with only old errors are listed too.
+        """
+        policy = self._config.rules
+        policy = _replace(policy, error_segment=_replace(policy.error_segment, days=days))
+        now = self._clock()
+        now_dt = datetime.fromtimestamp(now, UTC)
+        since = 0.0 if policy.error_segment.sticky_count else now - days * 86400.0
+        chunks = self._read(lambda: self._store.iter_error_segment(since, 500))
+        while True:
+            chunk = self._read(lambda: next(chunks, None))
+            if chunk is None:
+                return
+            delivered = self._last_delivered(chunk) if policy.error_segment.clear_on_delivery \
+                else {}
+            for pe in chunk:
+                line = _segment_line(pe, policy, now_dt, delivered.get(pe.phone))
+                if line is not None:
+                    yield line
+            await trio.lowlevel.checkpoint()
+
+    def _last_delivered(self, chunk: list[PhoneErrors]) -> dict[str, float]:
+        recs = self._read(lambda: self._store.get_recipients(pe.phone for pe in chunk))
+        return {p: r.errors.last_delivered_at for p, r in recs.items()
+                if r.errors.last_delivered_at is not None}
+
+    # --- events -------------------------------------------------------------------------
+
+    async def events(self, after: str | None, limit: int, wait: float) -> EventsOut:
+        """``GET /v1/events``: long-polls up to ``wait`` seconds when nothing is there."""
+        if after is None or after == "":
+            seq = 0
+        else:
+            try:
+                seq = int(after)
+            except ValueError:
+                raise InvalidRequest("`after` must be a cursor from `next`",
+                                     field="after", code="invalid_cursor") from None
+            if seq < 0:
+                raise InvalidRequest("`after` must be a cursor from `next`",
+                                     field="after", code="invalid_cursor")
+        evs = self._read(lambda: self._store.events_after(seq, limit))
+        if not evs and wait > 0:
+            with trio.move_on_after(wait):
+                await self._store.wait_for_events(seq)
+            evs = self._read(lambda: self._store.events_after(seq, limit))
+        nxt = str(evs[-1].seq) if evs else (after or "0")
+        return EventsOut(events=[event_out(e) for e in evs], next=nxt)
+
+    # --- health -------------------------------------------------------------------------
+
+    async def health(self) -> bool:
+        """The process works: the event loop runs this, and the store answers."""
+        try:
+            self._store.statistics()
+        except StoreError:
+            return False
+        return True
+
+    async def ready(self) -> tuple[bool, str]:
+        """Store readable and a live bind for every routed carrier."""
+        try:
+            self._store.last_event_seq()
+        except StoreError as e:
+            return False, f"store unavailable: {e}"
+        if self._probe is not None:
+            down = sorted(c for c in self._router.carriers if not self._probe(c))
+            if down:
+                return False, "no live bind for carrier " + ", ".join(down)
+        return True, "ok"
+
+    # --- helpers ------------------------------------------------------------------------
+
+    @staticmethod
+    def _read(fn: Callable[[], T]) -> T:
+        try:
+            return fn()
+        except StoreError as e:
+            raise StoreUnavailable(f"store unavailable: {e}") from e
+
+    async def _commit(self, batch: WriteBatch, phones: Iterable[str]) -> None:
+        rc = self._recipients
+        phones = list(phones)
+        rc.pin(phones)
+        try:
+            with trio.CancelScope(shield=True):
+                await self._store.commit(batch)
+        except StoreFullError as e:
+            rc.invalidate(phones)
+            raise StoreFull(f"store full: {e}") from e
+        except StoreError as e:
+            rc.invalidate(phones)
+            raise StoreUnavailable(f"store unavailable: {e}") from e
+        finally:
+            rc.unpin(phones)
+
+
+def _segment_line(pe: PhoneErrors, policy: Any, now: datetime,
+                  last_delivered: float | None) -> ErrorSegmentLine | None:
+    """The NDJSON line of a phone when its error history puts it in the segment."""
+    summary = RulesErrors(last_delivered_at=to_dt(last_delivered))
+    last = None
+    for entry in pe.entries:
+        cls = _CLASSES.get(entry.error_class, ErrorClass.UNKNOWN)
+        summary = record_error(summary, cls, datetime.fromtimestamp(entry.at, UTC))
+        last = entry
+    if last is None:
+        return None
+    if not in_error_segment(RecipientFacts(phone=pe.phone, errors=summary), policy, now):
+        return None
+    return ErrorSegmentLine(phone=pe.phone, last_error_at=datetime.fromtimestamp(last.at, UTC),
+                            error_class=last.error_class, errors=len(pe.entries))
+
+
+
+if TYPE_CHECKING:  # GatewayBackend must satisfy the API's Backend protocol (mypy checks)
+    from gateway.api_types import Backend
+
+    def _conforms(b: GatewayBackend) -> Backend:
+        return b
