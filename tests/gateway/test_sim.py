@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -56,7 +57,12 @@ def smpplib_session(port: int, n: int, *, password: str = "sandbox") -> dict[str
                 destination_addr=f"4477009{i:05d}", short_message=b"Hello from smpplib",
                 registered_delivery=1,
             )
+        # read_once() answers a socket timeout with an enquire_link and returns: bound the
+        # loop ourselves so a missing receipt fails the test instead of hanging it.
+        deadline = time.monotonic() + 15
         while len(sent) < n or len(received) < n:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(sent)} resps, {len(received)} receipts of {n}")
             client.read_once()
         client.unbind()
     finally:
@@ -72,7 +78,8 @@ def smpplib_session(port: int, n: int, *, password: str = "sandbox") -> dict[str
 async def test_smpplib_submits_and_gets_receipts() -> None:
     async with sim(dlr_delay=0.05) as server:
         with trio.fail_after(20):
-            r = await trio.to_thread.run_sync(smpplib_session, server.port, 5)
+            r = await trio.to_thread.run_sync(smpplib_session, server.port, 5,
+                                             abandon_on_cancel=True)
         assert r["statuses"] == [0] * 5
         assert len(set(r["message_ids"])) == 5
         assert {mid for mid, _, _ in r["receipts"]} == set(r["message_ids"])
@@ -88,7 +95,7 @@ async def test_smpplib_wrong_password() -> None:
     async with sim() as server:
         with trio.fail_after(10):
             r = await trio.to_thread.run_sync(
-                lambda: smpplib_session(server.port, 1, password="nope"))
+                lambda: smpplib_session(server.port, 1, password="nope"), abandon_on_cancel=True)
         assert "bind_error" in r
         assert server.stats.bind_failures == 1
 
@@ -97,7 +104,8 @@ async def test_stat_mix_and_failure_only_receipts() -> None:
     mix = (DlrStat("DELIVRD", 1.0), DlrStat("UNDELIV", 1.0, "005"))
     async with sim(dlr_delay=0.0, dlr_stats=mix) as server:
         with trio.fail_after(20):
-            r = await trio.to_thread.run_sync(smpplib_session, server.port, 40)
+            r = await trio.to_thread.run_sync(smpplib_session, server.port, 40,
+                                             abandon_on_cancel=True)
         texts = [t for _, _, t in r["receipts"]]
         undeliv = [t for t in texts if b"stat:UNDELIV err:005" in t]
         assert 5 <= len(undeliv) <= 35
@@ -123,7 +131,8 @@ async def test_control_endpoint_mo_drop_unbind() -> None:
 
         async def call(method: str, path: str, body: dict[str, Any] | None = None,
                        ) -> tuple[int, Any]:
-            return await trio.to_thread.run_sync(http_call, port, method, path, body)
+            return await trio.to_thread.run_sync(http_call, port, method, path, body,
+                                                 abandon_on_cancel=True)
 
         c = Carrier(BindSettings(name="sb", port=server.port, system_id="sandbox",
                                  password="sandbox", backoff_initial=0.05, backoff_max=0.1))

@@ -61,7 +61,8 @@ async def running(sim: SimHandle, **kw: Any) -> AsyncIterator[Carrier]:
 
 
 async def control(sim: SimHandle, path: str, body: dict[str, Any] | None = None) -> Any:
-    return await trio.to_thread.run_sync(sim.control, "POST", path, body or {})
+    return await trio.to_thread.run_sync(sim.control, "POST", path, body or {},
+                                         abandon_on_cancel=True)
 
 
 def kinds(outcomes: list[SubmitOutcome]) -> Counter[str]:
