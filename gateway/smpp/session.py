@@ -611,9 +611,11 @@ class Session:
     def next_deadline(self) -> float | None:
         """When ``tick`` must next run, or None if no timer is armed.
 
-        Only sending a request can create an earlier deadline, and never earlier than
-        ``now + response_timeout``: sleep until ``min(next_deadline(), now +
-        response_timeout)`` and no deadline is missed.
+        The deadline can move earlier after ``send_request`` (never earlier than ``now +
+        response_timeout``) and after ``receive_data``: when ``enquire_link_interval <
+        response_timeout``, the enquire_link_resp clears the inflight enquire_link and the
+        next deadline becomes ``now + enquire_link_interval``. A ticker must therefore
+        re-read ``next_deadline()`` after every send and every read (``gateway.bind`` does).
         """
         state = self._state
         if state is _CLOSED or state is _ERROR:
