@@ -74,7 +74,9 @@ class SimHandle:
 
 
 @contextmanager
-def run_sim(*args: str, tmp_path: Path, log: bool = False, timeout: float = 10.0) -> Iterator[SimHandle]:
+def run_sim(
+    *args: str, tmp_path: Path, log: bool = False, timeout: float = 10.0
+) -> Iterator[SimHandle]:
     """Run smsc_sim.js with ``args`` (e.g. ``"--system-id", "gw"``); skip if unavailable."""
     reason = sim_unavailable_reason()
     if reason is not None:
