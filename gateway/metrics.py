@@ -300,19 +300,32 @@ def _labelled_counts(f: _Families, name: str, doc: str, label: str, value: objec
 
 
 def _read_accepter(f: _Families, s: object) -> None:
-    f.counter("smsgw_messages_accepted", "Messages accepted for sending (queued).").add_metric(
-        [], _num(_get(s, "accepted")))
+    f.counter("smsgw_messages_accepted", "Messages accepted for sending now (queued).").add_metric(
+        [], _num(_get(s, "queued", _get(s, "accepted"))))
     f.counter("smsgw_messages_deferred",
               "Messages scheduled for later (quiet hours).").add_metric(
-        [], _num(_get(s, "deferred")))
-    _labelled_counts(f, "smsgw_messages_rejected", "Messages refused, by reason code.",
-                     "reason", _get(s, "rejected_by_reason", {}))
+        [], _num(_get(s, "scheduled", _get(s, "deferred"))))
     f.counter("smsgw_messages_duplicate",
               "Messages answered from an idempotency key (nothing new stored).").add_metric(
-        [], _num(_get(s, "idempotent_hits", _get(s, "duplicates"))))
+        [], _num(_get(s, "duplicates")))
     f.counter("smsgw_accept_backpressure",
               "Requests refused because the outbox was full (429).").add_metric(
         [], _num(_get(s, "backpressure")))
+    f.counter("smsgw_accept_commit_failures",
+              "Accept batches whose store commit failed (503/507).").add_metric(
+        [], _num(_get(s, "commit_failures")))
+    f.counter("smsgw_messages_reevaluated",
+              "Scheduled messages evaluated again when due.").add_metric(
+        [], _num(_get(s, "reevaluated")))
+    f.counter("smsgw_replies", "Automatic keyword replies (opt-out confirmations, HELP)."
+              ).add_metric([], _num(_get(s, "replies")))
+
+
+def _read_decisions(f: _Families, s: object) -> None:
+    _labelled_counts(f, "smsgw_messages_rejected", "Messages refused, by reason code.",
+                     "reason", _get(s, "rejected_by_reason", {}))
+    _labelled_counts(f, "smsgw_messages_scheduled", "Messages scheduled, by reason code.",
+                     "reason", _get(s, "scheduled_by_reason", {}))
 
 
 def _read_dispatcher(f: _Families, s: object) -> None:
@@ -333,11 +346,16 @@ def _read_dispatcher(f: _Families, s: object) -> None:
                 fam.add_metric([str(carrier), st], _num(count))
     for field, doc in (("retries", "Parts put back in the outbox to retry."),
                        ("failed", "Messages failed (permanent error or retries exhausted)."),
-                       ("no_route", "Messages with no route or no live carrier."),
-                       ("reevaluated", "Scheduled messages evaluated again when due.")):
+                       ("unknown", "Parts whose submit outcome is unknown (link lost)."),
+                       ("no_route", "Messages with no route."),
+                       ("dispatched", "Messages handed to carriers."),
+                       ("commit_failures", "Outcome commits that failed.")):
         f.counter(f"smsgw_dispatch_{field}", doc).add_metric([], _num(_get(s, field)))
     f.gauge("smsgw_dispatch_inflight", "Messages handed to carriers and not yet answered."
             ).add_metric([], _num(_get(s, "inflight")))
+    f.gauge("smsgw_dispatch_parked",
+            "Routes parked because no carrier of theirs has a live bind.").add_metric(
+        [], _num(_get(s, "parked")))
 
 
 def _read_inbound(f: _Families, s: object) -> None:
@@ -353,6 +371,12 @@ def _read_inbound(f: _Families, s: object) -> None:
     f.counter("smsgw_inbound_duplicates",
               "Receipts or MO re-delivered by the carrier and recognised.").add_metric(
         [], _num(_get(s, "duplicates")))
+    f.counter("smsgw_inbound_commit_failures",
+              "Inbound batches whose commit failed (left unacked: the SMSC re-sends)."
+              ).add_metric([], _num(_get(s, "commit_failures")))
+    f.gauge("smsgw_mo_fragments_pending",
+            "Parts of concatenated MO messages waiting for the rest.").add_metric(
+        [], _num(_get(s, "mo_fragments_pending")))
 
 
 _READERS: dict[str, Callable[[_Families, object], None]] = {
@@ -364,6 +388,7 @@ _READERS: dict[str, Callable[[_Families, object], None]] = {
     "metrics_server": _http_server_reader("metrics"),
     "sandbox": _read_sandbox,
     "accepter": _read_accepter,
+    "decisions": _read_decisions,
     "dispatcher": _read_dispatcher,
     "inbound": _read_inbound,
 }

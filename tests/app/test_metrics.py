@@ -49,9 +49,8 @@ class Accepter:
     """A pipeline component's statistics as plain values (msgspec-free on purpose)."""
 
     def __init__(self) -> None:
-        self.accepted = 12
-        self.deferred = 3
-        self.rejected_by_reason = {"opted_out": 2, "quiet_hours": 0, "invalid_number": 1}
+        self.queued = 12
+        self.scheduled = 3
         self.backpressure = 0
 
 
@@ -68,6 +67,8 @@ def full_metrics() -> Metrics:
         "GET /v1/messages/{id}": RouteStats(requests=0, statuses={}, seconds_total=0.0,
                                             seconds_max=0.0)})
     m.register("accepter", Accepter)
+    m.register("decisions", lambda: {"rejected_by_reason": {"opted_out": 2, "no_consent": 4},
+                                     "scheduled_by_reason": {"quiet_hours": 3}})
     m.register("dispatcher", lambda: {"by_carrier": {"acme": {"accepted": 8, "rejected": 1}},
                                       "rejected_by_status": {"acme": {"ESME_RTHROTTLED": 1}},
                                       "retries": 1, "inflight": 2})
