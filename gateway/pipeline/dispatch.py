@@ -1,0 +1,970 @@
+"""The dispatcher: the only consumer of the outbox (docs/pipeline.md "Dispatch").
+
+Two tasks and one watcher per carrier, in the dispatcher's nursery:
+
+* the **feed** reads due outbox entries in batches (``due_outbox``), re-evaluates the
+  scheduled ones through the accepter, routes each message (longest prefix, failover to
+  the next carrier with a live bind), plans its parts for that carrier and builds the
+  ``submit_sm`` PDUs, then commits "parts ``sending``" for the whole batch in ONE write
+  and only then hands the parts to the carriers (``Carrier.enqueue(SubmitBatch)``);
+* the **committer** collects the outcomes (``SubmitBatch.on_outcome`` appends to a list,
+  synchronously in the bind's reader) and commits whatever arrived meanwhile in one
+  write: carrier id mapping, part statuses, message roll-up, history, ``message.status``
+  events, outbox removal or retry;
+* **watchers** notice a carrier getting a live bind again and put the messages parked
+  for it back to "due now".
+
+Outbox entries of in-flight messages are *leased*: the same write that marks the parts
+``sending`` moves the entry to ``now + lease_s``, so a batch read never sees messages
+already taken (no re-scan of a growing in-flight set), and after a crash every message
+that was in flight is still in the outbox: at start-up its ``sending`` parts become
+``unknown`` (never a blind resend: "never sent twice because of our own failure") or
+``pending`` again with ``[pipeline] unknown_outcome = "retry"``.
+
+Waiting without spinning: with nothing due, the feed sleeps until the next due time or a
+``wakeup()`` (the accepter calls it after each commit). A message whose route has no live
+carrier is *parked*: its entry moves a capped, growing delay ahead (0.5 s doubling to
+30 s per route), and the carrier watcher brings it back as soon as a bind comes up.
+
+Retries: retryable rejections (throttled, temporary, session; ambiguous up to
+``ambiguous_retries`` attempts) put only the failed parts back, with capped exponential
+backoff (``retry_backoff_min_s`` doubling to ``retry_backoff_max_s``) until
+``retry_max_age_s`` after acceptance, then the message fails (``retries_exhausted``).
+Parts the carrier never saw (NOT_SENT: shut down, withdrawn) go back unchanged.
+
+The inbound processor uses :meth:`Dispatcher.pending_carrier_id` and
+:meth:`Dispatcher.wait_committed` for receipts that arrive between a submit_sm_resp and
+the commit of its carrier id.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import zlib
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Final, Protocol
+
+import msgspec
+import trio
+
+from gateway.api_types import StoreFull, StoreUnavailable
+from gateway.bind import OutcomeKind, SubmitBatch, SubmitOutcome
+from gateway.config import CarrierConfig, GatewayConfig
+from gateway.encoding import PlanRejected, plan
+from gateway.pipeline.accept import ReevalOutcome
+from gateway.pipeline.events import StatusData, metadata_raw, status_event
+from gateway.pipeline.routing import NO_ROUTE, Router
+from gateway.pipeline.submit_pdus import SubmitBuilder
+from gateway.receipts import normalise_message_id
+from gateway.smpp import pdu as P
+from gateway.smpp.constants import CommandStatus, RetryClass, retry_class
+from gateway.store import (
+    HistoryEntry,
+    MessageRecord,
+    OutboxEntry,
+    PartRecord,
+    Store,
+    StoreError,
+    WriteBatch,
+)
+from gateway.store.batch import DELETE, PUT
+from gateway.store.kv import Db
+
+__all__ = [
+    "MESSAGE_FINAL",
+    "PART_FINAL",
+    "CarrierLike",
+    "Dispatcher",
+    "DispatcherStats",
+    "Reevaluator",
+    "rollup",
+]
+
+log = logging.getLogger("smsgw.dispatch")
+
+# Part statuses (docs/pipeline.md "Statuses").
+PENDING: Final = "pending"
+SENDING: Final = "sending"
+ACCEPTED: Final = "accepted"
+FAILED: Final = "failed"
+UNKNOWN: Final = "unknown"
+DELIVERED: Final = "delivered"
+UNDELIVERED: Final = "undelivered"
+EXPIRED: Final = "expired"
+REJECTED: Final = "rejected"
+DELETED: Final = "deleted"
+UNKNOWN_RECEIPT: Final = "unknown_receipt"
+# Message statuses beyond those.
+QUEUED: Final = "queued"
+SCHEDULED: Final = "scheduled"
+SUBMITTED: Final = "submitted"
+PARTIALLY_DELIVERED: Final = "partially_delivered"
+
+#: A receipt said how it ended.
+RECEIPT_FINAL: Final = frozenset({DELIVERED, UNDELIVERED, EXPIRED, REJECTED, DELETED,
+                                  UNKNOWN_RECEIPT})
+#: Nothing more will change a part by itself (a late receipt may still refine unknowns).
+PART_FINAL: Final = RECEIPT_FINAL | {FAILED, UNKNOWN}
+#: Message statuses with no outbox entry and no submit to come.
+MESSAGE_FINAL: Final = frozenset({SUBMITTED, DELIVERED, PARTIALLY_DELIVERED, UNDELIVERED,
+                                  EXPIRED, FAILED, REJECTED, UNKNOWN})
+
+# Reason codes of dispatch failures (message ``reason``; stable strings).
+REASON_CARRIER_REJECTED: Final = "carrier_rejected"
+REASON_RETRIES_EXHAUSTED: Final = "retries_exhausted"
+REASON_NO_RESPONSE: Final = "no_response"
+REASON_SEGMENTATION: Final = "segmentation_mismatch"
+
+PARK_MIN_S: Final = 0.5
+PARK_MAX_S: Final = 30.0
+IDLE_MAX_S: Final = 60.0  # re-read the outbox at least this often (wall-clock steps)
+COMMIT_RETRY_MIN_S: Final = 0.1
+COMMIT_RETRY_MAX_S: Final = 5.0
+_FAR_FUTURE_S: Final = 100 * 365 * 86400.0
+_RETRYABLE: Final = frozenset({RetryClass.THROTTLED, RetryClass.TEMPORARY, RetryClass.SESSION,
+                               RetryClass.BIND, RetryClass.OK})
+
+_replace = msgspec.structs.replace
+
+
+def rollup(parts: Sequence[PartRecord]) -> str | None:
+    """A message's status from its parts; None while a part still waits to be submitted.
+
+    While some parts await a receipt: ``failed`` / ``unknown`` if a part failed or got no
+    answer, else ``submitted``. When every part is final: all delivered -> ``delivered``;
+    some -> ``partially_delivered``; none -> ``failed`` (a submit failed), else
+    ``undelivered`` (UNDELIV, REJECTD, DELETED), else ``expired``, else ``unknown``.
+    """
+    if not parts:
+        return None
+    statuses = [p.status for p in parts]
+    if PENDING in statuses or SENDING in statuses:
+        return None
+    if ACCEPTED in statuses:
+        if FAILED in statuses:
+            return FAILED
+        if UNKNOWN in statuses:
+            return UNKNOWN
+        return SUBMITTED
+    delivered = statuses.count(DELIVERED)
+    if delivered == len(statuses):
+        return DELIVERED
+    if delivered:
+        return PARTIALLY_DELIVERED
+    if FAILED in statuses:
+        return FAILED
+    if UNDELIVERED in statuses or REJECTED in statuses or DELETED in statuses:
+        return UNDELIVERED
+    if EXPIRED in statuses:
+        return EXPIRED
+    return UNKNOWN
+
+
+def status_name(status: int) -> str:
+    """``ESME_RTHROTTLED``-style name of a command_status (hex for unknown codes)."""
+    try:
+        return f"ESME_{CommandStatus(status).name}"
+    except ValueError:
+        return f"0x{status:08X}"
+
+
+# --- what the dispatcher needs of its neighbours -----------------------------------------
+
+
+class CarrierLike(Protocol):
+    """What the dispatcher uses of ``gateway.carriers.Carrier``."""
+
+    @property
+    def can_submit(self) -> bool: ...
+
+    async def enqueue(self, batch: SubmitBatch) -> None: ...
+
+    async def wait_until(self, predicate: Callable[[Any], bool]) -> None: ...
+
+
+class Reevaluator(Protocol):
+    """What the dispatcher uses of ``gateway.pipeline.accept.Accepter``.
+
+    ``reevaluate`` decides due scheduled messages again and commits what changed
+    (deferred again: new outbox due; rejected: out of the outbox; send: ``queued`` plus
+    the rules' marks), one ``ReevalOutcome`` per record in order. ``outbox_removed``
+    keeps the accepter's backpressure depth current.
+    """
+
+    async def reevaluate(self, records: Sequence[MessageRecord],
+                         now: float | None = None) -> Sequence[ReevalOutcome]: ...
+
+    def outbox_removed(self, n: int = 1) -> None: ...
+
+
+class DispatcherStats(msgspec.Struct, frozen=True, kw_only=True):
+    """A snapshot for metrics (``Dispatcher.statistics()``)."""
+
+    #: Messages handed to carriers whose outcomes are not all committed.
+    inflight: int
+    inflight_parts: int
+    #: Parts accepted by a carrier (submit_sm_resp OK).
+    submitted: int
+    retries: int
+    failed: int
+    unknown: int
+    no_route: int
+    parked: int
+    reevaluated: int
+    dispatched: int
+    commits: int
+    commit_failures: int
+    outbox_depth: int
+    oldest_due: float | None
+    by_carrier: dict[str, dict[str, int]]
+    rejected_by_status: dict[str, dict[str, int]]
+
+
+# --- in-memory state of a message in flight ----------------------------------------------
+
+
+class _Flight:
+    __slots__ = ("applied", "carrier", "lease_due", "message_id", "outcomes", "parts",
+                 "record", "sent_at")
+
+    def __init__(self, record: MessageRecord, carrier: str, parts: list[int],
+                 lease_due: float, now: float) -> None:
+        self.message_id = record.id
+        self.record = record
+        self.carrier = carrier
+        self.parts = parts
+        self.lease_due = lease_due
+        self.sent_at = now
+        self.outcomes: dict[int, SubmitOutcome] = {}
+        self.applied: set[int] = set()
+
+
+class _MarkSending:
+    """In the write txn: parts -> sending on ``carrier``, outbox lease (pure)."""
+
+    __slots__ = ("carrier", "idx", "lease", "new_parts", "now", "route")
+
+    def __init__(self, idx: list[int], carrier: str, route: str | None, *, lease: float,
+                 now: float, new_parts: tuple[PartRecord, ...] | None) -> None:
+        self.idx = idx
+        self.carrier = carrier
+        self.route = route
+        self.lease = lease
+        self.now = now
+        self.new_parts = new_parts
+
+    def __call__(self, old: MessageRecord | None) -> MessageRecord | None:
+        if old is None:
+            return None
+        parts = list(self.new_parts if self.new_parts is not None else old.parts)
+        for i in self.idx:
+            if i < len(parts) and parts[i].status == PENDING:
+                parts[i] = _replace(parts[i], status=SENDING, carrier=self.carrier)
+        status = QUEUED if old.status == SCHEDULED else old.status
+        return _replace(old, parts=tuple(parts), carrier=self.carrier, route=self.route,
+                        outbox_due=self.lease, status=status, updated_at=self.now)
+
+
+class _Apply:
+    """In the write txn: part changes, message fields, history, roll-up (pure)."""
+
+    __slots__ = ("fields", "guard", "history", "part_changes", "roll")
+
+    def __init__(self, part_changes: dict[int, dict[str, Any]], fields: dict[str, Any],
+                 history: HistoryEntry | None, roll: bool,
+                 guard: frozenset[str] = frozenset({PENDING, SENDING})) -> None:
+        self.part_changes = part_changes
+        self.fields = fields
+        self.history = history
+        self.roll = roll
+        self.guard = guard
+
+    def __call__(self, old: MessageRecord | None) -> MessageRecord | None:
+        if old is None:
+            return None
+        parts = list(old.parts)
+        for i, ch in self.part_changes.items():
+            if i >= len(parts):
+                continue
+            p = parts[i]
+            if "status" in ch and p.status not in self.guard:
+                # A receipt got there first (or the part is final): keep its status.
+                parts[i] = _replace(p, **{k: v for k, v in ch.items() if k != "status"})
+            else:
+                parts[i] = _replace(p, **ch)
+        fields = dict(self.fields)
+        fields["parts"] = tuple(parts)
+        if self.roll:
+            st = rollup(parts)
+            fields["status"] = QUEUED if st is None else st
+        if self.history is not None:
+            fields["history"] = (*old.history, self.history)
+        return _replace(old, **fields)
+
+
+# --- the dispatcher ----------------------------------------------------------------------
+
+
+class Dispatcher:
+    """Outbox -> carriers -> outcomes -> store (see the module docstring).
+
+    ``carriers`` maps carrier names to ``Carrier``s (a ``CarrierSet`` works too);
+    ``accepter`` re-evaluates scheduled messages (``Reevaluator``); ``recipients`` (a
+    ``RecipientCache``, optional) gives the destination country for national shift
+    tables. ``clock`` returns epoch seconds (tests pass one driven by trio's clock).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        config: GatewayConfig,
+        carriers: Mapping[str, CarrierLike] | Any,
+        router: Router,
+        accepter: Reevaluator | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        recipients: Any = None,
+        batch_size: int = 1000,
+        lease_s: float = 3600.0,
+        ambiguous_retries: int = 3,
+    ) -> None:
+        self._store = store
+        self._config = config
+        self._pipe = config.pipeline
+        mapping = getattr(carriers, "carriers", carriers)
+        self._carriers: dict[str, CarrierLike] = dict(mapping)
+        self._router = router
+        self._accepter = accepter
+        self._clock = clock
+        self._recipients = recipients
+        self._batch_size = batch_size
+        self._lease_s = lease_s
+        self._ambiguous_retries = ambiguous_retries
+        self._cfg: dict[str, CarrierConfig] = {c.name: c for c in config.carriers}
+        self._builders = {c.name: SubmitBuilder(c) for c in config.carriers}
+        self._id_format = {c.name: c.message_id_format for c in config.carriers}
+        self._flights: dict[str, _Flight] = {}
+        self._outcomes: list[tuple[_Flight, int, SubmitOutcome]] = []
+        self._outcome_evt = trio.Event()
+        self._committed_evt = trio.Event()
+        self._idle_evt = trio.Event()
+        self._wake = trio.Event()
+        self._uncommitted: dict[tuple[str, str], tuple[str, int]] = {}
+        self._outstanding: dict[str, int] = defaultdict(int)
+        self._parked: dict[str, tuple[float, tuple[str, ...]]] = {}
+        self._park_pending: list[tuple[str, float, tuple[str, ...]]] = []
+        self._park_level: dict[tuple[str, ...], int] = {}
+        self._became_live: set[str] = set()
+        self._stopping = False
+        self._committing = False
+        # counters
+        self._by_carrier: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        self._rejected_by_status: dict[str, dict[str, int]] = defaultdict(
+            lambda: defaultdict(int))
+        self._n = dict.fromkeys(("submitted", "retries", "failed", "unknown", "no_route",
+                                 "reevaluated", "dispatched", "commits", "commit_failures"),
+                                0)
+
+    # -- the interface for the accepter, the inbound processor, metrics, app ------------
+
+    def wakeup(self) -> None:
+        """New work may be due (the accepter calls this after committing messages)."""
+        self._wake.set()
+
+    def pending_carrier_id(self, carrier: str, keys: Iterable[str]) -> tuple[str, int] | None:
+        """(message id, part) of a carrier id answered but not committed yet, or None."""
+        for k in keys:
+            hit = self._uncommitted.get((carrier, k))
+            if hit is not None:
+                return hit
+        return None
+
+    def awaiting_response(self, carrier: str | None = None) -> int:
+        """Parts handed to ``carrier`` (or any) with no outcome yet."""
+        if carrier is None:
+            return sum(self._outstanding.values())
+        return self._outstanding.get(carrier, 0)
+
+    async def wait_committed(self) -> None:
+        """Wait for the next commit of outcomes."""
+        await self._committed_evt.wait()
+
+    async def drain(self, grace: float) -> bool:
+        """Stop taking outbox entries; wait (bounded) until every message taken has its
+        outcomes committed. True when nothing is left in flight."""
+        self._stopping = True
+        self._wake.set()
+        with trio.move_on_after(grace):
+            while self._flights or self._outcomes or self._committing:
+                await self._idle_evt.wait()
+        return not self._flights
+
+    async def flush(self) -> None:
+        """Wait until every outcome received so far is committed."""
+        while self._outcomes or self._committing:
+            await self._committed_evt.wait()
+
+    def statistics(self) -> DispatcherStats:
+        """A snapshot (read at scrape time)."""
+        oldest = self._store.outbox_oldest()
+        n = self._n
+        return DispatcherStats(
+            inflight=len(self._flights),
+            inflight_parts=self.awaiting_response(),
+            submitted=n["submitted"], retries=n["retries"], failed=n["failed"],
+            unknown=n["unknown"], no_route=n["no_route"], parked=len(self._parked),
+            reevaluated=n["reevaluated"], dispatched=n["dispatched"], commits=n["commits"],
+            commit_failures=n["commit_failures"],
+            outbox_depth=self._store.outbox_depth(),
+            oldest_due=None if oldest is None else oldest.due,
+            by_carrier={c: dict(v) for c, v in self._by_carrier.items()},
+            rejected_by_status={c: dict(v) for c, v in self._rejected_by_status.items()},
+        )
+
+    async def _commit(self, batch: WriteBatch) -> None:
+        """Commit, then tell the accepter how many outbox entries went (backpressure)."""
+        await self._store.commit(batch)
+        net = 0
+        for op in batch.ops:
+            if op[1] is Db.OUTBOX:
+                net += 1 if op[0] == DELETE else -1 if op[0] == PUT else 0
+        if net > 0 and self._accepter is not None:
+            self._accepter.outbox_removed(net)
+
+    # -- running ------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[Dispatcher] = trio.TASK_STATUS_IGNORED,
+                  ) -> None:
+        """Recover what a crash left ``sending``, then dispatch until cancelled."""
+        await self.recover()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._commit_loop)
+            for name, carrier in self._carriers.items():
+                nursery.start_soon(self._watch_carrier, name, carrier)
+            task_status.started(self)
+            await self._feed_loop()
+            # drained: keep committing outcomes until cancelled
+            await trio.sleep_forever()
+
+    async def recover(self) -> int:
+        """Parts left ``sending`` by a previous process -> ``unknown`` (or ``pending`` with
+        ``unknown_outcome = "retry"``). Returns the number of messages changed."""
+        now = self._clock()
+        depth = self._store.outbox_depth()
+        if not depth:
+            return 0
+        entries = self._store.due_outbox(now + _FAR_FUTURE_S, depth + 1)
+        retry = self._pipe.unknown_outcome == "retry"
+        changed = 0
+        for start in range(0, len(entries), 1000):
+            chunk = entries[start:start + 1000]
+            records = self._store.get_messages([e.message_id for e in chunk])
+            batch = WriteBatch()
+            for e in chunk:
+                rec = records.get(e.message_id)
+                if rec is None or not any(p.status == SENDING for p in rec.parts):
+                    continue
+                changed += 1
+                idx = {i: {"status": PENDING if retry else UNKNOWN}
+                       for i, p in enumerate(rec.parts) if p.status == SENDING}
+                parts = [_replace(p, **idx[i]) if i in idx else p
+                         for i, p in enumerate(rec.parts)]
+                pending = any(p.status == PENDING for p in parts)
+                detail = ("process stopped before the carrier answered; "
+                          + ("sending again" if retry else "not sent again (unknown)"))
+                batch.outbox_remove(e.due, rec.id)
+                if pending:
+                    batch.outbox_add(now, rec.id)
+                new_status = rollup(parts) or QUEUED
+                batch.update_message(rec.id, _Apply(
+                    idx, {"outbox_due": now if pending else None, "updated_at": now},
+                    HistoryEntry(now, new_status, REASON_NO_RESPONSE, detail), roll=True,
+                    guard=frozenset({SENDING})))
+                if new_status != rec.status:
+                    self._status_event(batch, rec, new_status, now, reason=REASON_NO_RESPONSE,
+                                       detail=detail)
+                    if new_status == UNKNOWN:
+                        self._n["unknown"] += 1
+            if batch:
+                await self._commit(batch)
+        if changed:
+            log.warning("recovered %d message(s) left in flight by the previous run (%s)",
+                        changed, "retrying" if retry else "marked unknown")
+        return changed
+
+    # -- feed ---------------------------------------------------------------------------
+
+    async def _feed_loop(self) -> None:
+        failures = 0
+        while not self._stopping:
+            self._wake = trio.Event()
+            seq = self._store.last_event_seq()
+            now = self._clock()
+            try:
+                if self._became_live:
+                    await self._unpark(now)
+                entries = self._store.due_outbox(now, self._batch_size)
+                if entries:
+                    await self._dispatch(entries, now)
+                    failures = 0
+                    await trio.lowlevel.checkpoint()
+                    continue
+            except (StoreError, StoreFull, StoreUnavailable) as e:
+                failures += 1
+                delay = min(COMMIT_RETRY_MIN_S * 2 ** (failures - 1), COMMIT_RETRY_MAX_S)
+                log.warning("dispatch: store error (%s); retrying in %.1f s", e, delay)
+                await trio.sleep(delay)
+                continue
+            await self._idle(now, seq)
+
+    async def _idle(self, now: float, seq: int) -> None:
+        """Sleep until the next due time, a ``wakeup()``, or any new event in the store.
+
+        Every accept commits a ``message.status`` event, so the event feed wakes the
+        feed even when nobody calls ``wakeup()``; our own commits wake it once more, for
+        one cheap read, never in a loop (``seq`` was read before the outbox).
+        """
+        oldest = self._store.outbox_oldest()
+        delay = IDLE_MAX_S
+        if oldest is not None:
+            delay = min(max(oldest.due - now, 0.002), IDLE_MAX_S)
+        wake = self._wake
+        store = self._store
+        with trio.move_on_after(delay):
+            async with trio.open_nursery() as nursery:
+
+                async def on_wakeup() -> None:
+                    await wake.wait()
+                    nursery.cancel_scope.cancel()
+
+                async def on_event() -> None:
+                    await store.wait_for_events(seq)
+                    nursery.cancel_scope.cancel()
+
+                nursery.start_soon(on_wakeup)
+                nursery.start_soon(on_event)
+
+    async def _dispatch(self, entries: list[OutboxEntry], now: float) -> None:
+        batch = WriteBatch()
+        self._park_pending = []
+        fresh: list[OutboxEntry] = []
+        for e in entries:
+            fl = self._flights.get(e.message_id)
+            if fl is not None:  # lease ran out while still in flight: extend it
+                self._move(batch, e.due, e.message_id, now + self._lease_s)
+                fl.lease_due = now + self._lease_s
+            else:
+                fresh.append(e)
+        records = self._store.get_messages([e.message_id for e in fresh])
+        ready: list[tuple[OutboxEntry, MessageRecord]] = []
+        scheduled: list[tuple[OutboxEntry, MessageRecord]] = []
+        for e in fresh:
+            self._parked.pop(e.message_id, None)
+            rec = records.get(e.message_id)
+            if rec is None:
+                batch.outbox_remove(e.due, e.message_id)  # an orphan entry
+            elif rec.status == SCHEDULED:
+                scheduled.append((e, rec))
+            elif rec.status in MESSAGE_FINAL and not any(
+                    p.status == PENDING for p in rec.parts):
+                batch.outbox_remove(e.due, e.message_id)
+            else:
+                ready.append((e, rec))
+        if scheduled:
+            ready += await self._reevaluate(scheduled, now)
+        per_carrier: dict[str, list[tuple[_Flight, int, P.SubmitSm]]] = defaultdict(list)
+        new_flights: list[_Flight] = []
+        parked_routes: set[tuple[str, ...]] = set()
+        for e, rec in ready:
+            fl = self._route_one(batch, e, rec, now, per_carrier=per_carrier,
+                                 parked_routes=parked_routes)
+            if fl is not None:
+                new_flights.append(fl)
+        for route in parked_routes:
+            self._park_level[route] = self._park_level.get(route, 0) + 1
+        if batch:
+            await self._commit(batch)
+        for mid, due, route in self._park_pending:
+            self._parked[mid] = (due, route)
+        self._park_pending = []
+        for fl in new_flights:
+            self._flights[fl.message_id] = fl
+        self._n["dispatched"] += len(new_flights)
+        for name, items in per_carrier.items():
+            await self._enqueue(name, items)
+
+    async def _reevaluate(self, scheduled: list[tuple[OutboxEntry, MessageRecord]],
+                          now: float) -> list[tuple[OutboxEntry, MessageRecord]]:
+        self._n["reevaluated"] += len(scheduled)
+        if self._accepter is None:
+            return scheduled  # nothing to ask: send as queued
+        outcomes = await self._accepter.reevaluate([rec for _, rec in scheduled], now)
+        # The accepter committed every outcome (deferred: moved in the outbox; rejected:
+        # out of it). A message to send kept its outbox entry.
+        out: list[tuple[OutboxEntry, MessageRecord]] = []
+        for (e, _), o in zip(scheduled, outcomes, strict=True):
+            if o.action == "send":
+                r = o.record
+                due = r.outbox_due if r.outbox_due is not None else e.due
+                out.append((OutboxEntry(due, r.id), r))
+        return out
+
+    def _live(self, name: str) -> bool:
+        c = self._carriers.get(name)
+        return c is not None and c.can_submit
+
+    def _route_one(self, batch: WriteBatch, e: OutboxEntry, rec: MessageRecord, now: float, *,
+                   per_carrier: dict[str, list[tuple[_Flight, int, P.SubmitSm]]],
+                   parked_routes: set[tuple[str, ...]]) -> _Flight | None:
+        route = self._router.route(rec.to)
+        if not route:
+            self._n["no_route"] += 1
+            self._fail_all(batch, e, rec, now, reason=NO_ROUTE,
+                           detail=f"no route for {rec.to[:4]}...")
+            return None
+        taken = [p for p in rec.parts if p.status not in (PENDING, SENDING)]
+        name: str | None = None
+        if taken and rec.carrier is not None and self._live(rec.carrier):
+            name = rec.carrier  # the rest of a message goes where its first parts went
+        if name is None:
+            name = self._router.pick(rec.to, self._live)
+        if name is None or name not in self._cfg:
+            self._park(batch, e, rec, route, now)
+            parked_routes.add(route)
+            return None
+        cfg = self._cfg[name]
+        country = None
+        if cfg.encoding.national_languages and self._recipients is not None:
+            r = self._recipients.get(rec.to)
+            country = r.region if r is not None else None
+        # The accepter stored the resolved smart-encoding flag and the concatenation
+        # reference it planned with: the same plan again (unless the carrier differs).
+        p = plan(rec.text, cfg.encoding, ref=self._ref(rec), country=country,
+                 smart=rec.smart_encoding)
+        if isinstance(p, PlanRejected):
+            self._fail_all(batch, e, rec, now, reason=p.reason, detail=p.message)
+            return None
+        new_parts: tuple[PartRecord, ...] | None = None
+        parts = rec.parts
+        if len(parts) != p.segments:
+            if taken:
+                # Some parts went out with another layout: the rest must match them.
+                self._park(batch, e, rec, route, now)
+                parked_routes.add(route)
+                return None
+            parts = new_parts = tuple(PartRecord(index=i) for i in range(p.segments))
+        idx = [i for i, pt in enumerate(parts) if pt.status == PENDING]
+        if not idx:
+            # Nothing left to send (an entry that outlived its message's last part).
+            batch.outbox_remove(e.due, rec.id)
+            st = rollup(parts) or QUEUED
+            batch.update_message(rec.id, _Apply({}, {"outbox_due": None}, None, roll=True))
+            if st != rec.status:
+                self._status_event(batch, rec, st, now)
+            return None
+        pdus = self._builders[name].build(rec.to, rec.sender, p.data_coding,
+                                          [p.parts[i] for i in idx])
+        lease = now + self._lease_s
+        fl = _Flight(rec, name, idx, lease, now)
+        batch.outbox_remove(e.due, rec.id)
+        batch.outbox_add(lease, rec.id)
+        batch.update_message(rec.id, _MarkSending(idx, name, self._router.matched_prefix(rec.to),
+                                                  lease=lease, now=now, new_parts=new_parts))
+        items = per_carrier[name]
+        for i, pdu in zip(idx, pdus, strict=True):
+            items.append((fl, i, pdu))
+        return fl
+
+    @staticmethod
+    def _ref(rec: MessageRecord) -> int:
+        ref = getattr(rec, "ref", None)
+        if ref is not None:
+            return int(ref)
+        # Derived from the id, so a retried part is byte-identical to its siblings.
+        return zlib.crc32(rec.id.encode()) & 0xFFFF
+
+    def _park(self, batch: WriteBatch, e: OutboxEntry, rec: MessageRecord,
+              route: tuple[str, ...], now: float) -> None:
+        level = self._park_level.get(route, 0)
+        due = now + min(PARK_MIN_S * 2 ** level, PARK_MAX_S)
+        self._move(batch, e.due, rec.id, due)
+        self._park_pending.append((rec.id, due, route))
+
+    def _move(self, batch: WriteBatch, old_due: float, message_id: str, due: float) -> None:
+        batch.outbox_remove(old_due, message_id)
+        batch.outbox_add(due, message_id)
+        batch.update_message(message_id, _Apply({}, {"outbox_due": due}, None, roll=False))
+
+    async def _unpark(self, now: float) -> None:
+        live = self._became_live
+        self._became_live = set()
+        batch = WriteBatch()
+        moved: list[str] = []
+        for mid, (due, route) in self._parked.items():
+            if any(c in live for c in route):
+                self._move(batch, due, mid, now)
+                moved.append(mid)
+        for route in list(self._park_level):
+            if any(c in live for c in route):
+                del self._park_level[route]
+        if batch:
+            await self._commit(batch)
+        for mid in moved:
+            del self._parked[mid]
+
+    def _fail_all(self, batch: WriteBatch, e: OutboxEntry, rec: MessageRecord, now: float, *,
+                  reason: str, detail: str) -> None:
+        self._n["failed"] += 1
+        changes = {i: {"status": FAILED} for i, p in enumerate(rec.parts)
+                   if p.status in (PENDING, SENDING)}
+        batch.outbox_remove(e.due, rec.id)
+        batch.update_message(rec.id, _Apply(
+            changes, {"status": FAILED, "reason": reason, "outbox_due": None,
+                      "updated_at": now},
+            HistoryEntry(now, FAILED, reason, detail), roll=False))
+        self._status_event(batch, rec, FAILED, now, reason=reason, detail=detail)
+
+    async def _enqueue(self, name: str, items: list[tuple[_Flight, int, P.SubmitSm]]) -> None:
+        metas = [(fl, i) for fl, i, _ in items]
+        carrier = name
+
+        def on_outcome(index: int, outcome: SubmitOutcome) -> None:
+            fl, part = metas[index]
+            self._on_outcome(carrier, fl, part, outcome)
+
+        self._outstanding[name] += len(items)
+        await self._carriers[name].enqueue(SubmitBatch([pdu for _, _, pdu in items], on_outcome))
+
+    def _on_outcome(self, carrier: str, fl: _Flight, part: int, o: SubmitOutcome) -> None:
+        # Runs synchronously in the bind's reader: append and wake, nothing more.
+        self._outstanding[carrier] -= 1
+        self._by_carrier[carrier][o.kind.value] += 1
+        if o.kind is OutcomeKind.ACCEPTED:
+            key = normalise_message_id(o.message_id, self._id_format.get(carrier, "auto"))
+            self._uncommitted[(carrier, key)] = (fl.message_id, part)
+        elif o.kind is OutcomeKind.REJECTED:
+            self._rejected_by_status[carrier][status_name(o.status)] += 1
+        self._outcomes.append((fl, part, o))
+        self._outcome_evt.set()
+
+    # -- carrier watchers ---------------------------------------------------------------
+
+    async def _watch_carrier(self, name: str, carrier: CarrierLike) -> None:
+        while True:
+            await carrier.wait_until(_changed_from(carrier.can_submit))
+            if carrier.can_submit:
+                self._became_live.add(name)
+                self._wake.set()
+
+    # -- committing outcomes ------------------------------------------------------------
+
+    async def _commit_loop(self) -> None:
+        failures = 0
+        while True:
+            if not self._outcomes:
+                if not self._flights:
+                    self._idle_evt.set()
+                    self._idle_evt = trio.Event()
+                await self._outcome_evt.wait()
+            self._outcome_evt = trio.Event()
+            items = self._outcomes
+            self._outcomes = []
+            self._committing = True
+            try:
+                await self._commit_outcomes(items, self._clock())
+            except StoreError as e:
+                failures += 1
+                self._n["commit_failures"] += 1
+                self._outcomes[:0] = items
+                for fl, part, _ in items:
+                    fl.outcomes.pop(part, None)
+                delay = min(COMMIT_RETRY_MIN_S * 2 ** (failures - 1), COMMIT_RETRY_MAX_S)
+                log.warning("dispatch: committing %d outcome(s) failed (%s); retrying in "
+                            "%.1f s", len(items), e, delay)
+                self._committing = False
+                await trio.sleep(delay)
+                self._outcome_evt.set()
+                continue
+            finally:
+                self._committing = False
+            failures = 0
+            self._n["commits"] += 1
+            for _fl, _part, o in items:
+                if o.kind is OutcomeKind.ACCEPTED:
+                    key = normalise_message_id(o.message_id,
+                                               self._id_format.get(_fl.carrier, "auto"))
+                    self._uncommitted.pop((_fl.carrier, key), None)
+            self._committed_evt.set()
+            self._committed_evt = trio.Event()
+            if not self._flights and not self._outcomes:
+                self._idle_evt.set()
+                self._idle_evt = trio.Event()
+
+    async def _commit_outcomes(self, items: list[tuple[_Flight, int, SubmitOutcome]],
+                               now: float) -> None:
+        batch = WriteBatch()
+        touched: dict[str, _Flight] = {}
+        for fl, part, o in items:
+            fl.outcomes[part] = o
+            touched[fl.message_id] = fl
+            if o.kind is OutcomeKind.ACCEPTED:
+                fmt = self._id_format.get(fl.carrier, "auto")
+                batch.put_carrier_id(fl.carrier, normalise_message_id(o.message_id, fmt),
+                                     fl.message_id, part, now)
+        complete = [fl for fl in touched.values() if len(fl.outcomes) >= len(fl.parts)]
+        current = self._store.get_messages([fl.message_id for fl in complete])
+        done: list[_Flight] = []
+        for fl in touched.values():
+            if fl in complete:
+                rec = current.get(fl.message_id, fl.record)
+                self._complete(batch, fl, rec, now)
+                done.append(fl)
+            else:
+                changes = {}
+                for part, o in fl.outcomes.items():
+                    if part not in fl.applied and o.kind is OutcomeKind.ACCEPTED:
+                        changes[part] = self._accepted_change(fl, o, now)
+                if changes:
+                    batch.update_message(fl.message_id, _Apply(changes, {}, None, roll=False))
+        await self._commit(batch)
+        for fl in touched.values():
+            for part, o in fl.outcomes.items():
+                if o.kind is OutcomeKind.ACCEPTED:
+                    fl.applied.add(part)
+        for fl in done:
+            self._flights.pop(fl.message_id, None)
+        if done:
+            self._wake.set()  # retries may be due soon, and NOT_SENT ones now
+
+    @staticmethod
+    def _accepted_change(fl: _Flight, o: SubmitOutcome, now: float) -> dict[str, Any]:
+        return {"status": ACCEPTED, "carrier": fl.carrier, "carrier_msg_id": o.message_id,
+                "submit_status": 0, "submitted_at": now}
+
+    def _complete(self, batch: WriteBatch, fl: _Flight, rec: MessageRecord,
+                  now: float) -> None:
+        """All parts of a flight answered: decide parts, message status and outbox."""
+        changes: dict[int, dict[str, Any]] = {}
+        retry: list[int] = []
+        not_sent: list[int] = []
+        failed_detail: str | None = None
+        unknown_detail: str | None = None
+        retry_detail: str | None = None
+        retry_unknown = self._pipe.unknown_outcome == "retry"
+        for part in fl.parts:
+            o = fl.outcomes[part]
+            if o.kind is OutcomeKind.ACCEPTED:
+                if part not in fl.applied:
+                    changes[part] = self._accepted_change(fl, o, now)
+                self._n["submitted"] += 1
+            elif o.kind is OutcomeKind.REJECTED:
+                rc = o.retry if o.retry is not None else retry_class(o.status)
+                name = status_name(o.status)
+                permanent = rc is RetryClass.PERMANENT or (
+                    rc is RetryClass.AMBIGUOUS and rec.attempts + 1 >= self._ambiguous_retries)
+                if rc not in _RETRYABLE and rc is not RetryClass.AMBIGUOUS:
+                    permanent = True
+                if permanent:
+                    changes[part] = {"status": FAILED, "submit_status": o.status,
+                                     "carrier": fl.carrier}
+                    failed_detail = f"part {part + 1}: {name}"
+                else:
+                    changes[part] = {"submit_status": o.status, "carrier": fl.carrier}
+                    retry.append(part)
+                    retry_detail = f"part {part + 1}: {name}"
+            elif o.kind is OutcomeKind.UNKNOWN:
+                if retry_unknown:
+                    retry.append(part)
+                    retry_detail = f"part {part + 1}: no response ({o.reason})"
+                else:
+                    changes[part] = {"status": UNKNOWN, "carrier": fl.carrier}
+                    unknown_detail = f"part {part + 1}: no response ({o.reason or 'unknown'})"
+            else:  # NOT_SENT: the carrier never saw it
+                not_sent.append(part)
+        any_failed = failed_detail is not None or any(p.status == FAILED for p in rec.parts)
+        parts_after = list(rec.parts)
+        fields: dict[str, Any] = {"updated_at": now}
+        reason: str | None = None
+        detail: str | None = None
+        back = retry + not_sent
+        if back and not any_failed and retry and (
+                now - rec.created_at >= self._pipe.retry_max_age_s):
+            any_failed = True
+            reason, detail = REASON_RETRIES_EXHAUSTED, retry_detail
+        elif any_failed:
+            reason, detail = REASON_CARRIER_REJECTED, failed_detail
+        if any_failed:
+            for i in back:
+                changes.setdefault(i, {})["status"] = FAILED
+            batch.outbox_remove(fl.lease_due, rec.id)
+            fields["outbox_due"] = None
+            fields["reason"] = reason
+        elif back:
+            for i in back:
+                changes.setdefault(i, {})["status"] = PENDING
+            # NOT_SENT alone: the carrier is going away; a short pause avoids a hot loop
+            # while its binds still look live.
+            due = now + PARK_MIN_S
+            if retry:
+                attempts = rec.attempts + 1
+                fields["attempts"] = attempts
+                delay = backoff_delay(attempts, self._pipe.retry_backoff_min_s,
+                                      self._pipe.retry_backoff_max_s)
+                due = now + delay
+                fields["next_attempt_at"] = due
+                self._n["retries"] += len(retry)
+                detail = f"retry in {delay:g} s: {retry_detail}"
+            else:
+                detail = "carrier did not take it; queued again"
+            self._move_from_lease(batch, fl, rec.id, due)
+            fields["outbox_due"] = due
+        else:
+            batch.outbox_remove(fl.lease_due, rec.id)
+            fields["outbox_due"] = None
+            if unknown_detail is not None:
+                reason, detail = REASON_NO_RESPONSE, unknown_detail
+                fields["reason"] = reason
+        for i, ch in changes.items():
+            if "status" in ch and i < len(parts_after) and parts_after[i].status in (
+                    PENDING, SENDING):
+                parts_after[i] = _replace(parts_after[i], status=ch["status"])
+        new_status = rollup(parts_after) or QUEUED
+        history = None
+        if new_status != rec.status or detail is not None:
+            history = HistoryEntry(now, new_status, reason, detail)
+        batch.update_message(rec.id, _Apply(changes, fields, history, roll=True))
+        if new_status != rec.status:
+            if new_status == FAILED:
+                self._n["failed"] += 1
+            elif new_status == UNKNOWN:
+                self._n["unknown"] += 1
+            self._status_event(batch, rec, new_status, now, reason=reason, detail=detail,
+                               carrier=fl.carrier)
+
+    def _move_from_lease(self, batch: WriteBatch, fl: _Flight, message_id: str,
+                         due: float) -> None:
+        batch.outbox_remove(fl.lease_due, message_id)
+        batch.outbox_add(due, message_id)
+
+    @staticmethod
+    def _status_event(batch: WriteBatch, rec: MessageRecord, status: str, now: float, *,
+                      reason: str | None = None, detail: str | None = None,
+                      carrier: str | None = None) -> None:
+        batch.append_event(status_event(now, rec.id, rec.to, status, StatusData(
+            reason=reason, detail=detail, kind=rec.kind, campaign_id=rec.campaign_id,
+            flow_id=rec.flow_id, carrier=carrier or rec.carrier,
+            metadata=metadata_raw(rec.metadata))))
+
+
+def _changed_from(live: bool) -> Callable[[Any], bool]:
+    return lambda c: bool(c.can_submit) != live
+
+
+def backoff_delay(attempts: int, lo: float, hi: float) -> float:
+    """Capped exponential backoff: ``lo * 2**(attempts-1)`` up to ``hi``."""
+    if attempts <= 0:
+        return 0.0
+    return min(lo * math.pow(2, attempts - 1), hi)

@@ -1,0 +1,675 @@
+"""The inbound processor: receipts and MO from every carrier -> store (docs/pipeline.md).
+
+One task drains the carriers' merged inbound channel (lists of ``gateway.bind.Inbound``)
+in batches of up to ``[pipeline] receipt_batch_max``; per batch ONE write, then ``ack()``
+of every ``Inbound`` it settled. The deliver_sm_resp only goes out after the commit, so
+a crash before it means the SMSC re-sends: never a lost receipt or opt-out. If the
+commit fails nothing is acked (the SMSC re-sends) and the recipient cache entries the
+batch touched are invalidated.
+
+Receipts (domain.md §1.7, §1.8, §4): ``parse_receipt`` -> ``receipt_lookup_keys`` with the
+carrier's ``message_id_format`` -> ``store.lookup_carrier_ids``. A miss that the
+dispatcher has answered but not committed yet (``Dispatcher.pending_carrier_id``) waits
+for its next commit; a miss while that carrier still has submits without a response (a
+receipt overtaking its submit_sm_resp, e.g. on another bind) is kept unacked and tried
+again until ``unmatched_grace_s``; then it is a ``receipt.unmatched`` event (and acked).
+A match updates the part (stat, err, done date, error class), rolls the message up
+(``dispatch.rollup``) and, for failures, classifies the error
+(``rules.classify_delivery_error`` with the carrier's ``error_codes``) and records it in
+the recipient's history (``errors`` entry + ``ErrorSummary`` through the
+``RecipientCache``): that is what feeds the error segment and ``undeliverable_number``.
+A receipt repeating what the part already says (same stat, final) is a duplicate: acked,
+nothing written.
+
+MO: ``parse_mo`` -> ``Reassembler`` (fragments stay unacked until their whole message is
+committed; a fragment set that never completes is recorded as an incomplete ``mo`` event
+after ``reassembly_ttl_s`` and acked) -> ``rules.keywords.classify`` (sender's country)
+-> ``handle_mo`` -> consent change + keyword record on the recipient, at most one reply
+(``Accepter.build_replies``, kind ``reply``) and the ``mo`` / ``consent`` events, all in
+the batch's write.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, Final, Protocol
+
+import msgspec
+import trio
+
+from gateway.bind import Inbound
+from gateway.config import CarrierConfig, GatewayConfig
+from gateway.encoding import Reassembler, UdhError, UnsupportedDataCoding, parse_mo
+from gateway.pipeline.accept import ReplyRequest
+from gateway.pipeline.dispatch import (
+    DELETED,
+    DELIVERED,
+    EXPIRED,
+    RECEIPT_FINAL,
+    REJECTED,
+    UNDELIVERED,
+    UNKNOWN_RECEIPT,
+    rollup,
+)
+from gateway.pipeline.events import (
+    ConsentData,
+    MoData,
+    ReceiptData,
+    StatusData,
+    consent_event,
+    metadata_raw,
+    mo_event,
+    receipt_event,
+    status_event,
+)
+from gateway.pipeline.recipients import RecipientCache, errors_from_facts, record_with_facts
+from gateway.receipts import DeliveryReceipt, ReceiptState, parse_receipt, receipt_lookup_keys
+from gateway.smpp import pdu as P
+from gateway.store import (
+    ErrorEntry,
+    HistoryEntry,
+    KeywordEntry,
+    MessageRecord,
+    RecipientRecord,
+    Store,
+    StoreError,
+    WriteBatch,
+)
+from gateway.store.records import ErrorSummary as StoredErrors
+from rules.delivery_errors import classify_delivery_error, record_delivered, record_error
+from rules.keywords import ConsentChange, KeywordSets, apply_mo, classify, handle_mo
+from rules.model import ErrorClass, ErrorSummary
+
+__all__ = ["InboundProcessor", "InboundStats", "PendingCommits"]
+
+log = logging.getLogger("smsgw.inbound")
+
+#: Receipt state -> part status (docs/pipeline.md "Statuses"); states not listed
+#: (ENROUTE, ACCEPTD, SCHEDULED) are intermediate: the stat is noted, the status stays.
+PART_STATUS: Final[dict[ReceiptState, str]] = {
+    ReceiptState.DELIVRD: DELIVERED,
+    ReceiptState.UNDELIV: UNDELIVERED,
+    ReceiptState.EXPIRED: EXPIRED,
+    ReceiptState.REJECTD: REJECTED,
+    ReceiptState.DELETED: DELETED,
+    ReceiptState.SKIPPED: UNDELIVERED,
+    ReceiptState.UNKNOWN: UNKNOWN_RECEIPT,
+}
+#: Keywords kept per recipient (for "sent keyword" segments), newest last.
+KEYWORDS_KEPT: Final = 50
+DEFERRED_RETRY_S: Final = 0.1
+PENDING_COMMIT_WAIT_S: Final = 5.0
+
+_replace = msgspec.structs.replace
+_UNREACH = ErrorClass.TEMPORARY_UNREACHABLE.value
+_DISC = ErrorClass.DISCONNECTED.value
+_CONSENT_ACTION = {ConsentChange.UNSUBSCRIBED: "unsubscribe",
+                   ConsentChange.SUBSCRIBED: "subscribe",
+                   ConsentChange.PENDING: "double_opt_in_requested",
+                   ConsentChange.CONFIRMED: "confirm"}
+
+
+class PendingCommits(Protocol):
+    """What the processor uses of ``gateway.pipeline.dispatch.Dispatcher``."""
+
+    def pending_carrier_id(self, carrier: str, keys: Sequence[str]) -> tuple[str, int] | None:
+        ...
+
+    def awaiting_response(self, carrier: str | None = None) -> int: ...
+
+    async def wait_committed(self) -> None: ...
+
+
+class ReplyBuilder(Protocol):
+    """What the processor uses of ``gateway.pipeline.accept.Accepter``."""
+
+    def build_replies(self, batch: WriteBatch, replies: Sequence[ReplyRequest],
+                      now: float) -> list[Any]: ...
+
+
+class InboundStats(msgspec.Struct, frozen=True, kw_only=True):
+    """A snapshot for metrics (``InboundProcessor.statistics()``)."""
+
+    batches: int
+    receipts: int
+    receipts_by_stat: dict[str, int]
+    errors_by_class: dict[str, int]
+    unmatched: int
+    duplicates: int
+    deferred: int
+    mo: int
+    mo_by_keyword: dict[str, int]
+    mo_fragments_pending: int
+    mo_incomplete: int
+    replies: int
+    commit_failures: int
+    acked: int
+
+
+def _epoch(d: datetime | None) -> float | None:
+    if d is None:
+        return None
+    return (d if d.tzinfo is not None else d.replace(tzinfo=UTC)).timestamp()
+
+
+def _dt(t: float | None) -> datetime | None:
+    return None if t is None else datetime.fromtimestamp(t, UTC)
+
+
+def _rules_errors(e: StoredErrors) -> ErrorSummary:
+    return ErrorSummary(
+        last_temporary_at=_dt(e.last_temp_error_at),
+        unreachable_count=e.counts.get(_UNREACH, 0),
+        disconnected_count=e.counts.get(_DISC, 0),
+        permanent=e.permanent, permanent_at=_dt(e.permanent_at),
+        last_delivered_at=_dt(e.last_delivered_at))
+
+
+class _RecordError:
+    """Recipient change: one delivery failure (pure; runs on the writer thread too)."""
+
+    __slots__ = ("at", "cls")
+
+    def __init__(self, cls: ErrorClass, at: float) -> None:
+        self.cls = cls
+        self.at = at
+
+    def __call__(self, rec: RecipientRecord) -> RecipientRecord:
+        e = rec.errors
+        summary = record_error(_rules_errors(e), self.cls, datetime.fromtimestamp(self.at, UTC))
+        new = errors_from_facts(e, summary)
+        counts = dict(new.counts)
+        if self.cls.value not in (_UNREACH, _DISC):  # those two come from the summary
+            counts[self.cls.value] = counts.get(self.cls.value, 0) + 1
+        last_at = e.last_error_at
+        newer = last_at is None or self.at >= last_at
+        new = _replace(new, counts=counts,
+                       last_error_at=self.at if newer else last_at,
+                       last_error_class=self.cls.value if newer else e.last_error_class,
+                       permanent_reason=(e.permanent_reason or self.cls.value)
+                       if new.permanent else e.permanent_reason)
+        return _replace(rec, errors=new, updated_at=self.at)
+
+
+class _RecordDelivered:
+    """Recipient change: a DELIVRD receipt (membership may lapse on delivery)."""
+
+    __slots__ = ("at",)
+
+    def __init__(self, at: float) -> None:
+        self.at = at
+
+    def __call__(self, rec: RecipientRecord) -> RecipientRecord:
+        e = rec.errors
+        summary = record_delivered(_rules_errors(e), datetime.fromtimestamp(self.at, UTC))
+        return _replace(rec, errors=errors_from_facts(e, summary))
+
+
+class _ApplyMo:
+    """Recipient change: consent fields from the MO outcome + the keyword record."""
+
+    __slots__ = ("facts", "keyword", "now")
+
+    def __init__(self, facts: Any, keyword: KeywordEntry | None, now: float) -> None:
+        self.facts = facts
+        self.keyword = keyword
+        self.now = now
+
+    def __call__(self, rec: RecipientRecord) -> RecipientRecord:
+        new = rec if self.facts is None else record_with_facts(rec, self.facts, self.now)
+        if self.keyword is not None:
+            new = _replace(new, keywords=(*new.keywords, self.keyword)[-KEYWORDS_KEPT:],
+                           updated_at=self.now)
+        if self.facts is not None and self.facts.consent.value != rec.consent:
+            new = _replace(new, consent_source="keyword")
+        return new
+
+
+class _ApplyReceipt:
+    """Message change: one receipt on one part, then the roll-up (pure)."""
+
+    __slots__ = ("done_at", "err", "error_class", "now", "part", "stat", "status")
+
+    def __init__(self, part: int, status: str | None, stat: str, *, err: str | None,
+                 done_at: float | None, error_class: str | None, now: float) -> None:
+        self.part = part
+        self.status = status
+        self.stat = stat
+        self.err = err
+        self.done_at = done_at
+        self.error_class = error_class
+        self.now = now
+
+    def __call__(self, old: MessageRecord | None) -> MessageRecord | None:
+        if old is None or self.part >= len(old.parts):
+            return None
+        parts = list(old.parts)
+        p = parts[self.part]
+        if p.status in RECEIPT_FINAL and p.status != UNKNOWN_RECEIPT:
+            return None  # a final receipt is kept (re-deliveries, late contradictions)
+        changes: dict[str, Any] = {"receipt_stat": self.stat, "receipt_err": self.err,
+                                   "done_at": self.done_at, "error_class": self.error_class}
+        if self.status is not None:
+            changes["status"] = self.status
+        parts[self.part] = _replace(p, **changes)
+        st = rollup(parts)
+        fields: dict[str, Any] = {"parts": tuple(parts), "updated_at": self.now}
+        if st is not None and st != old.status:
+            fields["status"] = st
+            fields["history"] = (*old.history, HistoryEntry(
+                self.now, st, None, f"part {self.part + 1}: {self.stat}"
+                + (f" err {self.err}" if self.err else "")))
+        return _replace(old, **fields)
+
+
+class _Held:
+    """An inbound receipt waiting for its carrier id to be committed."""
+
+    __slots__ = ("carrier", "first_seen", "inbound", "keys", "receipt")
+
+    def __init__(self, inbound: Inbound, receipt: DeliveryReceipt, carrier: str,
+                 keys: tuple[str, ...], now: float) -> None:
+        self.inbound = inbound
+        self.receipt = receipt
+        self.carrier = carrier
+        self.keys = keys
+        self.first_seen = now
+
+
+class InboundProcessor:
+    """Receipts and MO -> one commit per batch -> acks (see the module docstring).
+
+    ``inbound`` is the carriers' merged channel (``CarrierSet.inbound``). ``clock``
+    returns epoch seconds. ``keyword_sets`` come from ``config/keywords.toml``
+    (``rules.load_keyword_sets``); without them every MO is keyword-less.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        config: GatewayConfig,
+        recipients: RecipientCache,
+        accepter: ReplyBuilder | None,
+        dispatcher: PendingCommits | None,
+        *,
+        inbound: trio.MemoryReceiveChannel[list[Inbound]] | None = None,
+        keyword_sets: KeywordSets | None = None,
+        clock: Callable[[], float] = time.time,
+        batch_max: int | None = None,
+        reassembly_ttl_s: float = 600.0,
+        unmatched_grace_s: float = 5.0,
+    ) -> None:
+        self._store = store
+        self._config = config
+        self._policy = config.rules
+        self._recipients = recipients
+        self._accepter = accepter
+        self._dispatcher = dispatcher
+        self._inbound = inbound
+        self._keyword_sets = keyword_sets if keyword_sets is not None else KeywordSets()
+        self._clock = clock
+        self._batch_max = batch_max or config.pipeline.receipt_batch_max
+        self._grace = unmatched_grace_s
+        self._cfg: dict[str, CarrierConfig] = {c.name: c for c in config.carriers}
+        self._carrier_of_bind: dict[str, str] = {}
+        self._reassemblers: dict[str, Reassembler] = {}
+        self._ttl = reassembly_ttl_s
+        #: Unacked fragments of incomplete MOs: (carrier, source, ref, total) -> inbounds.
+        self._fragments: dict[tuple[str, str, int, int], list[Inbound]] = {}
+        self._held: list[_Held] = []
+        self._n: dict[str, int] = defaultdict(int)
+        self._by_stat: dict[str, int] = defaultdict(int)
+        self._by_class: dict[str, int] = defaultdict(int)
+        self._by_keyword: dict[str, int] = defaultdict(int)
+
+    # -- running ------------------------------------------------------------------------
+
+    async def run(self, inbound: trio.MemoryReceiveChannel[list[Inbound]] | None = None, *,
+                  task_status: trio.TaskStatus[InboundProcessor] = trio.TASK_STATUS_IGNORED,
+                  ) -> None:
+        """Drain the inbound channel until it closes or the task is cancelled."""
+        recv = inbound if inbound is not None else self._inbound
+        if recv is None:
+            raise ValueError("no inbound channel")
+        task_status.started(self)
+        closed = False
+        while not closed or self._held:
+            items: list[Inbound] = []
+            deadline = self._next_deadline()
+            if not closed:
+                with trio.move_on_at(deadline):
+                    try:
+                        items.extend(await recv.receive())
+                    except trio.EndOfChannel:
+                        closed = True
+            elif deadline < float("inf"):
+                await trio.sleep_until(deadline)
+            else:
+                break
+            while len(items) < self._batch_max:
+                try:
+                    items.extend(recv.receive_nowait())
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+            await self.process(items)
+
+    def _next_deadline(self) -> float:
+        t = float("inf")
+        now_epoch = self._clock()
+        now = trio.current_time()
+        if self._held:
+            t = now + DEFERRED_RETRY_S
+        for r in self._reassemblers.values():
+            d = r.next_deadline()
+            if d is not None:
+                t = min(t, now + max(d - now_epoch, 0.0))
+        return t
+
+    async def process(self, items: list[Inbound]) -> None:
+        """Handle one batch (plus held receipts and expired fragments): one commit, acks."""
+        now = self._clock()
+        batch = WriteBatch()
+        acks: list[Inbound] = []
+        phones: set[str] = set()
+        self._n["batches"] += 1
+        receipts: list[_Held] = []
+        receipts.extend(self._held)
+        self._held = []
+        for inb in items:
+            pdu = inb.pdu
+            carrier = self._carrier(inb)
+            r = self._parse_receipt(pdu) if inb.is_receipt or self._looks_like_receipt(pdu) \
+                else None
+            if r is not None:
+                fmt = self._cfg[carrier].message_id_format if carrier in self._cfg else "auto"
+                receipts.append(_Held(inb, r, carrier, receipt_lookup_keys(r, fmt), now))
+            else:
+                self._mo(batch, inb, carrier, now=now, acks=acks, phones=phones)
+        self._expire_fragments(batch, now, acks)
+        if receipts:
+            await self._receipts(batch, receipts, now, acks, phones)
+        if batch:
+            try:
+                await self._store.commit(batch)
+            except StoreError as e:
+                self._n["commit_failures"] += 1
+                self._recipients.invalidate(phones)
+                log.warning("inbound: commit of %d deliveries failed (%s); not acked, the "
+                            "SMSC will re-send", len(acks), e)
+                return
+        for inb in acks:
+            inb.ack()
+        self._n["acked"] += len(acks)
+
+    # -- receipts -----------------------------------------------------------------------
+
+    @staticmethod
+    def _parse_receipt(pdu: P.DeliverSm | P.DataSm) -> DeliveryReceipt | None:
+        if isinstance(pdu, P.DataSm):
+            return parse_receipt(pdu.esm_class, b"", pdu.tlvs, data_coding=pdu.data_coding)
+        return parse_receipt(pdu.esm_class, pdu.short_message, pdu.tlvs,
+                             data_coding=pdu.data_coding)
+
+    @staticmethod
+    def _looks_like_receipt(pdu: P.DeliverSm | P.DataSm) -> bool:
+        # esm_class 0x20 (intermediate notification) is a receipt too (§5.2.12).
+        return (int(pdu.esm_class) & 0x3C) == 0x20
+
+    async def _receipts(self, batch: WriteBatch, receipts: list[_Held], now: float,
+                        acks: list[Inbound], phones: set[str]) -> None:
+        store = self._store
+        found: list[tuple[_Held, str, int]] = []
+        misses: list[_Held] = []
+        for h in receipts:
+            hit = store.lookup_carrier_ids(h.carrier, h.keys) if h.keys else None
+            if hit is None:
+                misses.append(h)
+            else:
+                found.append((h, hit[1].message_id, hit[1].part))
+        d = self._dispatcher
+        if misses and d is not None and any(
+                d.pending_carrier_id(h.carrier, h.keys) is not None for h in misses):
+            # Answered by the carrier, not committed yet: wait for that commit.
+            with trio.move_on_after(PENDING_COMMIT_WAIT_S):
+                while any(d.pending_carrier_id(h.carrier, h.keys) is not None for h in misses):
+                    await d.wait_committed()
+            again, misses = misses, []
+            for h in again:
+                hit = store.lookup_carrier_ids(h.carrier, h.keys) if h.keys else None
+                if hit is None:
+                    misses.append(h)
+                else:
+                    found.append((h, hit[1].message_id, hit[1].part))
+        for h in misses:
+            if (d is not None and h.keys and d.awaiting_response(h.carrier) > 0
+                    and now - h.first_seen < self._grace):
+                self._held.append(h)  # its submit_sm_resp may still be on its way
+                continue
+            self._unmatched(batch, h, now)
+            acks.append(h.inbound)
+        if not found:
+            self._n["deferred"] = len(self._held)
+            return
+        records = store.get_messages({mid for _, mid, _ in found})
+        working: dict[str, list[Any]] = {}
+        for h, mid, part in found:
+            acks.append(h.inbound)
+            rec = records.get(mid)
+            if rec is None or part >= len(rec.parts):
+                self._unmatched(batch, h, now)
+                continue
+            self._matched(batch, h, rec, part, now=now, working=working, phones=phones)
+        self._n["deferred"] = len(self._held)
+
+    def _unmatched(self, batch: WriteBatch, h: _Held, now: float) -> None:
+        r = h.receipt
+        self._n["unmatched"] += 1
+        self._n["receipts"] += 1
+        batch.append_event(receipt_event(now, None, self._phone(h.inbound.pdu), None, ReceiptData(
+            carrier=h.carrier, carrier_message_id=r.message_id, stat=r.stat or r.state.value,
+            err=r.err, done_at=_epoch(r.done_date))))
+
+    def _matched(self, batch: WriteBatch, h: _Held, rec: MessageRecord, part: int, *,
+                 now: float, working: dict[str, list[Any]], phones: set[str]) -> None:
+        r = h.receipt
+        stat = (r.stat or r.state.value).upper()
+        parts = working.get(rec.id)
+        if parts is None:
+            parts = working[rec.id] = list(rec.parts)
+        p = parts[part]
+        self._n["receipts"] += 1
+        self._by_stat[stat] += 1
+        final_here = p.status in RECEIPT_FINAL and p.status != UNKNOWN_RECEIPT
+        if final_here or (p.receipt_stat == stat and (r.intermediate or not r.final)):
+            self._n["duplicates"] += 1
+            return
+        status = None if r.intermediate else PART_STATUS.get(r.state)
+        cfg = self._cfg.get(h.carrier)
+        nec = (r.network_type, r.error_code) if r.network_type is not None \
+            and r.error_code is not None else None
+        cls = None
+        if status is not None and status != DELIVERED:
+            cls = classify_delivery_error(stat, r.err, nec,
+                                          cfg.error_codes if cfg is not None else None)
+        done_at = _epoch(r.done_date) or now
+        # Receipt dates are the SMSC's clock (often local time, no zone): for ordering the
+        # recipient's history we use our own receive time.
+        at = now
+        batch.update_message(rec.id, _ApplyReceipt(
+            part, status, stat, err=r.err, done_at=done_at,
+            error_class=cls.value if cls is not None else None, now=now))
+        old_status = rollup(parts) or rec.status
+        parts[part] = _replace(p, status=status or p.status, receipt_stat=stat)
+        new_status = rollup(parts)
+        meta = metadata_raw(rec.metadata)
+        batch.append_event(receipt_event(now, rec.id, rec.to, status or p.status, ReceiptData(
+            carrier=h.carrier, carrier_message_id=r.message_id, stat=stat, err=r.err,
+            part=part + 1, error_class=cls.value if cls is not None else None,
+            done_at=done_at, metadata=meta)))
+        if new_status is not None and new_status != old_status:
+            batch.append_event(status_event(now, rec.id, rec.to, new_status, StatusData(
+                detail=f"part {part + 1}: {stat}", kind=rec.kind, campaign_id=rec.campaign_id,
+                flow_id=rec.flow_id, carrier=h.carrier, part=part + 1, metadata=meta)))
+        rc = self._recipients
+        if cls is not None:
+            self._by_class[cls.value] += 1
+            batch.add_error(rec.to, ErrorEntry(
+                at=at, error_class=cls.value, code=r.err, carrier=h.carrier, message_id=rec.id,
+                stat=stat, permanent=cls is ErrorClass.PERMANENT))
+            if rc.is_valid(rec.to):
+                rc.update(rec.to, _RecordError(cls, at), batch)
+                phones.add(rec.to)
+        elif status == DELIVERED and self._policy.error_segment.clear_on_delivery:
+            cached = rc.get(rec.to)
+            if cached is not None and (cached.errors.last_temp_error_at is not None
+                                       or cached.errors.counts):
+                rc.update(rec.to, _RecordDelivered(at), batch)
+                phones.add(rec.to)
+
+    # -- MO -----------------------------------------------------------------------------
+
+    def _reassembler(self, carrier: str) -> Reassembler:
+        r = self._reassemblers.get(carrier)
+        if r is None:
+            cfg = self._cfg.get(carrier)
+            dcs0 = cfg.encoding.dcs0 if cfg is not None else "gsm"
+            r = self._reassemblers[carrier] = Reassembler(self._ttl, dcs0=dcs0)
+        return r
+
+    @staticmethod
+    def _phone(pdu: P.DeliverSm | P.DataSm) -> str:
+        addr = pdu.source_addr.strip()
+        if addr.startswith("+"):
+            return addr
+        if addr.startswith("00") and addr[2:].isdigit():
+            return "+" + addr[2:]
+        if addr.isdigit():
+            # SMSCs send the handset's number international without '+' (TON 1), and
+            # in practice often with TON 0 too.
+            return "+" + addr
+        return addr
+
+    def _mo(self, batch: WriteBatch, inb: Inbound, carrier: str, *, now: float,
+            acks: list[Inbound], phones: set[str]) -> None:
+        pdu = inb.pdu
+        cfg = self._cfg.get(carrier)
+        phone = self._phone(pdu)
+        if isinstance(pdu, P.DataSm):
+            short, payload = b"", P.message_payload(pdu)
+        else:
+            short, payload = pdu.short_message, P.message_payload(pdu)
+        try:
+            frag = parse_mo(short, int(pdu.esm_class), pdu.data_coding,
+                            packed=cfg is not None and cfg.encoding.gsm_packing == "packed",
+                            dcs0=cfg.encoding.dcs0 if cfg is not None else "gsm",
+                            sar=P.sar_info(pdu), message_payload=payload)
+        except (UdhError, UnsupportedDataCoding) as e:
+            log.info("inbound: MO from carrier %s not readable as text: %s", carrier, e)
+            batch.append_event(mo_event(now, phone, MoData(carrier=carrier,
+                                                           to=pdu.destination_addr, text="")))
+            self._n["mo"] += 1
+            acks.append(inb)
+            return
+        text = self._reassembler(carrier).add(phone, frag, now=now)
+        c = frag.concat
+        if text is None:
+            if c is not None:
+                self._fragments.setdefault((carrier, phone, c.ref, c.total), []).append(inb)
+            else:  # cannot happen (a single part is complete); never leave it unacked
+                acks.append(inb)
+            return
+        if c is not None and c.total > 1:
+            acks.extend(self._fragments.pop((carrier, phone, c.ref, c.total), []))
+        acks.append(inb)
+        self._handle_text(batch, carrier, phone, to=pdu.destination_addr, text=text, now=now,
+                          phones=phones)
+
+    def _expire_fragments(self, batch: WriteBatch, now: float, acks: list[Inbound]) -> None:
+        for carrier, r in self._reassemblers.items():
+            for x in r.expire(now):
+                held = self._fragments.pop((carrier, x.source, x.ref, x.total), [])
+                acks.extend(held)
+                self._n["mo_incomplete"] += 1
+                self._n["mo"] += 1
+                batch.append_event(mo_event(now, x.source, MoData(
+                    carrier=carrier, to=held[0].pdu.destination_addr if held else "",
+                    text=x.partial_text, keyword_kind="incomplete")))
+
+    def _handle_text(self, batch: WriteBatch, carrier: str, phone: str, *, to: str, text: str,
+                     now: float, phones: set[str]) -> None:
+        self._n["mo"] += 1
+        rc = self._recipients
+        policy = self._policy
+        if not rc.is_valid(phone):
+            self._by_keyword["none"] += 1
+            batch.append_event(mo_event(now, phone, MoData(carrier=carrier, to=to, text=text)))
+            return
+        facts = rc.facts(phone)
+        country = facts.number.region if facts.number is not None else ""
+        match = classify(text, country, self._keyword_sets, policy)
+        now_dt = datetime.fromtimestamp(now, UTC)
+        outcome = handle_mo(match, facts, policy, now_dt)
+        self._by_keyword[match.kind.value] += 1
+        new_facts = apply_mo(facts, outcome, now_dt) if outcome.change is not \
+            ConsentChange.NONE else None
+        keyword = None
+        if outcome.record is not None:
+            keyword = KeywordEntry(at=now, keyword=outcome.record.keyword,
+                                   kind=outcome.record.kind.value)
+        if new_facts is not None or keyword is not None:
+            rc.update(phone, _ApplyMo(new_facts, keyword, now), batch,
+                      facts=new_facts)
+            phones.add(phone)
+        if new_facts is not None and (new_facts.consent is not facts.consent
+                                      or new_facts.double_opt_in is not facts.double_opt_in):
+            batch.append_event(consent_event(now, phone, new_facts.consent.value, ConsentData(
+                action=_CONSENT_ACTION.get(outcome.change, outcome.change.value),
+                source="keyword", previous=facts.consent.value,
+                double_opt_in=new_facts.double_opt_in.value)))
+        reply_id: str | None = None
+        if outcome.reply is not None and outcome.reply_kind is not None \
+                and self._accepter is not None:
+            results = self._accepter.build_replies(batch, [ReplyRequest(
+                phone=phone, text=outcome.reply, reply_to=outcome.reply_kind,
+                carrier=carrier if carrier in self._cfg else None, sender=to or None)], now)
+            if results:
+                reply_id = getattr(results[0], "id", None)
+                self._n["replies"] += 1
+                phones.add(phone)
+        batch.append_event(mo_event(now, phone, MoData(
+            carrier=carrier, to=to, text=text, keyword=match.keyword,
+            keyword_kind=match.kind.value,
+            consent_change=outcome.change.value if outcome.change is not ConsentChange.NONE
+            else None, reply_message_id=reply_id)))
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _carrier(self, inb: Inbound) -> str:
+        name = getattr(inb, "carrier", None)
+        if isinstance(name, str):
+            return name
+        bind = inb.bind
+        hit = self._carrier_of_bind.get(bind)
+        if hit is None:
+            # Bind names are "<carrier>#<n>[tx|rx]" (gateway.carriers).
+            hit = bind.rsplit("#", 1)[0] if "#" in bind else bind
+            if hit not in self._cfg and len(self._cfg) == 1:
+                hit = next(iter(self._cfg))
+            self._carrier_of_bind[bind] = hit
+        return hit
+
+    def statistics(self) -> InboundStats:
+        """A snapshot (read at scrape time)."""
+        n = self._n
+        return InboundStats(
+            batches=n["batches"], receipts=n["receipts"],
+            receipts_by_stat=dict(self._by_stat), errors_by_class=dict(self._by_class),
+            unmatched=n["unmatched"], duplicates=n["duplicates"], deferred=len(self._held),
+            mo=n["mo"], mo_by_keyword=dict(self._by_keyword),
+            mo_fragments_pending=sum(len(v) for v in self._fragments.values()),
+            mo_incomplete=n["mo_incomplete"], replies=n["replies"],
+            commit_failures=n["commit_failures"], acked=n["acked"])
