@@ -479,8 +479,12 @@ class Dispatcher:
                 if pending:
                     batch.outbox_add(now, rec.id)
                 new_status = rollup(parts) or QUEUED
+                fields: dict[str, Any] = {"outbox_due": now if pending else None,
+                                          "updated_at": now}
+                if not retry:
+                    fields["reason"] = REASON_NO_RESPONSE
                 batch.update_message(rec.id, _Apply(
-                    idx, {"outbox_due": now if pending else None, "updated_at": now},
+                    idx, fields,
                     HistoryEntry(now, new_status, REASON_NO_RESPONSE, detail), roll=True,
                     guard=frozenset({SENDING})))
                 if new_status != rec.status:
