@@ -22,8 +22,9 @@ A receipt repeating what the part already says (same stat, final) is a duplicate
 nothing written.
 
 MO: ``parse_mo`` -> ``Reassembler`` (fragments stay unacked until their whole message is
-committed; a fragment set that never completes is recorded as an incomplete ``mo`` event
-after ``reassembly_ttl_s`` and acked) -> ``rules.keywords.classify`` (sender's country)
+committed, but at most ``fragment_hold_s``: SMSCs re-send deliveries left unanswered past
+their response timeout; a fragment set that never completes is recorded as an incomplete
+``mo`` event after ``reassembly_ttl_s``) -> ``rules.keywords.classify`` (sender's country)
 -> ``handle_mo`` -> consent change + keyword record on the recipient, at most one reply
 (``Accepter.build_replies``, kind ``reply``) and the ``mo`` / ``consent`` events, all in
 the batch's write.
@@ -301,6 +302,7 @@ class InboundProcessor:
         clock: Callable[[], float] = time.time,
         batch_max: int | None = None,
         reassembly_ttl_s: float = 600.0,
+        fragment_hold_s: float = 8.0,
         unmatched_grace_s: float = 5.0,
     ) -> None:
         self._store = store
@@ -318,8 +320,10 @@ class InboundProcessor:
         self._carrier_of_bind: dict[str, str] = {}
         self._reassemblers: dict[str, Reassembler] = {}
         self._ttl = reassembly_ttl_s
-        #: Unacked fragments of incomplete MOs: (carrier, source, ref, total) -> inbounds.
-        self._fragments: dict[tuple[str, str, int, int], list[Inbound]] = {}
+        #: Unacked fragments of incomplete MOs: (carrier, source, ref, total) ->
+        #: {segment: (latest copy, held since)}.
+        self._fragments: dict[tuple[str, str, int, int], dict[int, tuple[Inbound, float]]] = {}
+        self._hold = fragment_hold_s
         self._held: list[_Held] = []
         self._n: dict[str, int] = defaultdict(int)
         self._by_stat: dict[str, int] = defaultdict(int)
@@ -367,6 +371,10 @@ class InboundProcessor:
             d = r.next_deadline()
             if d is not None:
                 t = min(t, now + max(d - now_epoch, 0.0))
+        for held in self._fragments.values():
+            for inb, since in held.values():
+                if not inb.acked:
+                    t = min(t, now + max(since + self._hold - now_epoch, 0.0))
         return t
 
     async def process(self, items: list[Inbound]) -> None:
@@ -493,8 +501,10 @@ class InboundProcessor:
             and r.error_code is not None else None
         cls = None
         if status is not None and status != DELIVERED:
-            cls = classify_delivery_error(stat, r.err, nec,
+            got = classify_delivery_error(stat, r.err, nec,
                                           cfg.error_codes if cfg is not None else None)
+            # (a config built in code may hold plain strings: normalise to the enum)
+            cls = ErrorClass(got) if got is not None else None
         done_at = _epoch(r.done_date) or now
         # Receipt dates are the SMSC's clock (often local time, no zone): for ordering the
         # recipient's history we use our own receive time.
@@ -578,25 +588,42 @@ class InboundProcessor:
         c = frag.concat
         if text is None:
             if c is not None:
-                self._fragments.setdefault((carrier, phone, c.ref, c.total), []).append(inb)
+                held = self._fragments.setdefault((carrier, phone, c.ref, c.total), {})
+                old = held.get(c.seq)
+                if old is not None:
+                    # A re-sent copy (the SMSC timed the first one out): only the newest
+                    # sequence number is still answerable; the old ack is harmless.
+                    acks.append(old[0])
+                held[c.seq] = (inb, old[1] if old is not None else now)
             else:  # cannot happen (a single part is complete); never leave it unacked
                 acks.append(inb)
             return
         if c is not None and c.total > 1:
-            acks.extend(self._fragments.pop((carrier, phone, c.ref, c.total), []))
+            acks.extend(i for i, _ in self._fragments.pop((carrier, phone, c.ref, c.total),
+                                                          {}).values())
         acks.append(inb)
         self._handle_text(batch, carrier, phone, to=pdu.destination_addr, text=text, now=now,
                           phones=phones)
 
     def _expire_fragments(self, batch: WriteBatch, now: float, acks: list[Inbound]) -> None:
+        # Fragments are held unacked only briefly: SMSCs re-send a deliver_sm left
+        # unanswered past their response timeout (often 10-30 s), so holding longer would
+        # only make them repeat it. A straggler is acked after ``fragment_hold_s``; its
+        # text waits in memory for the rest (lost on a crash: the incomplete-MO gap).
+        limit = now - self._hold
+        for held in self._fragments.values():
+            for inb, since in held.values():
+                if since <= limit and not inb.acked:
+                    acks.append(inb)
         for carrier, r in self._reassemblers.items():
             for x in r.expire(now):
-                held = self._fragments.pop((carrier, x.source, x.ref, x.total), [])
-                acks.extend(held)
+                copies = [i for i, _ in self._fragments.pop(
+                    (carrier, x.source, x.ref, x.total), {}).values()]
+                acks.extend(copies)
                 self._n["mo_incomplete"] += 1
                 self._n["mo"] += 1
                 batch.append_event(mo_event(now, x.source, MoData(
-                    carrier=carrier, to=held[0].pdu.destination_addr if held else "",
+                    carrier=carrier, to=copies[0].pdu.destination_addr if copies else "",
                     text=x.partial_text, keyword_kind="incomplete")))
 
     def _handle_text(self, batch: WriteBatch, carrier: str, phone: str, *, to: str, text: str,
@@ -670,6 +697,7 @@ class InboundProcessor:
             receipts_by_stat=dict(self._by_stat), errors_by_class=dict(self._by_class),
             unmatched=n["unmatched"], duplicates=n["duplicates"], deferred=len(self._held),
             mo=n["mo"], mo_by_keyword=dict(self._by_keyword),
-            mo_fragments_pending=sum(len(v) for v in self._fragments.values()),
+            mo_fragments_pending=sum(1 for v in self._fragments.values()
+                                     for i, _ in v.values() if not i.acked),
             mo_incomplete=n["mo_incomplete"], replies=n["replies"],
             commit_failures=n["commit_failures"], acked=n["acked"])

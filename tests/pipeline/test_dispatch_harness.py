@@ -174,6 +174,10 @@ async def rig(store: Store, *, sim: dict[str, object] | None = None,
                                rng=random.Random(7)) for cc in ccs}
         for c in cs.values():
             await nursery.start(c.run)
+        with trio.fail_after(30):
+            for n, c in cs.items():
+                if pw.get(n, "sandbox") == "sandbox":
+                    await c.wait_bound()
         recipients = RecipientCache(store, policy=config.rules)
         accepter = Accepter(store, config, recipients, clock=trio.current_time)
         dispatcher = Dispatcher(store, config, cs, Router(config.routes), accepter, clock=clock,
