@@ -26,7 +26,8 @@ takes ~2 million requests, and a *chosen* recipient's link is out of reach. The 
 server answers unknown tokens with 404 and rate-limits misses per client address
 (``redirect.py``): at the default 120 misses a minute, 2 million requests take one
 address about 12 days. Tokens are not secrets in the cryptographic sense (they travel
-in SMS); they are unguessable handles. Raise ``TOKEN_LENGTH`` (each character adds ~6 bits) for larger link tables.
+in SMS); they are unguessable handles. Raise ``TOKEN_LENGTH`` (each character adds
+~6 bits) for larger link tables.
 """
 
 from __future__ import annotations
