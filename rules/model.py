@@ -145,7 +145,10 @@ class ErrorClass(enum.StrEnum):
     UNKNOWN = "unknown"
 
 
-class Message(msgspec.Struct, frozen=True, kw_only=True):
+# The value types below are ``gc=False``: plain data (no reference cycles possible), made
+# per message on the hot path; untracked, they cost the cyclic GC nothing (bench/RESULTS.md).
+
+class Message(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One outbound message as the rules see it (the HTTP message fields, decoded)."""
 
     kind: MessageKind
@@ -168,7 +171,7 @@ class Message(msgspec.Struct, frozen=True, kw_only=True):
     send_by: datetime | None = None
 
 
-class NumberFacts(msgspec.Struct, frozen=True, kw_only=True):
+class NumberFacts(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """What the number alone tells (``rules.numbers.number_facts``); cache it per recipient."""
 
     valid: bool
@@ -180,7 +183,7 @@ class NumberFacts(msgspec.Struct, frozen=True, kw_only=True):
     state: str | None = None
 
 
-class ErrorSummary(msgspec.Struct, frozen=True, kw_only=True):
+class ErrorSummary(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """Delivery-error history of a recipient, maintained by the receipt path."""
 
     #: Last failure of class temporary_unreachable, temporary_network, disconnected or unknown.
@@ -195,7 +198,7 @@ class ErrorSummary(msgspec.Struct, frozen=True, kw_only=True):
     last_delivered_at: datetime | None = None
 
 
-class RecipientFacts(msgspec.Struct, frozen=True, kw_only=True):
+class RecipientFacts(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """What the gateway knows about one recipient, loaded by the caller (one read txn/batch)."""
 
     phone: str
@@ -215,7 +218,7 @@ class RecipientFacts(msgspec.Struct, frozen=True, kw_only=True):
     errors: ErrorSummary = ErrorSummary()
 
 
-class Marks(msgspec.Struct, frozen=True, kw_only=True):
+class Marks(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """Bookkeeping a SEND must commit in the same write transaction as the message."""
 
     #: Record a marketing send at this time (smart sending + state caps).
@@ -229,7 +232,7 @@ class Marks(msgspec.Struct, frozen=True, kw_only=True):
 NO_MARKS = Marks()
 
 
-class Decision(msgspec.Struct, frozen=True, kw_only=True):
+class Decision(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """The engine's answer: send, defer until a time, or reject, with a stable reason."""
 
     action: Action

@@ -73,7 +73,7 @@ _NATIONAL_IE_LEN: Final = 3
 _CONCAT_IE_LEN: Final = {"udh8": 5, "udh16": 6, "sar": 6, "payload": 6}
 
 
-class Part(msgspec.Struct, frozen=True):
+class Part(msgspec.Struct, frozen=True, gc=False):
     """One submit_sm's worth of message.
 
     short_message includes the UDH when esm_class has UDHI (0x40). `sar` is
@@ -87,7 +87,7 @@ class Part(msgspec.Struct, frozen=True):
     payload: bytes | None = None
 
 
-class SegmentPlan(msgspec.Struct, frozen=True):
+class SegmentPlan(msgspec.Struct, frozen=True, gc=False):
     """The parts of one message, all with the same data_coding.
 
     `text_sent` is the text after smart replacements (what the handset shows); `replaced`
@@ -105,7 +105,7 @@ class SegmentPlan(msgspec.Struct, frozen=True):
     ref: int | None = None
 
 
-class PlanRejected(msgspec.Struct, frozen=True):
+class PlanRejected(msgspec.Struct, frozen=True, gc=False):
     """Why a text cannot be sent as is (nothing is ever truncated)."""
 
     reason: RejectReason

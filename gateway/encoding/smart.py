@@ -22,7 +22,7 @@ import regex
 __all__ = ["LOOKALIKES", "Replacement", "replace_lookalikes"]
 
 
-class Replacement(msgspec.Struct, frozen=True):
+class Replacement(msgspec.Struct, frozen=True, gc=False):
     """One substituted character: `from` (JSON name) -> `to`, `count` occurrences."""
 
     from_: str = msgspec.field(name="from")

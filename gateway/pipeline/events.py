@@ -52,7 +52,7 @@ MO: Final = "mo"
 CONSENT: Final = "consent"
 
 
-class _Data(msgspec.Struct, kw_only=True, omit_defaults=True):
+class _Data(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     pass
 
 
