@@ -372,6 +372,24 @@ def proc_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def proc_minflt(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[7])
+
+
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds per thread name (threads of one name summed)."""
+    out: dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
 def proc_mem(pid: int) -> dict[str, int]:
     out = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -429,11 +447,19 @@ def http_get(port: int, path: str) -> int:
         conn.close()
 
 
-def start_gateway(work: Path, config: Path) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+def start_gateway(work: Path, config: Path, gc_threshold: str | None = None,
+                  ) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
     ready = work / "gateway-ready.json"
     env = dict(os.environ, SMSGW_READY_FILE=str(ready), PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", "-c", str(config)],
-                            cwd=ROOT, env=env, stdout=open(work / "gateway.log", "wb"),  # noqa: SIM115
+    cmd = [sys.executable, "-m", "gateway.cli", "run", "-c", str(config)]
+    if gc_threshold:
+        # Experiment: the cyclic GC's thresholds set before the gateway starts.
+        thresholds = tuple(int(x) for x in gc_threshold.split(","))
+        cmd = [sys.executable, "-c",
+               f"import gc, sys; gc.set_threshold(*{thresholds!r}); "
+               f"from gateway.cli import main; sys.exit(main(['run', '-c', {str(config)!r}]))"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env,
+                            stdout=open(work / "gateway.log", "wb"),  # noqa: SIM115
                             stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
     while not ready.exists():
@@ -582,7 +608,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         api_port = free_port()
         cfg = write_config(work, sc["config"], api_port=api_port, store=store, port_a=sim_port,
                            durability=args.durability, tps=float(tps))
-        gw, ready = start_gateway(work, cfg)
+        gw, ready = start_gateway(work, cfg, args.gc_threshold)
         pid = int(ready.get("pid") or gw.pid)
         if not down and not wait_ready(api_port, 30):
             raise SystemExit("gateway not ready (no bind?):\n"
@@ -594,7 +620,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         fol = Follower(store)
         batch = 1 if args.mode == "single" else args.batch
         connections = args.connections or (64 if args.mode == "single" else 4)
+        spy = None
+        if args.py_spy:
+            # collapsed stacks ("raw"), all threads, idle frames left out
+            spy = subprocess.Popen(["py-spy", "record", "--pid", str(pid), "--rate", "250",
+                                    "--format", "raw", "-o", args.py_spy, "--nonblocking"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         cpu0 = proc_cpu(pid)
+        threads0 = thread_cpu(pid)
+        faults0 = proc_minflt(pid)
+        sim_cpu0 = proc_cpu(sim.pid) if sim is not None else 0.0
         lg = subprocess.Popen(
             [sys.executable, __file__, "--loadgen", str(api_port), "-n", str(n), "--mix", mix,
              "--batch", str(batch), "--connections", str(connections), "--rate",
@@ -634,6 +669,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 break
         t_end = time.time()
         cpu = proc_cpu(pid) - cpu0
+        faults = proc_minflt(pid) - faults0
+        threads = {k: round(v - threads0.get(k, 0.0), 2) for k, v in thread_cpu(pid).items()}
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(timeout=30)
         mem = proc_mem(pid)
         assert load is not None
         c = fol.counts
@@ -643,7 +683,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "complete": not out.get("timed_out", False),
             "config": sc["config"], "mode": args.mode, "batch": batch,
             "connections": connections, "offered_rate": args.rate or "max",
-            "durability": args.durability,
+            "durability": args.durability, "gc_threshold": args.gc_threshold,
             "quiet_hours": "bypassed" if bypass_qh else "evaluated (inside the window)",
             "accepted_per_s": load["accepted_per_s"],
             "submitted_per_s": rate(c.get("submitted", 0), fol.first_at.get("submitted"),
@@ -660,6 +700,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                      "p99": pct(fol.submit_receipt, 0.99)},
             "gateway_cpu_s": round(cpu, 2),
             "gateway_cpu_us_per_message": round(cpu / n * 1e6, 1),
+            "gateway_thread_cpu_s": {k: v for k, v in threads.items() if v > 0},
+            "gateway_minor_faults": faults,
             "gateway_peak_rss_mb": round(mem.get("VmHWM", 0) / 2**20, 1),
             "counts": {"requested": n, "accepted": accepted, "rejected": load["rejected"],
                        "api_other": load["other"], "http": load["statuses"],
@@ -682,6 +724,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 if released_at else None,
             }
         if sim is not None:
+            out["sim_cpu_s"] = round(proc_cpu(sim.pid) - sim_cpu0, 2)
             stats = stop_sim(sim)
             sim = None
             out["sim"] = {k: stats.get(k) for k in ("submits", "submits_ok", "throttled",
@@ -725,6 +768,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--quiet-hours", choices=["auto", "evaluate", "bypass"], default="auto")
     ap.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for completion")
     ap.add_argument("--plot", metavar="PNG", help="write a plot of the rates over time")
+    ap.add_argument("--gc-threshold", metavar="G0,G1,G2",
+                    help="run the gateway with gc.set_threshold(G0, G1, G2) (experiment)")
+    ap.add_argument("--py-spy", metavar="FILE",
+                    help="profile the gateway with py-spy (collapsed stacks) during the load")
     ap.add_argument("--workdir", help="parent of the temporary run directory")
     ap.add_argument("--keep", action="store_true", help="keep the run directory (logs, store)")
     ap.add_argument("--loadgen", type=int, metavar="API_PORT", help=argparse.SUPPRESS)
