@@ -16,7 +16,8 @@ pytestmark = [pytest.mark.peers, pytest.mark.slow]
 
 
 def test_to_toml_round_trips_a_config() -> None:
-    doc = {"store": {"path": "/tmp/x"}, "carriers": [{"name": "a", "host": "h", "port": 1, "system_id": "s"}],
+    doc = {"store": {"path": "/tmp/x"},
+           "carriers": [{"name": "a", "host": "h", "port": 1, "system_id": "s"}],
            "routes": [{"prefix": "+", "carriers": ["a"]}],
            "rules": {"quiet_hours": {"enabled": False}, "smart_sending": {"hours": 1.5}}}
     cfg = load_config_bytes(to_toml(doc), env={})
