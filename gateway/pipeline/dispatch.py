@@ -360,6 +360,11 @@ class Dispatcher:
         self._became_live: set[str] = set()
         self._stopping = False
         self._committing = False
+        # Dispatch rounds under way: a round commits "sending" *before* its flights are
+        # registered, so drain() must also wait for rounds, or a stop right after an
+        # accept leaves committed-"sending" parts that were never handed to a bind (and
+        # become "unknown" at the next start although nothing was sent).
+        self._dispatching = 0
         # counters
         self._by_carrier: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         self._rejected_by_status: dict[str, dict[str, int]] = defaultdict(
@@ -398,9 +403,9 @@ class Dispatcher:
         self._stopping = True
         self._wake.set()
         with trio.move_on_after(grace):
-            while self._flights or self._outcomes or self._committing:
+            while self._flights or self._outcomes or self._committing or self._dispatching:
                 await self._idle_evt.wait()
-        return not self._flights
+        return not self._flights and not self._dispatching
 
     async def flush(self) -> None:
         """Wait until every outcome received so far is committed."""
@@ -512,7 +517,14 @@ class Dispatcher:
                     await self._unpark(now)
                 entries = self._store.due_outbox(now, self._batch_size)
                 if entries:
-                    await self._dispatch(entries, now)
+                    self._dispatching += 1
+                    try:
+                        await self._dispatch(entries, now)
+                    finally:
+                        self._dispatching -= 1
+                        if not self._flights and not self._outcomes:
+                            self._idle_evt.set()
+                            self._idle_evt = trio.Event()
                     failures = 0
                     await trio.lowlevel.checkpoint()
                     continue

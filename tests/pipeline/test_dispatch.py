@@ -261,3 +261,56 @@ async def test_parts_left_sending_by_a_crash(lmdb_store: Store, mode: str) -> No
             else:
                 [rec] = await r.wait([mid], "delivered")
                 assert r.server.stats.submits == 1
+
+
+class _GatedStore:
+    """The memory store, with one commit held at a gate (after ``skip`` free ones)."""
+
+    def __init__(self, inner: Store) -> None:
+        self._inner = inner
+        self._skip = -1
+        self.entered = trio.Event()
+        self._gate = trio.Event()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
+
+    def arm(self, skip: int) -> None:
+        self._skip = skip
+
+    def release(self) -> None:
+        self._gate.set()
+
+    async def commit(self, batch: WriteBatch) -> object:
+        if self._skip == 0:
+            self._skip = -1
+            self.entered.set()
+            await self._gate.wait()
+        elif self._skip > 0:
+            self._skip -= 1
+        return await self._inner.commit(batch)
+
+
+async def test_drain_waits_for_a_round_still_committing_sending(
+        mem_store: Store, autojump_clock: Clock) -> None:
+    """A stop right after an accept: the dispatch round is committing "sending" (its
+    flights not registered yet). drain() must wait for that round and its outcomes, or
+    the parts stay "sending" and turn "unknown" at the next start though never sent."""
+    gated = _GatedStore(mem_store)
+    async with rig(gated) as r:  # type: ignore[arg-type]
+        gated.arm(skip=1)  # the accept's commit passes; the dispatcher's "sending" waits
+        [mid] = await r.send(PHONES[0])
+        with trio.fail_after(10):
+            await gated.entered.wait()
+        result: list[bool] = []
+
+        async def drain() -> None:
+            result.append(await r.dispatcher.drain(30))
+
+        r.nursery.start_soon(drain)
+        await trio.sleep(1)
+        assert result == [], "drain() returned while a dispatch round was committing"
+        gated.release()
+        await r.wait_until(lambda: bool(result))
+        assert result == [True]
+        assert r.get(mid).parts[0].status in {"accepted", "delivered"}
