@@ -511,11 +511,14 @@ class Inbound:
     delivery is at-least-once: consumers must de-duplicate).
     """
 
-    __slots__ = ("_link", "acked", "bind", "pdu", "received_at", "seq")
+    __slots__ = ("_link", "acked", "bind", "carrier", "pdu", "received_at", "seq")
 
     def __init__(self, link: _Link, seq: int, pdu: P.DeliverSm | P.DataSm, now: float) -> None:
         self._link = link
         self.bind = link.name
+        #: The carrier's name (``BindSettings.name``, the ``[[carriers]] name``): consumers
+        #: key receipts and MO by it instead of parsing the bind's name.
+        self.carrier = link.carrier
         self.seq = seq
         self.pdu = pdu
         self.received_at = now
@@ -591,10 +594,12 @@ def _status_name(status: int) -> str:
 class _Link:
     """State of one connected Session (one generation of a Bind)."""
 
-    __slots__ = ("alive", "name", "session", "wake_writer")
+    __slots__ = ("alive", "carrier", "name", "session", "wake_writer")
 
-    def __init__(self, name: str, session: Session, wake_writer: Callable[[], None]) -> None:
+    def __init__(self, name: str, session: Session, wake_writer: Callable[[], None],
+                 carrier: str = "") -> None:
         self.name = name
+        self.carrier = carrier or name
         self.session = session
         self.wake_writer = wake_writer
         self.alive = True
@@ -717,7 +722,7 @@ class Bind:
                 max_pdu_length=s.max_pdu_length,
             ), now=now)
             self._session = session
-            self._link = _Link(self.name, session, self._wake)
+            self._link = _Link(self.name, session, self._wake, carrier=s.name)
             await self._bind(stream, session)
             self.bound = True
             self.ever_bound = True

@@ -28,6 +28,20 @@ their response timeout; a fragment set that never completes is recorded as an in
 -> ``handle_mo`` -> consent change + keyword record on the recipient, at most one reply
 (``Accepter.build_replies``, kind ``reply``) and the ``mo`` / ``consent`` events, all in
 the batch's write.
+
+Re-sent MO (SMPP delivery is at-least-once: an SMSC re-sends a deliver_sm whose response
+it did not get, after its response timeout or on the next bind, under a new sequence
+number since sequence numbers are per session) must not act twice. Two guards:
+- in memory: a deliver_sm byte-identical (carrier, source, destination, data coding,
+  UDH/SAR, body) to the sender's LATEST MO (or one of its fragments), committed within
+  ``mo_dedup_window_s``, is acked and dropped (no event, no consent change, no reply), and
+  so is a second copy in the same batch. Only the latest: "STOP", "START", "STOP" is
+  three MO, and the last opt-out must apply. Keys are remembered only after their commit
+  succeeded: a copy re-sent because the commit failed is processed, never dropped;
+- in the store (survives a crash between commit and ack): a keyword MO repeating the
+  recipient's most recent keyword (same keyword and kind) within ``mo_dedup_window_s``
+  is recorded but triggers no second reply (HELP, opt-in, YES; a second STOP never
+  had one: ``rules.keywords.handle_mo``).
 """
 
 from __future__ import annotations
@@ -102,6 +116,8 @@ PART_STATUS: Final[dict[ReceiptState, str]] = {
 }
 #: Keywords kept per recipient (for "sent keyword" segments), newest last.
 KEYWORDS_KEPT: Final = 50
+#: What identifies a re-sent MO or fragment (``InboundProcessor._mo_key``).
+_MoKey = tuple[str, str, str, int, int, bytes, bytes, tuple[int, int, int] | None]
 DEFERRED_RETRY_S: Final = 0.1
 PENDING_COMMIT_WAIT_S: Final = 5.0
 
@@ -149,6 +165,10 @@ class InboundStats(msgspec.Struct, frozen=True, kw_only=True):
     replies: int
     commit_failures: int
     acked: int
+    #: Re-sent copies of an MO or fragment already committed: acked and dropped.
+    mo_duplicates: int = 0
+    #: Keyword replies not sent because the same keyword came within the dedup window.
+    replies_suppressed: int = 0
 
 
 def _epoch(d: datetime | None) -> float | None:
@@ -304,6 +324,7 @@ class InboundProcessor:
         reassembly_ttl_s: float = 600.0,
         fragment_hold_s: float = 8.0,
         unmatched_grace_s: float = 5.0,
+        mo_dedup_window_s: float = 60.0,
     ) -> None:
         self._store = store
         self._config = config
@@ -325,6 +346,12 @@ class InboundProcessor:
         self._fragments: dict[tuple[str, str, int, int], dict[int, tuple[Inbound, float]]] = {}
         self._hold = fragment_hold_s
         self._held: list[_Held] = []
+        self._dedup_s = mo_dedup_window_s
+        #: (carrier, source) -> keys (``_mo_key``) of the sender's latest committed MO (its
+        #: fragments) and the commit time; oldest first.
+        self._recent_mo: dict[tuple[str, str], tuple[frozenset[_MoKey], float]] = {}
+        #: The same for complete MOs handled in the batch being built (kept on commit).
+        self._batch_mo: dict[tuple[str, str], frozenset[_MoKey]] = {}
         self._n: dict[str, int] = defaultdict(int)
         self._by_stat: dict[str, int] = defaultdict(int)
         self._by_class: dict[str, int] = defaultdict(int)
@@ -387,6 +414,7 @@ class InboundProcessor:
         receipts: list[_Held] = []
         receipts.extend(self._held)
         self._held = []
+        self._batch_mo = {}
         for inb in items:
             pdu = inb.pdu
             carrier = self._carrier(inb)
@@ -409,6 +437,7 @@ class InboundProcessor:
                 log.warning("inbound: commit of %d deliveries failed (%s); not acked, the "
                             "SMSC will re-send", len(acks), e)
                 return
+        self._remember_mo(now)
         for inb in acks:
             inb.ack()
         self._n["acked"] += len(acks)
@@ -563,11 +592,50 @@ class InboundProcessor:
             return "+" + addr
         return addr
 
+    def _mo_key(self, inb: Inbound, carrier: str) -> _MoKey:
+        """What makes two deliveries the same MO (or fragment): everything the handset
+        sent, not the SMSC's per-session sequence number."""
+        pdu = inb.pdu
+        short = b"" if isinstance(pdu, P.DataSm) else bytes(pdu.short_message)
+        payload = P.message_payload(pdu)
+        return (carrier, pdu.source_addr, pdu.destination_addr, int(pdu.data_coding),
+                int(pdu.esm_class) & 0x40, short, bytes(payload) if payload else b"",
+                P.sar_info(pdu))
+
+    def _is_duplicate_mo(self, key: _MoKey, now: float) -> bool:
+        sender = (key[0], key[1])
+        latest = self._batch_mo.get(sender)
+        if latest is not None:  # the sender's latest MO is in this batch
+            return key in latest
+        seen = self._recent_mo.get(sender)
+        return seen is not None and key in seen[0] and now - seen[1] <= self._dedup_s
+
+    def _remember_mo(self, now: float) -> None:
+        """After a successful commit: the batch's MO are the senders' latest; old ones go."""
+        recent = self._recent_mo
+        for sender, keys in self._batch_mo.items():
+            recent.pop(sender, None)  # re-insert: the dict stays in time order
+            recent[sender] = (keys, now)
+        self._batch_mo = {}
+        limit = now - self._dedup_s
+        while recent:
+            sender = next(iter(recent))
+            if recent[sender][1] >= limit:
+                break
+            del recent[sender]
+
     def _mo(self, batch: WriteBatch, inb: Inbound, carrier: str, *, now: float,
             acks: list[Inbound], phones: set[str]) -> None:
         pdu = inb.pdu
         cfg = self._cfg.get(carrier)
         phone = self._phone(pdu)
+        key = self._mo_key(inb, carrier)
+        if self._is_duplicate_mo(key, now):
+            # A re-sent copy of what is committed (or about to be, in this batch): ack it
+            # with the batch, change nothing.
+            self._n["mo_duplicates"] += 1
+            acks.append(inb)
+            return
         if isinstance(pdu, P.DataSm):
             short, payload = b"", P.message_payload(pdu)
         else:
@@ -598,10 +666,14 @@ class InboundProcessor:
             else:  # cannot happen (a single part is complete); never leave it unacked
                 acks.append(inb)
             return
+        keys = {key}
         if c is not None and c.total > 1:
-            acks.extend(i for i, _ in self._fragments.pop((carrier, phone, c.ref, c.total),
-                                                          {}).values())
+            for i, _ in self._fragments.pop((carrier, phone, c.ref, c.total), {}).values():
+                acks.append(i)
+                # a late copy of a fragment of a completed MO must not start a new one
+                keys.add(self._mo_key(i, carrier))
         acks.append(inb)
+        self._batch_mo[(key[0], key[1])] = frozenset(keys)
         self._handle_text(batch, carrier, phone, to=pdu.destination_addr, text=text, now=now,
                           phones=phones)
 
@@ -636,6 +708,7 @@ class InboundProcessor:
             batch.append_event(mo_event(now, phone, MoData(carrier=carrier, to=to, text=text)))
             return
         facts = rc.facts(phone)
+        prev = rc.get(phone)
         country = facts.number.region if facts.number is not None else ""
         match = classify(text, country, self._keyword_sets, policy)
         now_dt = datetime.fromtimestamp(now, UTC)
@@ -658,7 +731,13 @@ class InboundProcessor:
                 source="keyword", previous=facts.consent.value,
                 double_opt_in=new_facts.double_opt_in.value)))
         reply_id: str | None = None
-        if outcome.reply is not None and outcome.reply_kind is not None \
+        if outcome.reply is not None and outcome.record is not None \
+                and self._repeated_keyword(prev, outcome.record.keyword,
+                                           outcome.record.kind.value, now):
+            # The same keyword again within the window: most likely the SMSC re-sending
+            # an MO whose ack was lost (crash between commit and ack); one reply is enough.
+            self._n["replies_suppressed"] += 1
+        elif outcome.reply is not None and outcome.reply_kind is not None \
                 and self._accepter is not None:
             results = self._accepter.build_replies(batch, [ReplyRequest(
                 phone=phone, text=outcome.reply, reply_to=outcome.reply_kind,
@@ -672,6 +751,14 @@ class InboundProcessor:
             keyword_kind=match.kind.value,
             consent_change=outcome.change.value if outcome.change is not ConsentChange.NONE
             else None, reply_message_id=reply_id)))
+
+    def _repeated_keyword(self, rec: RecipientRecord | None, keyword: str, kind: str,
+                          now: float) -> bool:
+        """Whether the recipient's latest keyword is ``keyword``/``kind``, within the window."""
+        if rec is None or not rec.keywords:
+            return False
+        last = max(rec.keywords, key=lambda k: k.at)
+        return last.keyword == keyword and last.kind == kind and now - last.at <= self._dedup_s
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -700,4 +787,5 @@ class InboundProcessor:
             mo_fragments_pending=sum(1 for v in self._fragments.values()
                                      for i, _ in v.values() if not i.acked),
             mo_incomplete=n["mo_incomplete"], replies=n["replies"],
-            commit_failures=n["commit_failures"], acked=n["acked"])
+            commit_failures=n["commit_failures"], acked=n["acked"],
+            mo_duplicates=n["mo_duplicates"], replies_suppressed=n["replies_suppressed"])
