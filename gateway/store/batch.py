@@ -19,7 +19,7 @@ batch does not take the other batches of its group commit with it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Final, TypeAlias
 
 import msgspec
@@ -42,10 +42,12 @@ from .records import (
     RecipientRecord,
 )
 
-__all__ = ["MessageUpdate", "RecipientUpdate", "WriteBatch"]
+__all__ = ["MessageUpdate", "RecipientUpdate", "TxnFn", "WriteBatch"]
 
 MessageUpdate: TypeAlias = Callable[[MessageRecord | None], MessageRecord | None]
 RecipientUpdate: TypeAlias = Callable[[RecipientRecord | None], RecipientRecord | None]
+#: ``run_in_txn``'s function: gets the ``KvTxn``, returns the events to append.
+TxnFn: TypeAlias = Callable[[Any], Sequence[Event]]
 
 # Op codes. An op is a tuple (code, ...), kept flat because a batch may hold thousands.
 PUT: Final = 0  # (PUT, db, key, value)
@@ -55,6 +57,8 @@ ADD_ERROR: Final = 3  # (ADD_ERROR, prefix, at_ms, value)
 EVENT: Final = 4  # (EVENT, event)
 CLAIM: Final = 5  # (CLAIM, key, client_key, message_id, value)
 PRUNE_EVENTS: Final = 6  # (PRUNE_EVENTS, through_seq)
+#: (FN, fn): ``fn(tx) -> events to append``, run inside the transaction (``run_in_txn``).
+FN: Final = 7
 
 Op: TypeAlias = tuple[Any, ...]
 
@@ -169,6 +173,13 @@ class WriteBatch:
     def delete_error(self, phone: str, at: float) -> None:
         """Delete the error entry of ``phone`` stored at ``at`` (ms precision)."""
         self.ops.append((DELETE, Db.ERRORS, error_key(phone, to_ms(at))))
+
+    def run_in_txn(self, fn: TxnFn) -> None:
+        """Run ``fn(tx)`` inside the transaction, in op order; it returns events to append
+        (sequence numbers assigned like ``append_event``). Same contract as an update
+        function: pure apart from ``tx``, quick, no trio; if it raises, the batch fails.
+        It may run more than once (a group retried after the map grew)."""
+        self.ops.append((FN, fn))
 
     def delete_events_through(self, seq: int) -> None:
         """Drop events with sequence number <= ``seq`` (the counter is never reset)."""

@@ -25,6 +25,12 @@ class Db(enum.Enum):
     EVENTS = b"events"
     IDEMPOTENCY = b"idempotency"
     META = b"meta"  # schema version, last event sequence number
+    # marketing (gateway/store/marketing.py, docs/marketing.md)
+    LINKS = b"links"  # token -> LinkTarget
+    CLICKS = b"clicks"  # token \0 bucket -> Click
+    MESSAGE_CLICKS = b"message_clicks"  # message id -> MessageClicks
+    OPTIN_CHALLENGES = b"optin_challenges"  # challenge id -> Challenge
+    OPTIN_STARTS = b"optin_starts"  # p:phone\0 / i:ip\0 + time ms -> b""
 
 
 class KvTxn(Protocol):

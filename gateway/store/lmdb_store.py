@@ -409,6 +409,11 @@ class LmdbStore:
         finally:
             self._gate.exit_read()
 
+    def read(self, fn: Callable[[KvTxn], T]) -> T:
+        """Run ``fn`` in one short read transaction (for store extensions over ``KvTxn``,
+        e.g. ``gateway.store.marketing``); ``fn`` must not keep anything it read lazily."""
+        return self._read(fn)
+
     def get_message(self, message_id: str) -> MessageRecord | None:
         """The message record, or None."""
         raw = self._read(lambda tx: tx.get(Db.MESSAGES, message_id.encode()))

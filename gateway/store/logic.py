@@ -11,7 +11,7 @@ from typing import Final, TypeVar
 
 import msgspec
 
-from .batch import ADD_ERROR, CLAIM, DELETE, EVENT, PRUNE_EVENTS, PUT, UPDATE, WriteBatch
+from .batch import ADD_ERROR, CLAIM, DELETE, EVENT, FN, PRUNE_EVENTS, PUT, UPDATE, WriteBatch
 from .errors import IdempotencyConflictError
 from .keys import (
     carrier_key,
@@ -144,6 +144,11 @@ def _apply(tx: KvTxn, batch: WriteBatch, seq: int) -> tuple[CommitResult, int]:
                 doomed.append(key)
             for key in doomed:
                 tx.delete(Db.EVENTS, key)
+        elif code == FN:
+            for ev in op[1](tx):
+                seq += 1
+                tx.put(Db.EVENTS, event_key(seq), _encode(msgspec.structs.replace(ev, seq=seq)))
+                seqs.append(seq)
         else:  # pragma: no cover - WriteBatch makes only the codes above
             raise ValueError(f"unknown op {code!r}")
     return CommitResult(tuple(seqs)), seq

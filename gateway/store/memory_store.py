@@ -198,6 +198,11 @@ class MemoryStore:
             raise StoreClosedError("store is closed")
         return fn(_MemTxn(self._tables))
 
+    def read(self, fn: Callable[[KvTxn], T]) -> T:
+        """Run ``fn`` in one short read transaction (for store extensions over ``KvTxn``,
+        e.g. ``gateway.store.marketing``); ``fn`` must not keep anything it read lazily."""
+        return self._read(fn)
+
     def get_message(self, message_id: str) -> MessageRecord | None:
         """See ``LmdbStore.get_message``."""
         raw = self._read(lambda tx: tx.get(Db.MESSAGES, message_id.encode()))

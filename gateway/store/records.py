@@ -123,6 +123,8 @@ class KeywordEntry(_Record, frozen=True):
     at: float
     keyword: str
     kind: str  # opt_out | opt_in | help | other
+    #: The keyword's language (rules.keywords), when known.
+    language: str | None = None
 
 
 class ErrorSummary(_Record, frozen=True):
@@ -177,6 +179,9 @@ class RecipientRecord(_Record, frozen=True):
     opt_out_confirmed: bool = False
     #: The last few messages accepted for sending to this recipient, oldest first.
     recent: tuple[SendEntry, ...] = ()
+    #: Preferred language (ISO 639-1), from an opt-in (code or consent API); the
+    #: subscriber segment falls back to the language of the last opt-in keyword.
+    language: str | None = None
 
 
 class ErrorEntry(_Record, frozen=True):
