@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import msgspec
 
 from gateway.encoding.options import EncodingOptions
+from gateway.marketing.config import LinksConfig, OptinConfig, validate_marketing
 from rules.model import ErrorClass
 from rules.policy import Policy
 
@@ -340,6 +341,10 @@ class GatewayConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=T
     rules: Policy = msgspec.field(default_factory=Policy)
     pipeline: PipelineConfig = msgspec.field(default_factory=PipelineConfig)
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
+    #: Branded short links (gateway.marketing.config).
+    links: LinksConfig = msgspec.field(default_factory=LinksConfig)
+    #: Smart opt-in codes; absent = off (the /v1/optin routes answer 404).
+    optin: OptinConfig | None = None
 
     def carrier(self, name: str) -> CarrierConfig:
         """The carrier called ``name`` (KeyError if none)."""
@@ -486,6 +491,8 @@ def _validate(cfg: GatewayConfig, env: Mapping[str, str], base: Path) -> Gateway
         raise ConfigError("pipeline.retry_backoff_min_s",
                           f"{p.retry_backoff_min_s} is larger than retry_backoff_max_s "
                           f"({p.retry_backoff_max_s})")
+    links, optin = validate_marketing(cfg.links, cfg.optin, env, ConfigError)
+    cfg = msgspec.structs.replace(cfg, links=links, optin=optin)
     return msgspec.structs.replace(cfg, api=api, carriers=carriers)
 
 
