@@ -29,6 +29,7 @@ __all__ = [
     "Backend",
     "Backpressure",
     "BatchIn",
+    "ClicksOut",
     "ConsentIn",
     "ConsentOut",
     "ErrorBody",
@@ -37,15 +38,25 @@ __all__ = [
     "ErrorSummary",
     "EventOut",
     "EventsOut",
+    "FeatureDisabled",
     "HealthOut",
     "HistoryEntry",
     "InvalidRequest",
+    "KeywordSegmentLine",
+    "LinkClicksOut",
     "MessageIn",
     "MessageResult",
     "MessageStatusOut",
+    "OptinErrorBody",
+    "OptinStartIn",
+    "OptinStartOut",
+    "OptinVerifyIn",
+    "OptinVerifyOut",
     "PartOut",
     "PreviewIn",
+    "PreviewLink",
     "PreviewOut",
+    "RateLimited",
     "ReadyOut",
     "RecentSend",
     "RecipientConsent",
@@ -54,6 +65,7 @@ __all__ = [
     "StoreFull",
     "StoreUnavailable",
     "SubmitResponse",
+    "SubscriberSegmentLine",
 ]
 
 # --- limits -------------------------------------------------------------------------
@@ -94,6 +106,7 @@ Bypass = Literal["quiet_hours", "smart_sending"]
 Metadata = Annotated[dict[str, Any], Meta(max_length=64)]
 Vars = Annotated[dict[str, Annotated[str, Meta(max_length=1024)]], Meta(max_length=64)]
 Count = Annotated[int, Meta(ge=0)]
+Language = Annotated[str, Meta(pattern=r"^[a-z]{2}$", description="ISO 639-1, e.g. fr")]
 
 # --- requests -----------------------------------------------------------------------
 
@@ -126,8 +139,11 @@ class MessageIn(_In, kw_only=True, frozen=True, forbid_unknown_fields=True):
     idempotency_key: Ident | None = None
     #: Echoed in the events about this message.
     metadata: Metadata | None = None
-    #: Template variables, ``{name}`` in ``text``.
+    #: Template variables: ``{{ name }}`` or ``{{ name | default: "x" }}`` in ``text``
+    #: (docs/marketing.md); a missing one rejects the message with ``missing_variable``.
     vars: Vars | None = None
+    #: Replace http(s) URLs by branded short links; null = ``[links] shorten_links``.
+    shorten_links: bool | None = None
 
 
 class BatchIn(_In, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -141,6 +157,12 @@ class PreviewIn(_In, kw_only=True, frozen=True, forbid_unknown_fields=True):
 
     text: Text
     smart_encoding: bool | None = None
+    #: Template variables, as in ``MessageIn``.
+    vars: Vars | None = None
+    #: As in ``MessageIn``: the preview shows the shortened text (placeholder tokens).
+    shorten_links: bool | None = None
+    #: Sender id: picks the short-link domain.
+    from_: Sender | None = field(default=None, name="from")
 
 
 class ConsentIn(_In, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -156,6 +178,29 @@ class ConsentIn(_In, kw_only=True, frozen=True, forbid_unknown_fields=True):
     double_opt_in: bool = False
     #: When it happened; absent = now.
     at: AwareTime | None = None
+    #: The recipient's language (ISO 639-1), for the subscriber segment.
+    language: Language | None = None
+
+
+class OptinStartIn(_In, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """``POST /v1/optin/start``: send an opt-in code to ``phone``."""
+
+    phone: Phone
+    #: Required when ``phone`` is national.
+    country: Country | None = None
+    #: Where the sign-up happened (recorded on the consent), e.g. ``checkout``.
+    source: Ident
+    #: Brand in the code SMS; absent = ``[optin] default_brand``.
+    brand: Annotated[str, Meta(pattern=SENDER)] | None = None
+    #: Language of the code SMS (and the recipient's); absent = ``[optin] default_language``.
+    language: Language | None = None
+
+
+class OptinVerifyIn(_In, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """``POST /v1/optin/verify``: the code the recipient typed."""
+
+    challenge_id: Annotated[str, Meta(min_length=1, max_length=64)]
+    code: Annotated[str, Meta(min_length=1, max_length=32)]
 
 
 # --- responses ----------------------------------------------------------------------
@@ -215,6 +260,23 @@ class HistoryEntry(_Out, kw_only=True):
     detail: str | None = None
 
 
+class LinkClicksOut(_Out, kw_only=True):
+    """One short link of a message and its recorded clicks."""
+
+    url: str
+    short_url: str | None = None
+    clicks: int = 0
+
+
+class ClicksOut(_Out, kw_only=True):
+    """Clicks on a message's short links."""
+
+    total: int = 0
+    first_at: datetime | None = None
+    last_at: datetime | None = None
+    links: list[LinkClicksOut] = []
+
+
 class MessageStatusOut(_Out, kw_only=True):
     """``GET /v1/messages/{id}``."""
 
@@ -231,6 +293,8 @@ class MessageStatusOut(_Out, kw_only=True):
     parts: list[PartOut] = []
     history: list[HistoryEntry] = []
     metadata: dict[str, Any] | None = None
+    #: Short-link clicks (one per link per ``[links] click_bucket_s``); null = no links.
+    clicks: ClicksOut | None = None
 
 
 class Replacement(_Out, kw_only=True):
@@ -239,6 +303,13 @@ class Replacement(_Out, kw_only=True):
     char: str
     replacement: str
     count: int
+
+
+class PreviewLink(_Out, kw_only=True):
+    """A URL of the text and the short link that would replace it."""
+
+    url: str
+    short_url: str
 
 
 class PreviewOut(_Out, kw_only=True):
@@ -250,6 +321,12 @@ class PreviewOut(_Out, kw_only=True):
     #: Characters per segment for this encoding and segmentation.
     per_segment: int
     replaced: list[Replacement] = []
+    #: The text after templating, links as written.
+    rendered_text: str | None = None
+    #: What would be sent: rendered, links shortened (placeholder tokens).
+    text: str | None = None
+    #: The links that would be shortened.
+    links: list[PreviewLink] = []
 
 
 class ConsentOut(_Out, kw_only=True):
@@ -314,6 +391,50 @@ class ErrorSegmentLine(_Out, kw_only=True):
     last_error_at: datetime
     error_class: str
     errors: int
+
+
+class KeywordSegmentLine(_Out, kw_only=True):
+    """One NDJSON line of ``GET /v1/segments/keyword``."""
+
+    phone: str
+    keyword: str
+    last_at: datetime
+    count: int
+    consent: str
+
+
+class SubscriberSegmentLine(_Out, kw_only=True):
+    """One NDJSON line of ``GET /v1/segments/subscribers``."""
+
+    phone: str
+    country: str | None = None
+    language: str | None = None
+    source: str | None = None
+    subscribed_at: datetime | None = None
+    double_opt_in: bool = False
+
+
+class OptinStartOut(_Out, kw_only=True):
+    """``POST /v1/optin/start`` (202): the code is on its way."""
+
+    challenge_id: str
+    expires_at: datetime
+
+
+class OptinVerifyOut(_Out, kw_only=True):
+    """``POST /v1/optin/verify`` (200): the recipient is subscribed (double opt-in
+    confirmed)."""
+
+    status: Literal["ok"]
+    attempts_left: int | None = None
+
+
+class OptinErrorBody(_Out, kw_only=True):
+    """A failed verify: the error (``wrong_code`` 422, ``expired`` 410,
+    ``too_many_attempts`` 429, ``unknown_challenge`` 404) and the attempts left."""
+
+    error: ErrorDetail
+    attempts_left: int | None = None
 
 
 class EventOut(_Out, kw_only=True):
@@ -418,6 +539,27 @@ class StoreUnavailable(ApiError):
     code = "store_unavailable"
 
 
+class RateLimited(ApiError):
+    """Too many requests of one kind (opt-in starts per number or address): 429 with
+    ``Retry-After``; the body does not say which limit."""
+
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, retry_after: float, message: str = "too many requests, retry later",
+                 ) -> None:
+        seconds = max(1, int(retry_after + 0.999))
+        super().__init__(message, headers=((b"retry-after", b"%d" % seconds),))
+        self.retry_after = retry_after
+
+
+class FeatureDisabled(ApiError):
+    """A route whose feature is not configured (e.g. ``[optin]``): 404."""
+
+    status = 404
+    code = "not_enabled"
+
+
 class StoreFull(ApiError):
     """The store is out of space (LMDB map full, disk full): 507; nothing was accepted."""
 
@@ -473,6 +615,24 @@ class Backend(Protocol):
         When none are available, waits up to ``wait`` seconds for one, then returns what
         it has (possibly nothing, with ``next`` = ``after``).
         """
+        ...
+
+    async def optin_start(self, request: OptinStartIn, client_ip: str | None,
+                          ) -> OptinStartOut:
+        """Send an opt-in code; raises `RateLimited` (429) or `FeatureDisabled` (404)."""
+        ...
+
+    async def optin_verify(self, request: OptinVerifyIn) -> OptinVerifyOut | OptinErrorBody:
+        """Check a code; ``OptinErrorBody.error.code`` is the failure's outcome."""
+        ...
+
+    def keyword_segment(self, word: str, days: int) -> AsyncIterator[KeywordSegmentLine]:
+        """Recipients whose MO matched ``word`` in the last ``days`` days (lazily)."""
+        ...
+
+    def subscriber_segment(self, country: str | None, language: str | None,
+                           ) -> AsyncIterator[SubscriberSegmentLine]:
+        """Subscribed recipients, filtered by country and language (lazily)."""
         ...
 
     async def health(self) -> bool:

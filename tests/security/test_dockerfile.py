@@ -9,7 +9,7 @@ DOCKERFILE = Path(__file__).resolve().parents[2] / "Dockerfile"
 
 
 def final_stage() -> list[str]:
-    lines = []
+    lines: list[str] = []
     for raw in DOCKERFILE.read_text().splitlines():
         line = raw.strip()
         if not line or line.startswith("#"):
