@@ -28,8 +28,16 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Collection,
+    Iterable,
+    Iterator,
+    Mapping,
+)
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -46,6 +54,7 @@ __all__ = [
     "TERMINAL",
     "ApiClient",
     "GatewayUnderTest",
+    "injected_wall_clock",
     "poll",
     "sim_carrier",
     "to_toml",
@@ -127,6 +136,42 @@ def sim_carrier(sim: SimHandle | int, system_id: str, password: str, *,
     }
     carrier.update(overrides)
     return carrier
+
+
+# -- wall clock ---------------------------------------------------------------------------
+
+@contextmanager
+def injected_wall_clock(clock: Callable[[], float] | None) -> Iterator[None]:
+    """While the gateway is being started in-process, make the pipeline's wall clock
+    ``clock`` (epoch seconds) instead of ``time.time``.
+
+    ``gateway.app`` has no clock argument; the pipeline's components take one
+    (``clock=`` of ``Dispatcher``, ``InboundProcessor``, ``GatewayBackend``, which passes
+    it to ``Accepter.accept``), so their keyword default is swapped for the duration of
+    the start (the constructors run before ``Ready``). A clock running at real speed with
+    an offset (``lambda: time.time() + offset``) moves the gateway to a chosen date and
+    time of day; trio's timers are untouched. ``None``: nothing is patched.
+    """
+    if clock is None:
+        yield
+        return
+    from gateway.backend import GatewayBackend
+    from gateway.pipeline.dispatch import Dispatcher
+    from gateway.pipeline.inbound import InboundProcessor
+
+    defaults = [cls.__init__.__kwdefaults__ for cls in (Dispatcher, InboundProcessor,
+                                                       GatewayBackend)]
+    saved = []
+    for d in defaults:
+        assert d is not None and "clock" in d, "the pipeline's clock argument moved"
+        saved.append(d["clock"])
+        d["clock"] = clock
+    try:
+        yield
+    finally:
+        for d, old in zip(defaults, saved, strict=True):
+            assert d is not None
+            d["clock"] = old
 
 
 # -- API client ---------------------------------------------------------------------------
@@ -315,19 +360,23 @@ class GatewayUnderTest:
 
     # in-process ------------------------------------------------------------------------
 
-    async def start_in_process(self, nursery: trio.Nursery) -> ApiClient:
-        """``Gateway(config).run`` in ``nursery``; returns the API client once ready."""
+    async def start_in_process(self, nursery: trio.Nursery, *,
+                               clock: Callable[[], float] | None = None) -> ApiClient:
+        """``Gateway(config).run`` in ``nursery``; returns the API client once ready.
+        ``clock``: the pipeline's wall clock (:func:`injected_wall_clock`)."""
         self.gateway = Gateway(self.config(), config_dir=self.directory, handle_signals=False)
-        self.ready = await nursery.start(self.gateway.run)
+        with injected_wall_clock(clock):
+            self.ready = await nursery.start(self.gateway.run)
         self.runs += 1
         self.api = ApiClient(self.ready.api_port)
         return self.api
 
     @asynccontextmanager
-    async def in_process(self, *, wait_ready: bool = True) -> AsyncIterator[ApiClient]:
+    async def in_process(self, *, wait_ready: bool = True,
+                         clock: Callable[[], float] | None = None) -> AsyncIterator[ApiClient]:
         """Run in-process for the block (then a graceful stop); optionally until /readyz."""
         async with trio.open_nursery() as nursery:
-            api = await self.start_in_process(nursery)
+            api = await self.start_in_process(nursery, clock=clock)
             try:
                 if wait_ready:
                     await api.wait_ready()
