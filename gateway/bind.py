@@ -664,6 +664,8 @@ class Bind:
         self._link: _Link | None = None
         self._stream: trio.abc.Stream | None = None
         self._inflight: dict[int, Sent] = {}
+        #: Events decoded in the same read as bind_resp (handled first by the reader).
+        self._early: list[ev.Event] = []
         self._writer_wake = trio.Event()
         self._ticker_wake = trio.Event()
         self._ticker_alarm = math.inf
@@ -804,8 +806,13 @@ class Bind:
                 while True:
                     data = await stream.receive_some(RECEIVE_SIZE)
                     session.receive_data(bytes(data), trio.current_time())
-                    for event in session.events():
+                    events = session.events()
+                    for n, event in enumerate(events):
                         if isinstance(event, ev.BindSucceeded):
+                            # What came in the same read (a receipt backlog the SMSC
+                            # sends right behind bind_resp) is the reader's first work:
+                            # dropping it left those deliver_sm unanswered for good.
+                            self._early = events[n + 1:]
                             return
                         if isinstance(event, ev.BindFailed):
                             raise BindRefused(
@@ -842,17 +849,25 @@ class Bind:
 
     async def _reader(self, stream: trio.abc.Stream, session: Session) -> None:
         inbound_out = self._inbound
+        early, self._early = self._early, []
+        data: bytes | bytearray
         while True:
-            try:
-                data = await stream.receive_some(RECEIVE_SIZE)
-            except (trio.BrokenResourceError, OSError) as e:
-                self._stop(PeerUnbound(f"{self._where()} unbound {self.name}")
-                           if self._peer_unbound else
-                           LinkLost(f"link {self.name} to {self._where()} broken: {e}"))
-                return
-            now = trio.current_time()
-            session.receive_data(bytes(data), now)
-            batch = self._dispatch(session.events(), now)
+            if early:
+                data = b"\x00"  # not EOF: the events decoded during the bind come first
+                events, early = early, []
+                now = trio.current_time()
+            else:
+                try:
+                    data = await stream.receive_some(RECEIVE_SIZE)
+                except (trio.BrokenResourceError, OSError) as e:
+                    self._stop(PeerUnbound(f"{self._where()} unbound {self.name}")
+                               if self._peer_unbound else
+                               LinkLost(f"link {self.name} to {self._where()} broken: {e}"))
+                    return
+                now = trio.current_time()
+                session.receive_data(bytes(data), now)
+                events = session.events()
+            batch = self._dispatch(events, now)
             self._poke_ticker(session)
             if batch:
                 if inbound_out is None:

@@ -1,0 +1,1 @@
+"""Reliability tests: crash safety, carrier faults, backpressure and resources (issue 8)."""
