@@ -37,6 +37,7 @@ import phonenumbers
 import trio
 
 from gateway.api_types import (
+    MAX_TEXT_CHARS,
     Backpressure,
     MessageIn,
     MessageResult,
@@ -45,6 +46,9 @@ from gateway.api_types import (
 )
 from gateway.config import GatewayConfig
 from gateway.encoding import DEFAULT_OPTIONS, EncodingOptions, PlanRejected, SegmentPlan, plan
+from gateway.marketing.store import TokenTakenError
+from gateway.marketing.templates import TemplateError
+from gateway.marketing.textprep import TextPreparer
 from gateway.pipeline.events import StatusData, status_event
 from gateway.pipeline.ids import IdGenerator
 from gateway.pipeline.recipients import RecipientCache
@@ -62,6 +66,7 @@ from gateway.store import (
     StoreFullError,
     WriteBatch,
 )
+from gateway.store.marketing import StoreMarketing
 from rules import content
 from rules.engine import apply_send, evaluate
 from rules.model import (
@@ -90,6 +95,8 @@ QUEUED: Final = "queued"
 SCHEDULED: Final = "scheduled"
 REJECTED: Final = "rejected"
 INVALID_NUMBER: Final = "invalid_number"
+#: The rendered text is longer than the API's text limit.
+TEXT_TOO_LONG: Final = "text_too_long"
 
 #: Messages kept in ``RecipientRecord.recent`` (``GET /v1/recipients/{phone}``).
 RECENT_SENDS: Final = 10
@@ -266,6 +273,8 @@ class Accepter:
             self._options[c.name] = c.encoding
             self._senders[c.name] = c.default_sender
         self._refs: dict[str, int] = {}
+        #: Templates and short links (docs/marketing.md): render -> shorten -> rules.
+        self._prep = TextPreparer(config.links, StoreMarketing(store))
         self._lock = trio.Lock()
         self._pending: dict[str, _Pending] = {}
         self._national: dict[tuple[str, str | None], str | None] = {}
@@ -361,6 +370,13 @@ class Accepter:
                 self._failed(mine, phones, added)
                 if attempt == 2:
                     raise StoreUnavailable("idempotency key conflict") from None
+                continue
+            except TokenTakenError:
+                # A short-link token drawn twice between the check and the commit (~never
+                # with 47-bit tokens): the rebuild draws new ones.
+                self._failed(mine, phones, added)
+                if attempt == 2:
+                    raise StoreUnavailable("short-link token conflict") from None
                 continue
             except BaseException:
                 self._failed(mine, phones, added)
@@ -465,11 +481,19 @@ class Accepter:
                         continue
             mid = ids[i]
             e164 = e164s[i]
-            text = m.text
-            if m.vars:
-                for k, v in m.vars.items():
-                    text = text.replace("{" + k + "}", v)
-            if e164 is None or not rc.is_valid(e164):
+            # render the template, shorten the links: rules and encoding see the result
+            prepared = self._prep.prepare(m.text, m.vars, m.shorten_links, m.from_)
+            text = m.text if isinstance(prepared, TemplateError) else prepared.text
+            if isinstance(prepared, TemplateError):
+                rec = self._rejected(mid, now, m, to=m.to if e164 is None else e164,
+                                     text=text, reason=prepared.reason,
+                                     detail=f"{prepared.field}: {prepared.detail}")
+            elif text is not m.text and len(text) > MAX_TEXT_CHARS:
+                rec = self._rejected(mid, now, m, to=m.to if e164 is None else e164,
+                                     text=text, reason=TEXT_TOO_LONG,
+                                     detail=f"longer than {MAX_TEXT_CHARS} characters "
+                                            "once rendered")
+            elif e164 is None or not rc.is_valid(e164):
                 rec = self._rejected(mid, now, m, to=m.to if e164 is None else e164,
                                      text=text, reason=INVALID_NUMBER,
                                      detail="not a valid phone number")
@@ -513,6 +537,10 @@ class Accepter:
                         d.add(decision, now, rec)
                         touched[e164] = None
             res = self._emit(batch, rec, now)
+            if rec.status != REJECTED and not isinstance(prepared, TemplateError) \
+                    and prepared.links:
+                self._prep.add_links(batch, prepared, message_id=mid, phone=rec.to, now=now,
+                                     campaign_id=m.campaign_id, flow_id=m.flow_id)
             results.append(res)
             if rec.status != REJECTED:
                 added += 1

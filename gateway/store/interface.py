@@ -7,10 +7,11 @@ returns, group-committed with other tasks' batches.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from typing import Protocol
+from collections.abc import Callable, Iterable, Iterator
+from typing import Protocol, TypeVar
 
 from .batch import WriteBatch
+from .kv import KvTxn
 from .records import (
     CarrierIdRecord,
     CommitResult,
@@ -25,6 +26,8 @@ from .records import (
 )
 
 __all__ = ["Store"]
+
+T = TypeVar("T")
 
 
 class Store(Protocol):
@@ -102,4 +105,8 @@ class Store(Protocol):
 
     def statistics(self) -> StoreStats:
         """Counters for metrics."""
+        ...
+
+    def read(self, fn: Callable[[KvTxn], T]) -> T:
+        """Run ``fn`` in one short read transaction (store extensions, e.g. marketing)."""
         ...
