@@ -46,6 +46,7 @@ from gateway.api_types import (
     SubmitResponse,
 )
 from gateway.http import Request, Response
+from gateway.marketing.api_routes import MARKETING_ROUTES, MarketingHandlers
 from gateway.openapi import QueryParam, ResponseSpec, RouteSpec, openapi_document
 
 __all__ = [
@@ -157,6 +158,7 @@ ROUTES: tuple[RouteSpec, ...] = (
                                 type=EventsOut),),
         errors=(400, 429, 503),
     ),
+    *MARKETING_ROUTES,
     RouteSpec(
         method="GET", path="/healthz", name="healthz", auth=False,
         summary="Process up",
@@ -243,7 +245,7 @@ def field_error(exc: msgspec.ValidationError) -> InvalidRequest:
     return InvalidRequest(message, field=path or None)
 
 
-class Api:
+class Api(MarketingHandlers):
     """The API application: an `gateway.http.Handler` over a `Backend`.
 
     ``tokens``: bearer tokens; empty = no authentication (the config allows that only on a

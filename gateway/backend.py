@@ -40,6 +40,9 @@ from gateway.api_types import (
 )
 from gateway.config import GatewayConfig
 from gateway.encoding import DEFAULT_OPTIONS, EncodingOptions, preview
+from gateway.marketing.service import MarketingService, with_language
+from gateway.marketing.templates import TemplateError
+from gateway.marketing.textprep import TextPreparer
 from gateway.pipeline.accept import Accepter, ReplyRequest, normalise_number
 from gateway.pipeline.events import ConsentData, consent_event, split_data
 from gateway.pipeline.recipients import RecipientCache, facts_from_record, to_dt
@@ -54,6 +57,7 @@ from gateway.store import (
     StoreFullError,
     WriteBatch,
 )
+from gateway.store.marketing import StoreMarketing
 from rules.delivery_errors import record_error
 from rules.error_segment import in_error_segment
 from rules.model import ErrorClass, RecipientFacts, ReplyKind
@@ -171,6 +175,17 @@ class GatewayBackend:
         self._clock = clock
         self._router = Router(config.routes)
         self._options = self._default_options(config)
+        # Marketing (docs/marketing.md): templates and short links in the preview, click
+        # summaries, opt-in codes and the keyword/subscriber segments.
+        self.marketing_store = StoreMarketing(store)
+        self._prep = TextPreparer(config.links, self.marketing_store)
+        self.marketing = MarketingService(
+            self.marketing_store, config.links, config.optin, accepter=accepter,
+            recipients=recipients, phone=self._phone, commit=self._commit, clock=clock)
+        self.optin_start = self.marketing.optin_start
+        self.optin_verify = self.marketing.optin_verify
+        self.keyword_segment = self.marketing.keyword_segment
+        self.subscriber_segment = self.marketing.subscriber_segment
 
     @staticmethod
     def _default_options(config: GatewayConfig) -> EncodingOptions:
@@ -193,15 +208,24 @@ class GatewayBackend:
     async def get_message(self, message_id: str) -> MessageStatusOut | None:
         """``GET /v1/messages/{id}``."""
         rec = self._read(lambda: self._store.get_message(message_id))
-        return None if rec is None else message_status_out(rec)
+        if rec is None:
+            return None
+        out = message_status_out(rec)
+        out.clicks = self._read(lambda: self.marketing.clicks(rec.id, rec.text))
+        return out
 
     async def preview(self, request: PreviewIn) -> PreviewOut:
         """``POST /v1/messages/preview`` with the default carrier's encoding options."""
-        p = preview(request.text, self._options, smart=request.smart_encoding)
+        prepared, links = self._prep.preview(request.text, request.vars,
+                                             request.shorten_links, request.from_)
+        if isinstance(prepared, TemplateError):
+            raise InvalidRequest(prepared.detail, field=prepared.field, code=prepared.reason)
+        p = preview(prepared.text, self._options, smart=request.smart_encoding)
         return PreviewOut(encoding=p.encoding, segments=p.segments, characters=p.characters,
                           per_segment=p.per_segment,
                           replaced=[Replacement(char=r.from_, replacement=r.to, count=r.count)
-                                    for r in p.replaced])
+                                    for r in p.replaced],
+                          rendered_text=prepared.rendered, text=prepared.text, links=links)
 
     # --- recipients -------------------------------------------------------------------
 
@@ -225,7 +249,8 @@ class GatewayBackend:
         before = rc.get(phone)
         prev_state = _consent_state(before) if before is not None else "unknown"
         batch = WriteBatch()
-        fn = _SetConsent(request.action, request.source, request.double_opt_in, at, now)
+        fn = with_language(_SetConsent(request.action, request.source,
+                                       request.double_opt_in, at, now), request.language)
         new = rc.update(phone, fn, batch)
         state = _consent_state(new)
         changed = before is None or (new.consent, new.double_opt_in) != (

@@ -5,10 +5,12 @@ The audit is the issue's promise written as counts. Every message the API answer
 
 * **at the SMSC exactly once** (one log line the SMSC accepted), whatever its status; or
 * a **terminal status** without reaching the SMSC (``failed``: refused by the carrier); or
-* ``unknown`` because **the SMSC never answered**: the submit was cut (``dropped``) or
-  the process died before the answer was read. ``unknown_never_sent`` counts the ones
-  the SMSC has no trace of at all (marked ``sending``, never written): the exposure of a
-  crash, bounded by the dispatcher's in-flight cap (docs/reliability.md).
+* ``unknown`` because **the SMSC never answered**: the submit was cut (``dropped``:
+  ``unknown_dropped_by_smsc``); or the SMSC accepted it but its answer never reached us
+  (connection closed first, answer after the timeout, the process died before reading
+  it: ``unknown_accepted_unanswered``); or the SMSC has no trace of it at all
+  (``unknown_never_sent``: discarded behind a cut, or marked ``sending`` and never
+  written before a crash; the latter is bounded by the dispatcher's in-flight cap).
 
 Violations: ``duplicates`` (accepted twice by the SMSC), ``lost`` (no record, or still
 not final at the end). Receipts: every receipt the SMSC sent (one per accepted submit,
@@ -138,7 +140,7 @@ class Audit:
     delivered: int = 0
     unknown: int = 0
     unknown_dropped_by_smsc: int = 0
-    unknown_answer_lost_in_crash: int = 0
+    unknown_accepted_unanswered: int = 0
     unknown_never_sent: int = 0
     failed: int = 0
     duplicates: int = 0
@@ -227,7 +229,7 @@ async def audit(api: ApiClient, sim: SimHandle, accepted: dict[str, str],
         elif status == "unknown":
             a.unknown += 1
             if ok:
-                a.unknown_answer_lost_in_crash += 1
+                a.unknown_accepted_unanswered += 1
             elif lines:
                 a.unknown_dropped_by_smsc += 1
             else:
