@@ -94,6 +94,8 @@ class Challenge(msgspec.Struct, frozen=True, array_like=True):
     code_hash: bytes
     attempts: int = 0
     verified_at: float | None = None
+    #: Language of the code SMS; recorded on the recipient when the code is verified.
+    language: str | None = None
 
 
 class RecentStarts(msgspec.Struct, frozen=True):

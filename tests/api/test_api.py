@@ -227,7 +227,8 @@ async def test_preview(net: Net, nursery: trio.Nursery, backend: FakeBackend) ->
         reply = await call(net, server, "POST", "/v1/messages/preview",
                            json={"text": "x" * 200, "smart_encoding": True})
         assert reply.json() == {"encoding": "gsm7", "segments": 2, "characters": 200,
-                                "per_segment": 153, "replaced": []}
+                                "per_segment": 153, "replaced": [], "rendered_text": None,
+                                "text": None, "links": []}
 
 
 async def test_consent(net: Net, nursery: trio.Nursery, backend: FakeBackend) -> None:

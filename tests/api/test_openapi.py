@@ -17,12 +17,15 @@ from tests.api.conftest import Net
 from tests.api.fake import FakeBackend
 
 REQUEST_TYPES = [api_types.MessageIn, api_types.BatchIn, api_types.PreviewIn,
-                 api_types.ConsentIn]
+                 api_types.ConsentIn, api_types.OptinStartIn, api_types.OptinVerifyIn]
 RESPONSE_TYPES = [api_types.SubmitResponse, api_types.MessageResult,
                   api_types.MessageStatusOut, api_types.PreviewOut, api_types.ConsentOut,
                   api_types.RecipientOut, api_types.ErrorSegmentLine, api_types.EventsOut,
                   api_types.EventOut, api_types.ErrorBody, api_types.ErrorDetail,
-                  api_types.HealthOut, api_types.ReadyOut]
+                  api_types.HealthOut, api_types.ReadyOut, api_types.OptinStartOut,
+                  api_types.OptinVerifyOut, api_types.OptinErrorBody,
+                  api_types.KeywordSegmentLine, api_types.SubscriberSegmentLine,
+                  api_types.ClicksOut, api_types.LinkClicksOut, api_types.PreviewLink]
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +95,9 @@ def test_every_declared_endpoint_of_design_md_is_documented(doc: dict[str, Any])
         ("/v1/recipients/{phone}", "get"), ("/v1/segments/sms-errors", "get"),
         ("/v1/events", "get"), ("/healthz", "get"), ("/readyz", "get"),
         ("/openapi.json", "get"),
+        # issue 9 (docs/marketing.md)
+        ("/v1/optin/start", "post"), ("/v1/optin/verify", "post"),
+        ("/v1/segments/keyword", "get"), ("/v1/segments/subscribers", "get"),
     }
     assert {(p, m) for p, item in doc["paths"].items() for m in item} == expected
     submit = doc["paths"]["/v1/messages"]["post"]

@@ -204,7 +204,8 @@ async def test_too_many_segments_and_empty_text(mem_store: MemoryStore,
     await put_recipients(mem_store, [LA, NY])
     acc, _ = make(mem_store, config)
     a, b = await acc.accept([msg(LA, "a" * 1600, kind="transactional"),
-                             msg(NY, "{x}", kind="transactional", vars={"x": ""})], NOW)
+                             msg(NY, '{{ x | default: "" }}', kind="transactional",
+                                 vars={"x": ""})], NOW)
     assert (a.status, a.reason) == ("rejected", "too_many_segments")
     assert (b.status, b.reason) == ("rejected", "empty_text")
     stored = mem_store.get_recipient(LA)
