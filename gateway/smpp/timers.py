@@ -17,8 +17,12 @@ The timers (Kannel and smppex defaults in domain.md §1.2):
 - response (``response_timeout``): the oldest unanswered request has waited this long.
   Requests are sent in sequence order and all share one timeout, so the oldest inflight
   request is always the first to expire: checking it alone is enough (O(1) per tick).
-- enquire_link (``enquire_link_interval``, 0 = off): armed while bound; fires when no PDU
-  went either way for the interval (SMPP 3.4 §4.11: enquire_link checks an idle link).
+- enquire_link (``enquire_link_interval``, 0 = off): armed while bound; fires when
+  nothing has been *received* from the peer for the interval (SMPP 3.4 §4.11: enquire_link
+  checks the link). Counting only what we receive matters: if our own submits counted as
+  activity, an SMSC that went silent while we kept submitting would never be probed, every
+  submit would just time out one by one as "unknown", and the link would never be
+  declared dead (no rebind, no failover). A peer that answers proves the link by itself.
   Its response is an ordinary inflight request, so a missing enquire_link_resp surfaces
   as ``ResponseOverdue`` for that sequence number (the session turns it into LinkDead).
 
@@ -149,7 +153,7 @@ class Timers:
             self.keepalive
             and self.enquire_link_interval > 0
             and not self.enquire_pending
-            and now >= self.last_activity + self.enquire_link_interval
+            and now >= self.last_received + self.enquire_link_interval
         ):
             return _ENQUIRE_LINK_DUE
         return None
@@ -168,7 +172,7 @@ class Timers:
             if deadline is None or d < deadline:
                 deadline = d
         if self.keepalive and self.enquire_link_interval > 0 and not self.enquire_pending:
-            d = self.last_activity + self.enquire_link_interval
+            d = self.last_received + self.enquire_link_interval
             if deadline is None or d < deadline:
                 deadline = d
         return deadline

@@ -245,12 +245,6 @@ async def test_truncated_frame_then_silence_is_bounded(
     await with_carrier(smsc, body)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG (gateway/smpp/timers.py): enquire_link is armed on 'no PDU either way', and our "
-    "own submit_sm count as activity; a submit_sm ResponseOverdue only resolves that part "
-    "UNKNOWN. So an SMSC that stops answering while we keep submitting (>= 1 per "
-    "enquire_link interval) is never declared dead: every part ends UNKNOWN and "
-    "failover never happens. inactivity_timeout (default 0 = off) would catch it."))
 async def test_smsc_that_goes_silent_under_traffic_is_declared_dead(
         autojump_clock: trio.testing.MockClock) -> None:
     smsc = FakeSmsc([], silent=True)

@@ -41,12 +41,21 @@ def test_enquire_link_due_when_idle(now: float, action: TimerAction | None) -> N
     assert bound(make()).on_tick(now, None) == action
 
 
-def test_activity_postpones_enquire_link() -> None:
+def test_receiving_postpones_enquire_link() -> None:
     t = bound(make())
-    t.last_activity = 50
+    t.last_activity = t.last_received = 50
     assert t.on_tick(61, None) is None
     assert t.next_deadline(None) == 110
     assert t.on_tick(110, None) == EnquireLinkDue()
+
+
+def test_sending_alone_does_not_postpone_enquire_link() -> None:
+    """A peer that went silent while we keep submitting must still be probed: our own
+    submits prove nothing about the link (else the link is never declared dead)."""
+    t = bound(make())
+    t.last_activity = 59  # we sent at 59; nothing received since 0
+    assert t.on_tick(60, None) == EnquireLinkDue()
+    assert t.next_deadline(None) == 60
 
 
 def test_no_second_enquire_link_while_one_is_pending() -> None:
@@ -110,7 +119,10 @@ def test_next_deadline_is_the_earliest() -> None:
     assert t.next_deadline(None) == 65  # enquire_link
     assert t.next_deadline(20) == 50  # response
     t.last_received = -50
-    assert t.next_deadline(None) == 50  # inactivity
+    assert t.next_deadline(None) == 10  # enquire_link counts from the last receive
+    u = bound(make(inactivity_timeout=30))
+    u.last_activity = u.last_received = 5
+    assert u.next_deadline(None) == 35  # inactivity
     assert make(bind_timeout=3).next_deadline(None) == 3
     assert make().next_deadline(None) is None
 
