@@ -90,6 +90,9 @@ class Ready(msgspec.Struct, frozen=True, kw_only=True):
     sandbox_port: int | None = None
     sandbox_control_url: str | None = None
     pid: int = 0
+    #: The short-link listener (``[links] listen``), when on.
+    links_url: str | None = None
+    links_port: int | None = None
 
 
 class RulesData(msgspec.Struct, frozen=True, kw_only=True):
@@ -330,7 +333,19 @@ class Gateway:
             metrics_url = _url(m_host, metrics_port) + "/metrics"
             log.info("metrics listening", url=metrics_url)
 
-        return Ready(api_url=_url(api_host, api_server.port), api_port=api_server.port,
+        from gateway.marketing.app_hook import start_links
+
+        # 8. the short-link listener (docs/marketing.md), when [links] listen is set
+        links = await start_links(nursery, store, cfg.links, self.metrics)
+        links_url = links_port = None
+        if links is not None:
+            c["links"] = links
+            links_port = links.port
+            links_url = _url(cfg.links.address[0] if cfg.links.address else "", links_port)
+            log.info("short-link listener", url=links_url)
+
+        return Ready(links_url=links_url, links_port=links_port,
+                     api_url=_url(api_host, api_server.port), api_port=api_server.port,
                      metrics_url=metrics_url, metrics_port=metrics_port,
                      sandbox_port=sandbox_port, sandbox_control_url=control_url,
                      pid=os.getpid())

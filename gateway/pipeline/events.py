@@ -14,7 +14,10 @@ Types (stable strings, added never renamed):
 * ``receipt``: a delivery receipt matched a message part; ``ReceiptData``.
 * ``receipt.unmatched``: a receipt no part is known for; ``ReceiptData``.
 * ``mo``: an inbound message; ``MoData``.
-* ``consent``: a recipient's consent changed (API, keyword); ``ConsentData``.
+* ``consent``: a recipient's consent changed (API, keyword, opt-in code); ``ConsentData``.
+* ``link_clicked``: a short link was clicked (once per link per ``[links] click_bucket_s``);
+  ``gateway.marketing.store.ClickEventData`` (token, url, campaign/flow ids, user agent),
+  appended by the click sink's commit (the issue's name; the other types use dots).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from gateway.store.records import Event
 
 __all__ = [
     "CONSENT",
+    "LINK_CLICKED",
     "MESSAGE_STATUS",
     "MO",
     "RECEIPT",
@@ -50,6 +54,7 @@ RECEIPT: Final = "receipt"
 RECEIPT_UNMATCHED: Final = "receipt.unmatched"
 MO: Final = "mo"
 CONSENT: Final = "consent"
+LINK_CLICKED: Final = "link_clicked"
 
 
 class _Data(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
