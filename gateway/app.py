@@ -9,7 +9,8 @@ ready:
 3. the sandbox SMSC when ``[sandbox] enabled``, first, so the default carrier can bind;
 4. the carriers (``CarrierSet`` of ``[[carriers]]``; binds come up in the background);
 5. the pipeline: ``RecipientCache``, ``Accepter``, ``Router``, ``Dispatcher`` (outbox ->
-   carriers) and ``InboundProcessor`` (receipts and MO -> store);
+   carriers) and ``InboundProcessor`` (receipts and MO -> store); then the webhook
+   senders (``gateway.webhooks``, one per enabled ``[[webhooks]]``, readers of the feed);
 6. the HTTP API (``Api(GatewayBackend(...))`` on ``[api] listen``);
 7. the metrics listener (``GET /metrics`` on ``[metrics] listen``).
 
@@ -45,7 +46,7 @@ import gateway
 from gateway.api_types import Backend, MessageIn, MessageResult
 from gateway.bind import SubmitBatch, SubmitOutcome
 from gateway.carriers import Carrier, CarrierSet
-from gateway.config import GatewayConfig
+from gateway.config import GatewayConfig, parse_listen
 from gateway.http import Limits, Server, serve
 from gateway.logging import configure_logging, get_logger
 from gateway.metrics import Metrics, outbox_provider, serve_metrics
@@ -277,10 +278,15 @@ class Gateway:
             host, port = cfg.sandbox.address
             # The control endpoint (MO injection, fault injection) sits next to the SMPP
             # port: 2775 -> 2776; an ephemeral SMPP port gets an ephemeral control port.
-            control = port + 1 if 0 < port < 65535 else 0
-            if control and not _port_free(host, control):
-                log.warning("sandbox control port busy, using an ephemeral one", port=control)
-                control = 0
+            # ``[sandbox] control_listen`` names it instead (its host must be the SMPP one).
+            if cfg.sandbox.control_listen is not None:
+                control = parse_listen(cfg.sandbox.control_listen)[1]
+            else:
+                control = port + 1 if 0 < port < 65535 else 0
+                if control and not _port_free(host, control):
+                    log.warning("sandbox control port busy, using an ephemeral one",
+                                port=control)
+                    control = 0
             settings = msgspec.structs.replace(settings, control_port=control)
             sim = SimServer(settings)
             await nursery.start(sim.run)
@@ -300,6 +306,7 @@ class Gateway:
         log.info("carriers started", carriers=",".join(cc.name for cc in cfg.carriers) or "none")
 
         backend = await self._start_pipeline(nursery, store, carrier_set, rules_data)
+        await self._start_webhooks(nursery, store)
 
         from gateway.api import Api
 
@@ -373,6 +380,8 @@ class Gateway:
         inbound = InboundProcessor(timed, cfg, recipients, accepter, dispatcher,
                                    inbound=carrier_set.inbound,
                                    keyword_sets=rules_data.keyword_sets)
+        inbound.on_receipt_latency = lambda carrier, seconds: instruments.receipt_observer(
+            carrier)(seconds)
         await nursery.start(inbound.run)
 
         def live(name: str) -> bool:
@@ -390,6 +399,19 @@ class Gateway:
         log.info("pipeline started", routes=len(cfg.routes),
                  keyword_sets="loaded" if rules_data.keywords_file else "empty")
         return cast(Backend, backend)
+
+    async def _start_webhooks(self, nursery: trio.Nursery, store: Store) -> None:
+        # Readers of the event feed only: a slow receiver never holds up the pipeline.
+        # Stopped by the nursery's cancellation; an unanswered batch goes again next start.
+        hooks = [h for h in self.config.webhooks if h.enabled]
+        if not hooks:
+            return
+        from gateway.webhooks import start_webhooks
+
+        senders = await start_webhooks(nursery, cast(Any, store), hooks)
+        self.components["webhooks"] = senders
+        self.metrics.register("webhooks", lambda: [s.statistics() for s in senders])
+        log.info("webhooks started", endpoints=",".join(s.name for s in senders))
 
     # -- stop ----------------------------------------------------------------------------
 

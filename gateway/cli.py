@@ -18,6 +18,7 @@ and ``send`` stay fast and work on a machine without the runtime pieces:
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import inspect
 import json
@@ -202,7 +203,7 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    _path, cfg = _load(args.config)
+    path, cfg = _load(args.config)
     from gateway.logging import configure_logging
 
     configure_logging(cfg.logging.level, json=cfg.logging.json,
@@ -211,12 +212,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     entry = getattr(app, "run", None) or getattr(app, "main", None)
     if not callable(entry):
         raise _Failed("gateway.app has no run(config) entry point")
+    # keywords.toml / quiet_hours.toml are looked up next to the config file first.
+    kwargs: dict[str, Any] = {}
+    if "config_dir" in inspect.signature(entry).parameters:
+        kwargs["config_dir"] = str(Path(path).resolve().parent)
     if inspect.iscoroutinefunction(entry):
         import trio
 
-        result = trio.run(entry, cfg)
+        result = trio.run(functools.partial(entry, cfg, **kwargs))
     else:
-        result = entry(cfg)
+        result = entry(cfg, **kwargs)
     return int(result) if isinstance(result, int) else EXIT_OK
 
 
@@ -263,7 +268,8 @@ _SIM_OPTIONS = {"listen": "--host/--port", "dlr_stats": "--dlr-stat"}
 def _to_toml_table(name: str, data: dict[str, Any]) -> str:
     lines = [f"[{name}]"]
     for k, v in data.items():
-        lines.append(f"{k} = {_toml_value(v)}")
+        if v is not None:  # TOML has no null: an unset optional key is left out
+            lines.append(f"{k} = {_toml_value(v)}")
     return "\n".join(lines) + "\n"
 
 

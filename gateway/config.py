@@ -50,6 +50,7 @@ __all__ = [
     "SandboxConfig",
     "Secret",
     "StoreConfig",
+    "WebhookConfig",
     "is_loopback",
     "load_config",
     "load_config_bytes",
@@ -174,6 +175,9 @@ class SandboxConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=T
 
     enabled: bool = False
     listen: Listen = "127.0.0.1:2775"
+    #: The HTTP control endpoint (MO and fault injection); None = the SMPP port + 1
+    #: (an ephemeral port when that is busy or the SMPP port is 0); port 0 = ephemeral.
+    control_listen: Listen | None = None
     system_id: SystemId = "sandbox"
     password: Secret = Secret("sandbox")
     #: Delay between submit_sm and its delivery receipt.
@@ -319,6 +323,44 @@ class PipelineConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=
     carrier_id_ttl_s: PositiveSeconds = 72 * 3600.0
 
 
+class WebhookConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``[[webhooks]]``: POST the event feed to a URL, signed, at least once (gateway.webhooks).
+
+    The secret comes from ``secret_env`` or ``secret_file`` (exactly one), resolved at
+    load time into ``secret``; an inline secret is refused so config files can be shared.
+    """
+
+    #: Names the delivery cursor in the store and the metric label: like a carrier name.
+    name: str
+    #: ``https://...`` (certificate verified), or ``http://`` to a loopback address
+    #: (beyond loopback only with ``allow_plain_http``: event data holds phone numbers).
+    url: Annotated[str, msgspec.Meta(min_length=1)]
+    enabled: bool = True
+    secret_env: str | None = None
+    secret_file: str | None = None
+    #: Resolved from ``secret_env`` / ``secret_file``; setting it in the file is an error.
+    secret: Secret | None = None
+    #: Event type prefixes to send (``["message.", "mo"]``); empty = every event.
+    events: tuple[Annotated[str, msgspec.Meta(min_length=1)], ...] = ()
+    #: Events per POST (one JSON array).
+    batch_max: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
+    #: Connect + send + answer, per attempt.
+    timeout_s: PositiveSeconds = 10.0
+    #: Retry delay after a failed attempt: jittered, doubling from min to max.
+    backoff_min_s: PositiveSeconds = 1.0
+    backoff_max_s: PositiveSeconds = 300.0
+    #: A batch refused with a 4xx (not 408/429) this many times in a row is recorded as a
+    #: ``webhook.dead_letter`` event and skipped; 0 = never skip (retry until it works).
+    dead_letter_after: Annotated[int, msgspec.Meta(ge=0)] = 0
+    #: A new endpoint (no stored cursor) starts at the end of the feed (``end``: events
+    #: from now on) or replays it from the start (``beginning``).
+    start_from: Literal["end", "beginning"] = "end"
+    #: CA bundle for an https receiver with a private CA (default: the system's).
+    tls_ca_file: str | None = None
+    #: Allow ``http://`` to a non-loopback host (the body then crosses the network in clear).
+    allow_plain_http: bool = False
+
+
 class LoggingConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """``[logging]``."""
 
@@ -345,6 +387,7 @@ class GatewayConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=T
     links: LinksConfig = msgspec.field(default_factory=LinksConfig)
     #: Smart opt-in codes; absent = off (the /v1/optin routes answer 404).
     optin: OptinConfig | None = None
+    webhooks: tuple[WebhookConfig, ...] = ()
 
     def carrier(self, name: str) -> CarrierConfig:
         """The carrier called ``name`` (KeyError if none)."""
@@ -474,6 +517,12 @@ def _validate(cfg: GatewayConfig, env: Mapping[str, str], base: Path) -> Gateway
     _check_listen("api.listen", cfg.api.listen)
     _check_listen("metrics.listen", cfg.metrics.listen)
     _check_listen("sandbox.listen", cfg.sandbox.listen)
+    if cfg.sandbox.control_listen is not None:
+        _check_listen("sandbox.control_listen", cfg.sandbox.control_listen)
+        if parse_listen(cfg.sandbox.control_listen)[0] != cfg.sandbox.address[0]:
+            # The simulator serves both on one host (gateway.sim.SimSettings.host).
+            raise ConfigError("sandbox.control_listen", "must use the host of sandbox.listen "
+                              f"({cfg.sandbox.address[0]})")
     api = _resolve_api(cfg.api, env, base)
     if not api.tokens and not is_loopback(api.address[0]):
         # Issue 8 security rule: an unauthenticated API is a loopback-only API.
@@ -491,9 +540,10 @@ def _validate(cfg: GatewayConfig, env: Mapping[str, str], base: Path) -> Gateway
         raise ConfigError("pipeline.retry_backoff_min_s",
                           f"{p.retry_backoff_min_s} is larger than retry_backoff_max_s "
                           f"({p.retry_backoff_max_s})")
+    webhooks = _resolve_webhooks(cfg.webhooks, env, base)
     links, optin = validate_marketing(cfg.links, cfg.optin, env, ConfigError)
     cfg = msgspec.structs.replace(cfg, links=links, optin=optin)
-    return msgspec.structs.replace(cfg, api=api, carriers=carriers)
+    return msgspec.structs.replace(cfg, api=api, carriers=carriers, webhooks=webhooks)
 
 
 def _resolve_api(api: ApiConfig, env: Mapping[str, str], base: Path) -> ApiConfig:
@@ -606,3 +656,75 @@ def _check_routes(routes: tuple[RouteConfig, ...], carriers: tuple[CarrierConfig
                 raise ConfigError(f"routes[{i}].carriers[{j}]", f'unknown carrier "{name}"')
             if name in r.carriers[:j]:
                 raise ConfigError(f"routes[{i}].carriers[{j}]", f'carrier "{name}" listed twice')
+
+
+_MIN_SECRET = 16  # bytes: an HMAC key shorter than this is guessable offline
+
+
+def _resolve_webhooks(hooks: tuple[WebhookConfig, ...], env: Mapping[str, str],
+                      base: Path) -> tuple[WebhookConfig, ...]:
+    from urllib.parse import urlsplit
+
+    out: list[WebhookConfig] = []
+    names: set[str] = set()
+    for i, h in enumerate(hooks):
+        path = f"webhooks[{i}]"
+        if not _NAME.match(h.name):
+            raise ConfigError(f"{path}.name", f"{h.name!r} is not a valid name: use 1-32 "
+                              "letters, digits, '_', '.' or '-', starting with a letter or digit")
+        if h.name in names:
+            raise ConfigError(f"{path}.name", f'duplicate webhook name "{h.name}"')
+        names.add(h.name)
+        url = urlsplit(h.url)
+        try:
+            port = url.port
+        except ValueError:
+            port = -1
+        if url.scheme not in ("http", "https") or not url.hostname or port == -1 \
+                or url.username or url.password or url.fragment:
+            raise ConfigError(f"{path}.url", f"{h.url!r} is not an http(s) URL "
+                              "(scheme://host[:port]/path, no user info or fragment)")
+        if url.scheme == "http" and not (is_loopback(url.hostname) or h.allow_plain_http):
+            raise ConfigError(f"{path}.url", "plain http to a non-loopback host sends phone "
+                              "numbers in clear: use https, or set allow_plain_http = true")
+        if h.secret is not None:
+            raise ConfigError(f"{path}.secret", "set secret_env or secret_file, not secret")
+        if (h.secret_env is None) == (h.secret_file is None):
+            raise ConfigError(f"{path}.secret_env", "set exactly one of secret_env and "
+                              "secret_file")
+        secret: Secret | None = None
+        if h.enabled:  # a disabled endpoint needs no secret at hand
+            secret = _webhook_secret(path, h, env, base)
+        if h.backoff_min_s > h.backoff_max_s:
+            raise ConfigError(f"{path}.backoff_min_s", f"{h.backoff_min_s} is larger than "
+                              f"backoff_max_s ({h.backoff_max_s})")
+        ca = h.tls_ca_file
+        if ca is not None:
+            if url.scheme != "https":
+                raise ConfigError(f"{path}.tls_ca_file", "set, but the url is not https")
+            ca_path = _resolve_path(base, ca)
+            if not ca_path.is_file():
+                raise ConfigError(f"{path}.tls_ca_file", f"file not found: {str(ca_path)!r}")
+            ca = str(ca_path)
+        out.append(msgspec.structs.replace(h, secret=secret, tls_ca_file=ca))
+    return tuple(out)
+
+
+def _webhook_secret(path: str, h: WebhookConfig, env: Mapping[str, str], base: Path) -> Secret:
+    if h.secret_env is not None:
+        value = env.get(h.secret_env)
+        if value is None:
+            raise ConfigError(f"{path}.secret_env",
+                              f"environment variable {h.secret_env!r} is not set")
+        where = f"{path}.secret_env"
+    else:
+        assert h.secret_file is not None
+        file = _resolve_path(base, h.secret_file)
+        try:
+            value = file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{path}.secret_file", f"cannot read {str(file)!r}: {e}") from None
+        where = f"{path}.secret_file"
+    if len(value.encode()) < _MIN_SECRET:
+        raise ConfigError(where, f"the secret is shorter than {_MIN_SECRET} bytes")
+    return Secret(value)

@@ -25,6 +25,7 @@ id: those would be personal data in a time-series database and an unbounded labe
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
@@ -319,13 +320,64 @@ def _read_accepter(f: _Families, s: object) -> None:
         [], _num(_get(s, "reevaluated")))
     f.counter("smsgw_replies", "Automatic keyword replies (opt-out confirmations, HELP)."
               ).add_metric([], _num(_get(s, "replies")))
+    # Every rejection the accepter recorded: at the API, of keyword replies, and when a
+    # scheduled message is re-evaluated (consent revoked meanwhile ...). The API-side
+    # count (``decisions``) is a subset of it, so it is not exported as well.
+    rejected = f.counter("smsgw_messages_rejected", "Messages refused, by reason code.",
+                         ["reason"])
+    by_reason: dict[str, float] = {}
+    for reason, count in _items(_get(s, "rejected_by_reason", {})):
+        key = reason if _REASON.match(reason) else "other"
+        by_reason[key] = by_reason.get(key, 0.0) + _num(count)
+    for reason, total in by_reason.items():
+        rejected.add_metric([reason], total)
+
+
+#: Reason codes are the rules' lower_snake_case codes; anything else is labelled ``other``.
+_REASON = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
 
 def _read_decisions(f: _Families, s: object) -> None:
-    _labelled_counts(f, "smsgw_messages_rejected", "Messages refused, by reason code.",
-                     "reason", _get(s, "rejected_by_reason", {}))
+    # Rejections come from the accepter's statistics (``_read_accepter``), which also
+    # counts those of re-evaluation; counting the API's here too would count them twice.
     _labelled_counts(f, "smsgw_messages_scheduled", "Messages scheduled, by reason code.",
                      "reason", _get(s, "scheduled_by_reason", {}))
+
+
+def _read_webhooks(f: _Families, stats: object) -> None:
+    if not isinstance(stats, Iterable):
+        return
+    for s in stats:
+        w = [str(_get(s, "name", ""))]
+        f.counter("smsgw_webhook_delivered_events", "Events delivered (receiver answered 2xx).",
+                  ["webhook"]).add_metric(w, _num(_get(s, "delivered_events")))
+        f.counter("smsgw_webhook_delivered_batches", "POSTs answered 2xx.",
+                  ["webhook"]).add_metric(w, _num(_get(s, "delivered_batches")))
+        f.counter("smsgw_webhook_attempts", "POSTs tried.", ["webhook"]).add_metric(
+            w, _num(_get(s, "attempts")))
+        failures = f.counter("smsgw_webhook_failures",
+                             "Failed POSTs by kind (timeout, connect, protocol, http_5xx, "
+                             "http_429, http_408, http_4xx, http_3xx).", ["webhook", "kind"])
+        for kind, count in _items(_get(s, "failures", {})):
+            failures.add_metric([*w, kind], _num(count))
+        f.counter("smsgw_webhook_dead_lettered_events",
+                  "Events skipped after repeated refusals (webhook.dead_letter).",
+                  ["webhook"]).add_metric(w, _num(_get(s, "dead_lettered_events")))
+        f.counter("smsgw_webhook_cursor_commit_failures",
+                  "Delivered positions that could not be stored.", ["webhook"]).add_metric(
+            w, _num(_get(s, "cursor_commit_failures")))
+        f.gauge("smsgw_webhook_lag_events", "Events in the feed after the endpoint's cursor.",
+                ["webhook"]).add_metric(w, _num(_get(s, "lag_events")))
+        f.gauge("smsgw_webhook_lag_seconds",
+                "Age of the oldest event not yet delivered (0 when caught up).",
+                ["webhook"]).add_metric(w, _num(_get(s, "lag_seconds")))
+        f.gauge("smsgw_webhook_consecutive_failures", "Failed POSTs since the last success.",
+                ["webhook"]).add_metric(w, _num(_get(s, "consecutive_failures")))
+        last = _get(s, "last_success_at", None)
+        if last is not None:
+            f.gauge("smsgw_webhook_last_success_timestamp_seconds",
+                    "When a POST last succeeded (unix time).", ["webhook"]).add_metric(
+                w, _num(last))
 
 
 def _read_dispatcher(f: _Families, s: object) -> None:
@@ -391,6 +443,7 @@ _READERS: dict[str, Callable[[_Families, object], None]] = {
     "decisions": _read_decisions,
     "dispatcher": _read_dispatcher,
     "inbound": _read_inbound,
+    "webhooks": _read_webhooks,
 }
 
 

@@ -153,6 +153,8 @@ class AcceptStats(msgspec.Struct, kw_only=True):
     commit_failures: int = 0
     reevaluated: int = 0
     replies: int = 0
+    #: Rejections by reason code: new messages (API, replies) and re-evaluated ones.
+    rejected_by_reason: dict[str, int] = msgspec.field(default_factory=dict)
     outbox_depth: int = 0
     #: Per-stage time, only measured when ``Accepter(profile=True)`` (bench/accept.py).
     t_rules: float = 0.0
@@ -576,6 +578,8 @@ class Accepter:
         stats = self.stats
         if status == REJECTED:
             stats.rejected += 1
+            r = rec.reason or "other"
+            stats.rejected_by_reason[r] = stats.rejected_by_reason.get(r, 0) + 1
         else:
             batch.outbox_add(rec.outbox_due if rec.outbox_due is not None else now, rec.id)
             if status == QUEUED:
@@ -682,6 +686,10 @@ class Accepter:
                 raise
         self.outbox_removed(removed)
         self.stats.reevaluated += len(records)
+        by_reason = self.stats.rejected_by_reason
+        for o in outcomes:  # counted once committed (a failed commit is re-evaluated)
+            if o.action == "reject":
+                by_reason[o.reason or "other"] = by_reason.get(o.reason or "other", 0) + 1
         return outcomes
 
     def _build_reeval(self, records: Sequence[MessageRecord], now: float,

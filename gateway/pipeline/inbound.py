@@ -309,6 +309,11 @@ class InboundProcessor:
     (``rules.load_keyword_sets``); without them every MO is keyword-less.
     """
 
+    #: ``(carrier, seconds)`` for each receipt that gave a part its (first) final state,
+    #: submit_sm accepted -> receipt received, called once the batch is committed (the
+    #: app feeds ``smsgw_submit_receipt_latency_seconds``). None = not measured.
+    on_receipt_latency: Callable[[str, float], None] | None = None
+
     def __init__(
         self,
         store: Store,
@@ -356,6 +361,7 @@ class InboundProcessor:
         self._by_stat: dict[str, int] = defaultdict(int)
         self._by_class: dict[str, int] = defaultdict(int)
         self._by_keyword: dict[str, int] = defaultdict(int)
+        self._latencies: list[tuple[str, float]] = []  # of the batch being built
 
     # -- running ------------------------------------------------------------------------
 
@@ -411,6 +417,7 @@ class InboundProcessor:
         acks: list[Inbound] = []
         phones: set[str] = set()
         self._n["batches"] += 1
+        self._latencies.clear()
         receipts: list[_Held] = []
         receipts.extend(self._held)
         self._held = []
@@ -438,6 +445,9 @@ class InboundProcessor:
                             "SMSC will re-send", len(acks), e)
                 return
         self._remember_mo(now)
+        if self._latencies and self.on_receipt_latency is not None:
+            for carrier, seconds in self._latencies:
+                self.on_receipt_latency(carrier, seconds)
         for inb in acks:
             inb.ack()
         self._n["acked"] += len(acks)
@@ -538,6 +548,8 @@ class InboundProcessor:
         # Receipt dates are the SMSC's clock (often local time, no zone): for ordering the
         # recipient's history we use our own receive time.
         at = now
+        if status is not None and p.submitted_at is not None:
+            self._latencies.append((h.carrier, max(0.0, now - p.submitted_at)))
         batch.update_message(rec.id, _ApplyReceipt(
             part, status, stat, err=r.err, done_at=done_at,
             error_class=cls.value if cls is not None else None, now=now))

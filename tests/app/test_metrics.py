@@ -52,6 +52,8 @@ class Accepter:
         self.queued = 12
         self.scheduled = 3
         self.backpressure = 0
+        # API rejections and those of re-evaluation (a consent revoked while scheduled)
+        self.rejected_by_reason = {"opted_out": 2, "no_consent": 4, "Not A Code!": 1}
 
 
 def full_metrics() -> Metrics:
@@ -97,6 +99,10 @@ def test_series_and_labels() -> None:
     assert value(text, "smsgw_messages_accepted_total") == 12
     assert value(text, "smsgw_messages_deferred_total") == 3
     assert value(text, "smsgw_messages_rejected_total", reason="opted_out") == 2
+    assert value(text, "smsgw_messages_rejected_total", reason="other") == 1
+    # the API's own count (decisions) is a subset: not exported twice
+    assert text.count(b'smsgw_messages_rejected_total{reason="no_consent"}') == 1
+    assert value(text, "smsgw_messages_scheduled_total", reason="quiet_hours") == 3
     assert value(text, "smsgw_submits_total", carrier="acme", outcome="accepted") == 8
     assert value(text, "smsgw_submit_rejections_total", carrier="acme",
                  status="ESME_RTHROTTLED") == 1

@@ -351,3 +351,22 @@ def test_console_script_check_config() -> None:
     bad = subprocess.run([*cmd, "check-config", "-c", "/nonexistent.toml"], capture_output=True,
                          text=True, cwd=ROOT, check=False, timeout=30)
     assert bad.returncode == 2
+
+
+def test_run_passes_the_config_dir_so_rules_files_next_to_it_are_found(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gateway.app import load_rules_data
+
+    (tmp_path / "gateway.toml").write_text((ROOT / "config" / "gateway.toml").read_text())
+    (tmp_path / "keywords.toml").write_text((ROOT / "config" / "keywords.toml").read_text())
+    monkeypatch.chdir(tmp_path.parent)  # no ./config here, no $SMSGW_CONFIG*
+    monkeypatch.delenv("SMSGW_CONFIG_DIR", raising=False)
+    seen: list[Any] = []
+
+    def run(config: GatewayConfig, *, config_dir: str | None = None) -> int:
+        seen.append(load_rules_data(config, config_dir))
+        return 0
+
+    _fake_module(monkeypatch, "gateway.app", run=run)
+    assert main(["run", "-c", str(tmp_path / "gateway.toml")]) == 0
+    assert seen[0].keywords_file == str(tmp_path / "keywords.toml")
