@@ -42,11 +42,12 @@ def token(i: int, prefix: str = "m") -> str:
     return f"{prefix}{i:07d}"
 
 
-def message(i: int, prefix: str = "m") -> dict[str, Any]:
+def message(i: int, prefix: str = "m", recipients: int = 10_000_000) -> dict[str, Any]:
     """A one-part transactional message whose text is a unique token (found in the
-    simulator's log), with an idempotency key (so a client can retry after a crash)."""
+    simulator's log), with an idempotency key (so a client can retry after a crash), to
+    one of ``recipients`` numbers."""
     tok = token(i, prefix)
-    return {"to": f"+3361{i % 10_000_000:07d}", "text": tok, "kind": "transactional",
+    return {"to": f"+3361{i % recipients:07d}", "text": tok, "kind": "transactional",
             "idempotency_key": tok}
 
 
@@ -84,6 +85,7 @@ class Load:
     n: int
     batch: int = 50
     prefix: str = "m"
+    recipients: int = 10_000_000
     accepted: dict[str, str] = field(default_factory=dict)
     rejected: dict[str, str] = field(default_factory=dict)
     unanswered: list[int] = field(default_factory=list)
@@ -107,7 +109,8 @@ class Load:
         while i < end:
             idx = list(range(i, min(end, i + self.batch)))
             try:
-                results = await self.api.submit([message(j, self.prefix) for j in idx])
+                results = await self.api.submit([message(j, self.prefix, self.recipients)
+                                                  for j in idx])
             except ApiError as e:
                 if e.reply.status == 429:
                     await trio.sleep(float(e.reply.headers.get("retry-after", "1")))
@@ -127,7 +130,8 @@ class Load:
         todo, self.unanswered = self.unanswered, []
         for k in range(0, len(todo), self.batch):
             idx = todo[k:k + self.batch]
-            self.record(idx, await api.submit([message(j, self.prefix) for j in idx]))
+            self.record(idx, await api.submit([message(j, self.prefix, self.recipients)
+                                               for j in idx]))
         return len(todo)
 
 
