@@ -78,6 +78,9 @@ def full_metrics() -> Metrics:
                                    "errors_by_class": {"permanent": 1},
                                    "mo_by_keyword": {"opt_out": 1, "none": 2}})
     m.register("outbox", outbox_provider(lambda: 4, lambda: 990.0, clock=lambda: 1000.0))
+    m.register("webhooks", lambda: [{"name": "crm", "delivered_events": 9, "lag_events": 3,
+                                     "lag_seconds": 1.5, "failures": {"http_5xx": 2},
+                                     "dead_lettered_events": 1, "last_success_at": 990.0}])
     return m
 
 
@@ -111,6 +114,9 @@ def test_series_and_labels() -> None:
     assert value(text, "smsgw_mo_total", keyword="opt_out") == 1
     assert value(text, "smsgw_outbox_depth") == 4
     assert value(text, "smsgw_outbox_oldest_age_seconds") == 10
+    assert value(text, "smsgw_webhook_delivered_events_total", webhook="crm") == 9
+    assert value(text, "smsgw_webhook_failures_total", webhook="crm", kind="http_5xx") == 2
+    assert value(text, "smsgw_webhook_lag_seconds", webhook="crm") == 1.5
     # the hot-path histograms exist before any traffic (series at 0 per carrier)
     assert value(text, "smsgw_submit_resp_latency_seconds_count", carrier="acme") == 0
 
