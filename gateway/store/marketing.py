@@ -14,7 +14,7 @@ stored with their message and a verified challenge with the consent it grants.
 | ``clicks`` | token ``\\0`` bucket (8 bytes BE) | ``Click`` (an existing key = duplicate) |
 | ``message_clicks`` | message id | ``MessageClicks`` |
 | ``optin_challenges`` | challenge id | ``Challenge`` |
-| ``optin_starts`` | ``p:`` phone / ``i:`` ip, ``\\0``, time ms (8 bytes BE) | ``b""`` |
+| ``optin_starts`` | ``p:``phone / ``i:``ip, ``\\0``, ms (8 bytes BE), n (2) | ``b""`` |
 
 Segments (``iter_recipients``) walk the ``recipients`` DB in key order, ``chunk`` records
 per read transaction, none held between chunks.
@@ -68,17 +68,19 @@ def _start_prefix(kind: bytes, value: str) -> bytes:
 
 def _times(tx: KvTxn, prefix: bytes, since: float) -> list[float]:
     out: list[float] = []
+    n = len(prefix)
     for key, _ in tx.scan(Db.OPTIN_STARTS, prefix + (to_ms(since) + 1).to_bytes(8, "big")):
-        if not key.startswith(prefix) or len(key) != len(prefix) + 8:
+        if not key.startswith(prefix) or len(key) != n + 10:
             break
-        out.append(from_ms(int.from_bytes(key[-8:], "big")))
+        out.append(from_ms(int.from_bytes(key[n:n + 8], "big")))
     return out
 
 
 def _log_start(tx: KvTxn, prefix: bytes, at: float) -> None:
-    ms = to_ms(at)
-    while not tx.add(Db.OPTIN_STARTS, prefix + ms.to_bytes(8, "big"), b""):
-        ms += 1  # two starts in one millisecond: both count
+    stamp = prefix + to_ms(at).to_bytes(8, "big")
+    n = 0
+    while not tx.add(Db.OPTIN_STARTS, stamp + n.to_bytes(2, "big"), b""):
+        n += 1  # two starts in one millisecond: both count, at their own time
     cutoff = prefix + to_ms(at - START_LOG_KEEP_S).to_bytes(8, "big")
     old = [k for k, _ in _take_while(tx.scan(Db.OPTIN_STARTS, prefix), cutoff)]
     for k in old:
