@@ -8,6 +8,7 @@ tests/app/test_webhooks_app.py.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import AsyncIterator, Callable
@@ -499,3 +500,47 @@ async def test_cursor_commit_failure_is_counted_and_retried_later(
         with trio.fail_after(30):
             await wait_for(lambda: get_cursor(store, "webhook:crm") == 3)
         nursery.cancel_scope.cancel()
+
+
+@pytest.mark.slow
+async def test_client_https_verifies_the_certificate(tmp_path: Any) -> None:
+    import ssl
+
+    from gateway.http import HttpConnectError
+    from tests.gateway.test_bind import make_cert
+
+    cert, key = make_cert(tmp_path, "hooks")
+    other, _ = make_cert(tmp_path, "other")
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    bodies: list[bytes] = []
+
+    async def handle(stream: trio.SSLStream[trio.SocketStream]) -> None:
+        data = b""
+        try:
+            while b"\r\n\r\n" not in data:
+                data += await stream.receive_some(65536)
+            head, _, body = data.partition(b"\r\n\r\n")
+            length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                              if line.lower().startswith(b"content-length")))
+            while len(body) < length:
+                body += await stream.receive_some(65536)
+            bodies.append(body)
+            await stream.send_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+            await stream.aclose()
+        except trio.BrokenResourceError:
+            pass  # the client refused our certificate
+
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            [listener] = await nursery.start(functools.partial(
+                trio.serve_ssl_over_tcp, handle, 0, server_ctx, host="127.0.0.1"))
+            port = listener.transport_listener.socket.getsockname()[1]
+            async with HttpClient(f"https://127.0.0.1:{port}/h", ca_file=cert) as good:
+                r = await good.post(b"[1]")
+                assert (r.status, r.body) == (200, b"ok")
+            async with HttpClient(f"https://127.0.0.1:{port}/h", ca_file=other) as bad:
+                with pytest.raises(HttpConnectError, match="TLS"):
+                    await bad.post(b"[2]")
+            assert bodies == [b"[1]"]
+            nursery.cancel_scope.cancel()
