@@ -666,6 +666,7 @@ class Bind:
         self._inflight: dict[int, Sent] = {}
         #: Events decoded in the same read as bind_resp (handled first by the reader).
         self._early: list[ev.Event] = []
+        self._protocol_log = FailureLog(settings.log_interval)
         self._writer_wake = trio.Event()
         self._ticker_wake = trio.Event()
         self._ticker_alarm = math.inf
@@ -936,7 +937,14 @@ class Bind:
             elif isinstance(event, ev.ConnectionClosed):
                 pass  # the reader sees EOF and decides (peer unbind vs lost link)
             elif isinstance(event, ev.PeerProtocolError):
-                log.debug("%s: peer protocol error %s", self.name, event)
+                # The Session already answered (generic_nack / error resp), or a LinkDead
+                # follows (lost framing). Say which PDU once per cause, summarised if it
+                # repeats (a peer sending garbage must not flood the log), never silently.
+                line = self._protocol_log.failure(
+                    f"peer protocol error from {self._where()}: "
+                    f"{_status_name(event.status)} ({event.detail})", now)
+                if line is not None:
+                    log.warning("%s: %s", self.name, line)
         if freed:
             self._writer_wake.set()
         return inbound

@@ -125,6 +125,13 @@ async def test_garbage_from_the_peer(caplog: pytest.LogCaptureFixture) -> None:
             and r.levelno == logging.WARNING]
     assert len(lost) == 1, [r.getMessage() for r in lost]
     assert "fake#0" in lost[0].getMessage()
+    # Each bad PDU: one warning naming it (was: debug only, invisible); the framing one
+    # is followed by the carrier's "dead: framing_error" line above.
+    protocol = [r.getMessage() for r in caplog.records if r.name == "smsgw.bind"
+                and r.levelno == logging.WARNING and "protocol error" in r.getMessage()]
+    assert len(protocol) == 3, protocol
+    assert "RINVCMDID" in protocol[0] and "command_length 3" in protocol[2]
+    assert stats.binds[0].session is not None
 
 
 async def test_bind_never_answered(caplog: pytest.LogCaptureFixture) -> None:
