@@ -69,8 +69,6 @@ class OptinConfig(OptinPolicy, frozen=True, kw_only=True, forbid_unknown_fields=
     default_brand: Annotated[str, msgspec.Meta(min_length=1, max_length=40)] = "smsgw"
     #: Language of the code SMS when the request names none.
     default_language: str = "en"
-    #: ``source`` recorded when the request names none.
-    default_source: str = "optin_code"
     #: Language -> code SMS template (vars: ``brand``, ``code``, ``minutes``); merged over
     #: the built-in en/fr/es/de.
     templates: dict[str, str] = msgspec.field(default_factory=dict)
