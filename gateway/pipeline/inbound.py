@@ -731,7 +731,8 @@ class InboundProcessor:
         keyword = None
         if outcome.record is not None:
             keyword = KeywordEntry(at=now, keyword=outcome.record.keyword,
-                                   kind=outcome.record.kind.value)
+                                   kind=outcome.record.kind.value,
+                                   language=outcome.record.language)
         if new_facts is not None or keyword is not None:
             rc.update(phone, _ApplyMo(new_facts, keyword, now), batch,
                       facts=new_facts)

@@ -167,7 +167,7 @@ async def test_mo_stop_opts_out_and_sends_one_confirmation(mem_store: Store,
         stored = mem_store.get_recipient(LA)
         assert stored is not None and stored.consent == "unsubscribed"
         assert stored.opt_out_confirmed
-        assert [k.kind for k in stored.keywords] == ["opt_out"]
+        assert [(k.kind, k.language) for k in stored.keywords] == [("opt_out", "en")]
         assert r.server.stats.mo_acked == 1
         # a second STOP: no second confirmation
         await r.server.inject_mo(LA[1:], "12345", "stop")
