@@ -9,7 +9,8 @@ become the API's faults (``StoreFull`` 507, ``StoreUnavailable`` 503).
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -63,7 +64,7 @@ from rules.error_segment import in_error_segment
 from rules.model import ErrorClass, RecipientFacts, ReplyKind
 from rules.model import ErrorSummary as RulesErrors
 
-__all__ = ["GatewayBackend", "ReadyProbe"]
+__all__ = ["AcceptCoalescer", "GatewayBackend", "ReadyProbe"]
 
 T = TypeVar("T")
 
@@ -157,6 +158,154 @@ class _SetConsent:
                         opt_out_confirmed=False, updated_at=self.now)
 
 
+#: Requests of at most this many messages are coalesced (:class:`AcceptCoalescer`).
+COALESCE_MAX_REQUEST = 100
+#: At most this many messages per coalesced accept (a bigger request is never split).
+COALESCE_MAX_BATCH = 1000
+#: Coalesced accepts under way at once: one builds while the other's commit is in flight.
+COALESCE_INFLIGHT = 2
+
+AcceptFn = Callable[[list[MessageIn], float], Awaitable[list[MessageResult]]]
+
+
+class _Waiter:
+    """One request waiting in the :class:`AcceptCoalescer`."""
+
+    __slots__ = ("error", "lead", "messages", "results", "wake")
+
+    def __init__(self, messages: list[MessageIn]) -> None:
+        self.messages = messages
+        self.wake = trio.Event()
+        self.results: list[MessageResult] | None = None
+        self.error: BaseException | None = None
+        #: Asked to run the next accept (a slot was reserved for it).
+        self.lead = False
+
+
+class AcceptCoalescer:
+    """Concurrent small ``POST /v1/messages`` requests share one ``Accepter.accept``.
+
+    One accept per request costs a lock round, a batch, a commit wait and its wake-up per
+    request; with many keep-alive connections sending one message each, that overhead is
+    most of the work. Here a request of at most ``max_request`` messages joins a queue; at
+    most ``max_inflight`` accepts run at once, and the requests that arrive meanwhile go
+    together into the next one (up to ``max_batch`` messages), run by one of them (no
+    extra task). Every request still gets its own results, in its own order, only after
+    the durable commit of the accept that carried it; if that accept fails (backpressure,
+    store full/unavailable), every request in it gets the error, and nothing of it is
+    stored. Idempotency keys behave as with separate requests (a key twice in one accept
+    answers the first result). A running accept is shielded: one caller's cancellation
+    (client gone) never fails the others' messages.
+    """
+
+    __slots__ = ("_accept", "_clock", "_inflight", "_max_batch", "_max_inflight",
+                 "_max_request", "_queue", "batches", "coalesced")
+
+    def __init__(self, accept: AcceptFn, clock: Callable[[], float] = time.time, *,
+                 max_request: int = COALESCE_MAX_REQUEST,
+                 max_batch: int = COALESCE_MAX_BATCH,
+                 max_inflight: int = COALESCE_INFLIGHT) -> None:
+        if max_inflight < 1:
+            raise ValueError("max_inflight must be >= 1")
+        self._accept = accept
+        self._clock = clock
+        self._max_request = max_request
+        self._max_batch = max_batch
+        self._max_inflight = max_inflight
+        self._queue: deque[_Waiter] = deque()
+        self._inflight = 0
+        #: Accepts run for coalesced requests, and the requests they carried.
+        self.batches = 0
+        self.coalesced = 0
+
+    async def submit(self, messages: list[MessageIn]) -> list[MessageResult]:
+        """Accept ``messages`` (alone if big, else with concurrent small requests)."""
+        if len(messages) > self._max_request:
+            return await self._accept(messages, self._clock())
+        w = _Waiter(messages)
+        self._queue.append(w)
+        if self._inflight < self._max_inflight:
+            self._inflight += 1
+            await self._run()
+        try:
+            while w.results is None and w.error is None:
+                await w.wake.wait()
+                if w.lead and w.results is None and w.error is None:
+                    w.lead = False
+                    await self._run()
+                elif w.results is None and w.error is None:
+                    w.wake = trio.Event()
+        except BaseException:
+            if w.results is None and w.error is None:
+                # Gone before its accept ran: nothing of it is stored; pass on the lead.
+                if w in self._queue:
+                    self._queue.remove(w)
+                if w.lead:
+                    w.lead = False
+                    self._inflight -= 1
+                    self._handoff()
+            raise
+        if w.error is not None:
+            raise w.error
+        assert w.results is not None
+        return w.results
+
+    async def _run(self) -> None:
+        """Run one accept for the queue's head (a slot is already counted in-flight)."""
+        take: list[_Waiter] = []
+        try:
+            q = self._queue
+            n = 0
+            while q and (not take or n + len(q[0].messages) <= self._max_batch):
+                w = q.popleft()
+                if w.lead:  # woken to run an accept: this one carries it instead
+                    w.lead = False
+                    self._inflight -= 1
+                take.append(w)
+                n += len(w.messages)
+            if not take:
+                return
+            msgs = take[0].messages if len(take) == 1 else \
+                [m for w in take for m in w.messages]
+            self.batches += 1
+            self.coalesced += len(take)
+            try:
+                with trio.CancelScope(shield=True):
+                    results = await self._accept(msgs, self._clock())
+            except BaseException as e:
+                for w in take:
+                    w.error = e
+                    w.wake.set()
+                if not isinstance(e, Exception):
+                    raise
+                return
+            i = 0
+            for w in take:
+                k = len(w.messages)
+                w.results = results[i:i + k]
+                i += k
+                w.wake.set()
+        finally:
+            self._inflight -= 1
+            self._handoff()
+
+    def _handoff(self) -> None:
+        """Wake the oldest waiting request to run the next accept, if a slot is free."""
+        q = self._queue
+        while self._inflight < self._max_inflight:
+            w = next((x for x in q if not x.lead), None)
+            if w is None:
+                return
+            w.lead = True
+            self._inflight += 1
+            w.wake.set()
+
+    def statistics(self) -> dict[str, int]:
+        """Counters (coalesced accepts and the requests they carried)."""
+        return {"batches": self.batches, "requests": self.coalesced,
+                "queued": len(self._queue), "inflight": self._inflight}
+
+
 class GatewayBackend:
     """``Backend`` over the store, the ``Accepter`` and the ``RecipientCache``.
 
@@ -175,6 +324,8 @@ class GatewayBackend:
         self._clock = clock
         self._router = Router(config.routes)
         self._options = self._default_options(config)
+        #: Small concurrent ``POST /v1/messages`` requests share accepts (group commit).
+        self.coalescer = AcceptCoalescer(accepter.accept, clock)
         # Marketing (docs/marketing.md): templates and short links in the preview, click
         # summaries, opt-in codes and the keyword/subscriber segments.
         self.marketing_store = StoreMarketing(store)
@@ -202,8 +353,9 @@ class GatewayBackend:
     # --- messages ---------------------------------------------------------------------
 
     async def submit(self, messages: list[MessageIn]) -> list[MessageResult]:
-        """``POST /v1/messages``: ``Accepter.accept`` (answers after the commit)."""
-        return await self._accepter.accept(messages, self._clock())
+        """``POST /v1/messages``: ``Accepter.accept`` (answers after the commit); small
+        concurrent requests share one accept (:class:`AcceptCoalescer`)."""
+        return await self.coalescer.submit(messages)
 
     async def get_message(self, message_id: str) -> MessageStatusOut | None:
         """``GET /v1/messages/{id}``."""

@@ -1,0 +1,154 @@
+"""``AcceptCoalescer``: concurrent small requests share one accept; each gets its own
+results in its own order after that accept's commit; failures reach every request of it."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from gateway.api_types import Backpressure, MessageIn, MessageResult
+from gateway.backend import AcceptCoalescer, GatewayBackend
+from gateway.config import GatewayConfig
+from gateway.pipeline import Accepter, RecipientCache
+from gateway.store import MemoryStore
+from tests.pipeline.conftest import NOW, put_recipients
+
+
+class FakeAccept:
+    """Records each accept's texts; answers one result per message after a delay."""
+
+    def __init__(self, delay: float = 0.01, fail: BaseException | None = None) -> None:
+        self.calls: list[list[str]] = []
+        self.delay = delay
+        self.fail = fail
+
+    async def __call__(self, messages: list[MessageIn], now: float) -> list[MessageResult]:
+        self.calls.append([m.text for m in messages])
+        await trio.sleep(self.delay)
+        if self.fail is not None:
+            raise self.fail
+        return [MessageResult(id=m.text, status="queued") for m in messages]
+
+
+def msgs(tag: str, n: int = 1) -> list[MessageIn]:
+    return [MessageIn(to="+12125550100", text=f"{tag}.{i}") for i in range(n)]
+
+
+async def test_concurrent_requests_share_accepts_and_get_their_own_results() -> None:
+    fake = FakeAccept()
+    co = AcceptCoalescer(fake, max_inflight=1)
+    got: dict[int, list[str]] = {}
+
+    async def one(k: int) -> None:
+        res = await co.submit(msgs(f"r{k}", 1 + k % 3))
+        got[k] = [r.id for r in res]
+
+    async with trio.open_nursery() as n:
+        for k in range(20):
+            n.start_soon(one, k)
+    for k in range(20):
+        assert got[k] == [f"r{k}.{i}" for i in range(1 + k % 3)]
+    # the first request ran alone; everything that arrived meanwhile went in the next one
+    assert len(fake.calls) == 2
+    assert sum(len(c) for c in fake.calls) == sum(1 + k % 3 for k in range(20))
+    assert co.statistics()["inflight"] == 0
+
+
+async def test_batches_are_bounded_and_big_requests_go_alone() -> None:
+    fake = FakeAccept()
+    co = AcceptCoalescer(fake, max_request=5, max_batch=6, max_inflight=1)
+
+    async with trio.open_nursery() as n:
+        for k in range(6):
+            n.start_soon(co.submit, msgs(f"s{k}", 3))
+        n.start_soon(co.submit, msgs("big", 9))
+    assert ["big.0" in c for c in fake.calls].count(True) == 1
+    assert next(c for c in fake.calls if "big.0" in c) == [f"big.{i}" for i in range(9)]
+    assert all(len(c) <= 6 for c in fake.calls if "big.0" not in c)
+    assert sum(len(c) for c in fake.calls) == 27
+
+
+async def test_a_failed_accept_fails_every_request_in_it() -> None:
+    fake = FakeAccept(fail=Backpressure(1.0, "full"))
+    co = AcceptCoalescer(fake, max_inflight=1)
+    errors: list[BaseException] = []
+
+    async def one(k: int) -> None:
+        try:
+            await co.submit(msgs(f"e{k}"))
+        except Backpressure as e:
+            errors.append(e)
+
+    async with trio.open_nursery() as n:
+        for k in range(5):
+            n.start_soon(one, k)
+    assert len(errors) == 5
+    assert co.statistics() == {"batches": 2, "requests": 5, "queued": 0, "inflight": 0}
+
+
+async def test_a_cancelled_waiter_is_left_out_and_others_proceed() -> None:
+    fake = FakeAccept(delay=0.05)
+    co = AcceptCoalescer(fake, max_inflight=1)
+    done: list[str] = []
+
+    async def one(tag: str) -> None:
+        [r] = await co.submit(msgs(tag))
+        done.append(r.id)
+
+    async with trio.open_nursery() as n:
+        n.start_soon(one, "first")
+        await trio.sleep(0.01)
+        with trio.move_on_after(0.01):
+            await co.submit(msgs("gone"))  # waits behind "first", then cancelled
+        n.start_soon(one, "later")
+    assert sorted(done) == ["first.0", "later.0"]
+    assert all("gone.0" not in c for c in fake.calls)
+    assert co.statistics()["inflight"] == 0
+
+
+async def test_a_cancelled_leader_does_not_fail_the_others() -> None:
+    fake = FakeAccept(delay=0.05)
+    co = AcceptCoalescer(fake, max_inflight=1)
+    done: list[str] = []
+
+    async def one(tag: str) -> None:
+        [r] = await co.submit(msgs(tag))
+        done.append(r.id)
+
+    async with trio.open_nursery() as n:
+        with trio.move_on_after(0.01):
+            n.start_soon(one, "other")
+            await co.submit(msgs("leader"))  # runs the accept; its caller gives up
+    assert sorted(done) == ["other.0"]
+    assert fake.calls[0] == ["leader.0"]
+
+
+@pytest.mark.parametrize("key_twice", [True, False])
+async def test_backend_coalesces_real_accepts(mem_store: MemoryStore, config: GatewayConfig,
+                                              key_twice: bool) -> None:
+    phones = [f"+1212555{k:04d}" for k in range(30)]
+    await put_recipients(mem_store, phones)
+    rc = RecipientCache(mem_store, policy=config.rules)
+    be = GatewayBackend(config, mem_store, Accepter(mem_store, config, rc), rc,
+                        clock=lambda: NOW)
+    got: dict[int, MessageResult] = {}
+
+    async def one(k: int) -> None:
+        key = "same" if key_twice and k < 2 else None
+        [got[k]] = await be.submit([MessageIn(to=phones[k], text="Sale",
+                                              idempotency_key=key)])
+
+    async with trio.open_nursery() as n:
+        for k in range(30):
+            n.start_soon(one, k)
+    assert be.coalescer.statistics()["batches"] < 30
+    ids = {r.id for r in got.values()}
+    if key_twice:
+        assert got[0] == got[1] and len(ids) == 29
+    else:
+        assert len(ids) == 30
+    for k, r in got.items():
+        rec = await be.get_message(r.id)
+        assert rec is not None and rec.status == r.status
+        if not (key_twice and k < 2):
+            assert rec.to == phones[k]
