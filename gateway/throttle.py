@@ -4,18 +4,28 @@ No clock and no I/O here: every method takes ``now`` (seconds, any monotonic ori
 the bucket is tested with plain numbers and driven by ``trio.current_time()`` in
 ``gateway.bind``/``gateway.carriers``.
 
-Why the bucket's burst is small and its refill is ``tps - burst``: carriers (and the
-node-smpp simulator we test against) usually enforce "at most N in any 1000 ms" as a
-*sliding window*. A token bucket of capacity B refilled at r tokens/s lets through at most
-``B + r * T`` in any window of T seconds, so ``B + r <= tps`` keeps us strictly under the
-carrier's limit in every window while still allowing a small batch per send_all.
+Carriers (and the node-smpp simulator we test against) usually enforce "at most N in any
+1000 ms" as a *sliding window*. A plain token bucket of capacity B refilled at r tokens/s
+lets through at most ``B + r * T`` in any window of T seconds, so it had to refill at
+``tps - burst`` (475/s at tps 500) to stay under the limit. Instead the bucket refills at
+exactly ``tps`` with a small burst (``tps / 100``, 10 ms worth: a small batch per send_all)
+and a **window ledger** caps what it grants: at most ``tps`` in any window of
+``1 s + guard`` (``WINDOW_GUARD_S``, a few ms for scheduling and network jitter between
+our clock and the carrier's). The sustained rate is ``tps / (1 + guard)`` (98.5 % of tps)
+and no window of the carrier's ever sees more than ``tps``.
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
 
-__all__ = ["TokenBucket"]
+__all__ = ["WINDOW_GUARD_S", "WINDOW_S", "TokenBucket"]
+
+#: The carrier's sliding window, and the margin we add to it (jitter between our grant
+#: time and the carrier's receive time).
+WINDOW_S = 1.0
+WINDOW_GUARD_S = 0.015
 
 # Float slack when flooring tokens: ready_at() computes the exact instant a token is
 # complete, and rounding must not leave 0.9999999 tokens there (a wake-up that grants
@@ -31,12 +41,18 @@ class TokenBucket:
     by a burst larger than the normal one.
     """
 
-    __slots__ = ("_burst", "_paused_until", "_rate", "_stamp", "_tokens", "tps")
+    __slots__ = ("_burst", "_cap", "_granted", "_ledger", "_paused_until", "_rate", "_stamp",
+                 "_tokens", "_window", "tps")
 
     def __init__(self, tps: float, *, now: float, burst: float | None = None) -> None:
         self._tokens = 0.0
         self._stamp = now
         self._paused_until = -math.inf
+        #: (time, count) of grants within the last window, oldest first; ``_granted`` sums them.
+        self._ledger: deque[list[float]] = deque()
+        self._granted = 0
+        self._window = WINDOW_S + WINDOW_GUARD_S
+        self._cap = 0
         self._configure(tps, burst)
         self._tokens = 0.0 if tps == 0 else self._burst
 
@@ -60,14 +76,14 @@ class TokenBucket:
             self._burst = math.inf
         else:
             if burst is None:
-                # 50 ms worth of tokens, at least one: small bursts, see the module docstring.
-                burst = max(1.0, min(tps / 20.0, tps / 2.0))
+                # 10 ms worth of tokens, at least one: small bursts, see the module docstring.
+                burst = max(1.0, tps / 100.0)
             if burst < 1:
                 raise ValueError("burst must be >= 1")
             self._burst = float(burst)
-            # B + r <= tps whenever tps >= 2 * burst; below that (tps < 2) keep half the
-            # rate rather than a near-zero one: strict sliding-window compliance needs tps >= 2.
-            self._rate = max(float(tps) - self._burst, float(tps) / 2.0)
+            self._rate = float(tps)
+            # The window ledger grants whole parts: at most floor(tps) per window (>= 1).
+            self._cap = max(1, int(tps + _EPS))
 
     @property
     def unlimited(self) -> bool:
@@ -96,6 +112,36 @@ class TokenBucket:
                 self._tokens = min(self._burst, self._tokens + (now - start) * self._rate)
             self._stamp = now
 
+    def _room(self, now: float) -> int:
+        """What the window ledger still allows at ``now`` (drops what left the window)."""
+        ledger = self._ledger
+        window = self._window
+        while ledger and ledger[0][0] + window <= now:
+            self._granted -= int(ledger.popleft()[1])
+        return self._cap - self._granted
+
+    def _record(self, n: int, now: float) -> None:
+        ledger = self._ledger
+        if ledger and ledger[-1][0] == now:
+            ledger[-1][1] += n
+        else:
+            ledger.append([now, n])
+        self._granted += n
+
+    def _window_ready(self, at: float) -> float:
+        """Earliest time >= ``at`` at which the ledger allows one more grant (read only:
+        ``at`` may lie in the future)."""
+        window = self._window
+        inside = [(t, int(n)) for t, n in self._ledger if t + window > at]
+        excess = sum(n for _, n in inside) - self._cap + 1
+        if excess <= 0:
+            return at
+        for t, n in inside:  # the oldest grants leave the window first
+            excess -= n
+            if excess <= 0:
+                return t + window
+        return at  # pragma: no cover - excess <= sum of the entries
+
     def available(self, now: float) -> int:
         """Whole tokens that ``take`` would grant at ``now`` (huge when unlimited)."""
         if now < self._paused_until:
@@ -103,7 +149,7 @@ class TokenBucket:
         if self.unlimited:
             return 1 << 30
         self._refill(now)
-        return int(self._tokens + _EPS)
+        return max(0, min(int(self._tokens + _EPS), self._room(now)))
 
     def take(self, n: int, now: float) -> int:
         """Grant up to ``n`` tokens at ``now``; returns how many were granted (maybe 0)."""
@@ -112,14 +158,25 @@ class TokenBucket:
         if self.unlimited:
             return n
         self._refill(now)
-        granted = min(n, int(self._tokens + _EPS))
-        self._tokens -= granted
+        granted = max(0, min(n, int(self._tokens + _EPS), self._room(now)))
+        if granted:
+            self._tokens -= granted
+            self._record(granted, now)
         return granted
 
     def give_back(self, n: int) -> None:
         """Return ``n`` unused tokens taken by ``take`` (capped at the burst)."""
         if not self.unlimited and n > 0:
             self._tokens = min(self._burst, self._tokens + n)
+            ledger = self._ledger
+            while n > 0 and ledger:  # the newest grants did not happen
+                last = ledger[-1]
+                k = min(n, int(last[1]))
+                last[1] -= k
+                self._granted -= k
+                n -= k
+                if last[1] <= 0:
+                    ledger.pop()
 
     def ready_at(self, now: float) -> float:
         """Earliest time >= ``now`` at which ``take(1)`` grants a token."""
@@ -130,12 +187,14 @@ class TokenBucket:
             # Tokens don't accumulate while paused: what we hold now is what we'll have then.
             self._refill(now)
             missing = 1.0 - self._tokens
-            return start if missing <= 0 else start + missing / self._rate
+            t = start if missing <= 0 else start + missing / self._rate
+            return max(t, self._window_ready(t))
         if self.unlimited:
             return now
         self._refill(now)
         missing = 1.0 - self._tokens
-        return now if missing <= 0 else now + missing / self._rate
+        t = now if missing <= 0 else now + missing / self._rate
+        return max(t, self._window_ready(t))
 
     def pause(self, until: float, now: float) -> None:
         """Grant nothing before ``until`` (extends, never shortens, a current pause)."""

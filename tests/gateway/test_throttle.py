@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.throttle import TokenBucket
+from gateway.throttle import WINDOW_GUARD_S, TokenBucket
 
 
 def test_unlimited_grants_everything() -> None:
@@ -26,18 +26,34 @@ def test_unlimited_still_pauses() -> None:
 
 
 def test_default_burst_and_rate_keep_sliding_window() -> None:
-    b = TokenBucket(100, now=0.0)
+    # Refill at exactly tps, 10 ms of burst; the window ledger keeps any 1 s <= tps.
+    b = TokenBucket(500, now=0.0)
     assert b.burst == 5
-    assert b.rate == 95
-    assert b.burst + b.rate <= 100
+    assert b.rate == 500
+
+
+def test_sustained_rate_is_tps_within_the_guard() -> None:
+    """Polled every ms for 20 s: the sustained rate is tps / (1 + guard) (was tps - burst)."""
+    b = TokenBucket(500, now=0.0)
+    grants: list[tuple[float, int]] = []
+    for ms in range(20_000):
+        now = ms / 1000
+        got = b.take(1000, now)
+        if got:
+            grants.append((now, got))
+    total = sum(g for t, g in grants if t >= 10.0)  # steady state: the last 10 s
+    assert 500 * 10 / (1 + WINDOW_GUARD_S) - 10 <= total <= 500 * 10
+    assert total >= 500 * 10 * 0.98
+    for i, (t0, _) in enumerate(grants):
+        assert sum(g for t, g in grants[i:] if t < t0 + 1.0) <= 500
 
 
 def test_take_refills_over_time() -> None:
     b = TokenBucket(100, now=0.0, burst=10)
     assert b.take(50, 0.0) == 10
     assert b.take(1, 0.0) == 0
-    assert b.ready_at(0.0) == pytest.approx(1 / 90)
-    assert b.take(50, 0.1 + 1e-9) == 9  # 0.1 s * 90/s
+    assert b.ready_at(0.0) == pytest.approx(1 / 100)
+    assert b.take(50, 0.1 + 1e-9) == 10  # 0.1 s * 100/s
     assert b.available(10.0) == 10  # capped at the burst
 
 
@@ -55,9 +71,9 @@ def test_pause_grants_nothing_and_accumulates_nothing() -> None:
     assert b.take(1, 4.9) == 0
     assert b.available(4.9) == 0
     # tokens only start refilling when the pause ends
-    assert b.ready_at(1.0) == pytest.approx(5.0 + 1 / 90)
+    assert b.ready_at(1.0) == pytest.approx(5.0 + 1 / 100)
     assert b.take(10, 5.0) == 0
-    assert b.take(10, 5.1 + 1e-9) == 9
+    assert b.take(10, 5.1 + 1e-9) == 10
 
 
 def test_pause_never_shortens() -> None:
@@ -69,9 +85,12 @@ def test_pause_never_shortens() -> None:
 
 def test_small_tps() -> None:
     b = TokenBucket(1, now=0.0)
-    assert b.burst == 1 and b.rate == 0.5
+    assert b.burst == 1 and b.rate == 1
     assert b.take(3, 0.0) == 1
-    assert b.ready_at(0.0) == pytest.approx(2.0)
+    # the token is back after 1 s; the window ledger adds its guard
+    assert b.ready_at(0.0) == pytest.approx(1.0 + WINDOW_GUARD_S)
+    assert b.take(1, 1.0) == 0
+    assert b.take(1, b.ready_at(1.0)) == 1
 
 
 @pytest.mark.parametrize("tps", [-1])
@@ -119,6 +138,6 @@ def test_set_tps_changes_rate_and_caps_tokens() -> None:
     assert b.take(5, 1.0) == 0  # starts empty when leaving "unlimited"
     assert b.take(5, 2.0) == 1  # burst 1
     b.set_tps(1000, now=2.0)
-    assert b.take(100, 2.1) == 50
+    assert b.take(100, 2.1) == 10  # burst: 10 ms worth
     b.set_tps(0, now=3.0)
     assert b.unlimited and b.take(10**6, 3.0) == 10**6
