@@ -196,10 +196,13 @@ class _Pending:
 class _Delta:
     """A batch's bookkeeping for one recipient: a pure ``record -> record`` function."""
 
-    __slots__ = ("confirmed", "keep_s", "marks", "now", "recent", "sends")
+    __slots__ = ("confirmed", "keep_s", "marks", "now", "now_dt", "recent", "sends")
 
-    def __init__(self, now: float, keep_s: float) -> None:
+    def __init__(self, now: float, keep_s: float, now_dt: datetime | None = None) -> None:
         self.now = now
+        #: ``now`` as the datetime the rules were given: marks carrying it are ``now``
+        #: (no per-message datetime -> epoch conversion).
+        self.now_dt = now_dt
         self.keep_s = keep_s
         self.sends: list[float] = []
         self.marks: dict[str, float] = {}
@@ -210,8 +213,9 @@ class _Delta:
         if rec is not None:
             self.recent.append(SendEntry(now, rec.id, rec.kind, rec.campaign_id, rec.flow_id))
         marks = decision.marks
-        if marks.marketing_send_at is not None:
-            self.sends.append(marks.marketing_send_at.timestamp())
+        at = marks.marketing_send_at
+        if at is not None:
+            self.sends.append(now if at is self.now_dt else at.timestamp())
         if marks.flow_mark is not None:
             self.marks[marks.flow_mark] = now
         if marks.opt_out_confirmation:
@@ -535,7 +539,7 @@ class Accepter:
                     if rec.status == QUEUED:
                         d = deltas.get(e164)
                         if d is None:
-                            d = deltas[e164] = _Delta(now, keep_s)
+                            d = deltas[e164] = _Delta(now, keep_s, now_dt)
                         d.add(decision, now, rec)
                         touched[e164] = None
             res = self._emit(batch, rec, now)
@@ -652,7 +656,8 @@ class Accepter:
             trigger_id=m.trigger_id,
             trigger_at=m.trigger_at.timestamp() if m.trigger_at is not None else None,
             metadata=_json(m.metadata) if m.metadata else b"",
-            smart_encoding=smart, bypass=tuple(m.bypass), status=status, reason=reason,
+            smart_encoding=smart, bypass=tuple(m.bypass) if m.bypass else (), status=status,
+            reason=reason,
             defer_until=until, encoding=p.encoding, data_coding=p.data_coding,
             segments=segs, carrier=carrier, route=prefix, outbox_due=due,
             parts=_PARTS[segs] if segs < 256 else tuple(PartRecord(i) for i in range(segs)),

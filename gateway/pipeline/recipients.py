@@ -328,7 +328,7 @@ class RecipientCache:
         e.stored = True
         # In the transaction, a record the store has is changed as the store has it; when
         # it has none, a fresh one carrying the number facts is the base.
-        txn_fn = _TxnFn(fn, _fresh_like(old))
+        txn_fn = _TxnFn(fn, old)
         op = (UPDATE, Db.RECIPIENTS, check_key(phone.encode(), "phone"), txn_fn,
               RECIPIENT_DECODER)
         return new, op
@@ -394,18 +394,25 @@ def _fresh_like(rec: RecipientRecord) -> RecipientRecord:
 
 
 class _TxnFn:
-    """The writer-thread side of an update: ``fn`` over the stored record or ``seed``."""
+    """The writer-thread side of an update: ``fn`` over the stored record, or over a fresh
+    one carrying the number facts of ``base`` (the cached record it was applied to; the
+    fresh seed is only made when the store has none, off the accept path)."""
 
-    __slots__ = ("fn", "seed")
+    __slots__ = ("base", "fn")
 
-    def __init__(self, fn: RecipientFn, seed: RecipientRecord) -> None:
+    def __init__(self, fn: RecipientFn, base: RecipientRecord) -> None:
         self.fn = fn
-        self.seed = seed
+        self.base = base
+
+    @property
+    def seed(self) -> RecipientRecord:
+        """The record ``fn`` starts from when the store has none."""
+        return _fresh_like(self.base)
 
     def __call__(self, old: RecipientRecord | None) -> RecipientRecord | None:
+        base = self.base
         if old is None:
-            return self.fn(self.seed)
-        if old.region is None and self.seed.region is not None:
-            old = _replace(old, region=self.seed.region, state=self.seed.state,
-                           zones=self.seed.zones)
+            return self.fn(_fresh_like(base))
+        if old.region is None and base.region is not None:
+            old = _replace(old, region=base.region, state=base.state, zones=base.zones)
         return self.fn(old)
