@@ -60,12 +60,14 @@ __all__ = [
     "CONFIG_DIR_ENV",
     "GC_ENV",
     "READY_FILE_ENV",
+    "RECIPIENT_CACHE_ENV",
     "Gateway",
     "Ready",
     "RulesData",
     "load_rules_data",
     "main",
     "ready_from_file",
+    "recipient_cache_size",
     "run",
     "tune_gc",
 ]
@@ -86,6 +88,10 @@ GC_ENV = "SMSGW_GC"
 #: CPU per message end to end, accept 9k -> 14.6k msg/s). Hot-path records are already
 #: untracked (``gc=False``), so a bigger generation 0 costs little memory.
 GC_THRESHOLDS: tuple[int, int, int] = (100_000, 50, 100)
+#: Environment variable: entries kept by the ``RecipientCache`` (default
+#: ``gateway.pipeline.recipients.DEFAULT_MAX_SIZE``, ~1.2 KB each); ``NNNmb`` sizes it by
+#: memory instead (``ENTRY_BYTES`` per entry).
+RECIPIENT_CACHE_ENV = "SMSGW_RECIPIENT_CACHE"
 #: Bound on the whole graceful shutdown; past it everything left is cancelled.
 SHUTDOWN_TIMEOUT = 20.0
 #: The dispatcher's share of it: handing over what it took, in-flight submits answered.
@@ -387,7 +393,8 @@ class Gateway:
         cfg = msgspec.structs.replace(self.config, rules=rules_data.policy)
         instruments = self.metrics.instruments
         timed = cast(Store, TimedStore(store, instruments.observe_commit))
-        recipients = RecipientCache(timed, policy=cfg.rules)
+        recipients = RecipientCache(timed, policy=cfg.rules,
+                                    max_size=recipient_cache_size())
         accepter = Accepter(timed, cfg, recipients)
         observed = {c.name: ObservedCarrier(c, instruments.submit_observer(c.name))
                     for c in carrier_set}
@@ -584,6 +591,25 @@ def tune_gc(setting: str | None = None) -> tuple[int, int, int] | None:
     gc.freeze()
     gc.set_threshold(*thresholds)
     return thresholds
+
+
+def recipient_cache_size(setting: str | None = None) -> int:
+    """Entries of the ``RecipientCache`` from ``setting`` (default ``$SMSGW_RECIPIENT_CACHE``):
+    empty = the default; ``N`` entries; ``NNNmb`` = that much memory at ~1.2 KB/entry."""
+    from gateway.pipeline.recipients import DEFAULT_MAX_SIZE, ENTRY_BYTES
+
+    value = (os.environ.get(RECIPIENT_CACHE_ENV, "") if setting is None
+             else setting).strip().lower()
+    if not value:
+        return DEFAULT_MAX_SIZE
+    try:
+        n = (int(value[:-2]) * 1_000_000 // ENTRY_BYTES if value.endswith("mb")
+             else int(value))
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ValueError(f"{RECIPIENT_CACHE_ENV}: expected entries (N) or NNNmb, got {value!r}")
+    return n
 
 
 def _port_free(host: str, port: int) -> bool:

@@ -52,6 +52,7 @@ from rules.policy import Policy
 
 __all__ = [
     "DEFAULT_MAX_SIZE",
+    "ENTRY_BYTES",
     "RecipientCache",
     "RecipientFn",
     "errors_from_facts",
@@ -61,7 +62,14 @@ __all__ = [
     "to_dt",
 ]
 
-DEFAULT_MAX_SIZE: Final = 200_000
+#: Entries kept by default. An entry (record + rules facts) is ~1-1.3 KB, so this bounds
+#: the cache near 50-65 MB (was 200,000: up to ~260 MB, most of the anonymous RSS with
+#: 1,000,000 messages queued, bench/RESULTS.md). A campaign to distinct recipients gains
+#: nothing from a bigger cache (a miss is one read per batch, not per message); the app
+#: takes another size from ``$SMSGW_RECIPIENT_CACHE`` (``gateway.app``).
+DEFAULT_MAX_SIZE: Final = 50_000
+#: Approximate memory of one cached entry (bytes), for sizing by memory.
+ENTRY_BYTES: Final = 1_200
 
 RecipientFn = Callable[[RecipientRecord], RecipientRecord]
 """A pure change of a recipient record (runs in the caller AND on the writer thread)."""

@@ -1,4 +1,5 @@
-"""``gateway.app.tune_gc``: the garbage-collector setting of ``smsgw run`` ($SMSGW_GC)."""
+"""``gateway.app`` process tuning: the GC setting of ``smsgw run`` ($SMSGW_GC) and the
+recipient cache size ($SMSGW_RECIPIENT_CACHE)."""
 
 from __future__ import annotations
 
@@ -45,3 +46,18 @@ def test_off_leaves_gc_alone(restore_gc: None) -> None:
 def test_bad_setting_is_an_error(restore_gc: None, bad: str) -> None:
     with pytest.raises(ValueError, match=GC_ENV):
         tune_gc(bad)
+
+
+def test_recipient_cache_size_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gateway.app import RECIPIENT_CACHE_ENV, recipient_cache_size
+    from gateway.pipeline.recipients import DEFAULT_MAX_SIZE, ENTRY_BYTES
+
+    monkeypatch.delenv(RECIPIENT_CACHE_ENV, raising=False)
+    assert recipient_cache_size() == DEFAULT_MAX_SIZE
+    assert recipient_cache_size("1234") == 1234
+    assert recipient_cache_size("60MB") == 60_000_000 // ENTRY_BYTES
+    monkeypatch.setenv(RECIPIENT_CACHE_ENV, "77")
+    assert recipient_cache_size() == 77
+    for bad in ("0", "x", "-5mb"):
+        with pytest.raises(ValueError, match=RECIPIENT_CACHE_ENV):
+            recipient_cache_size(bad)
