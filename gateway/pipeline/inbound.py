@@ -413,7 +413,8 @@ class InboundProcessor:
     async def process(self, items: list[Inbound]) -> None:
         """Handle one batch (plus held receipts and expired fragments): one commit, acks."""
         now = self._clock()
-        batch = WriteBatch()
+        # Urgent: the SMSC holds its next receipts until these are acked (after the commit).
+        batch = WriteBatch(urgent=True)
         acks: list[Inbound] = []
         phones: set[str] = set()
         self._n["batches"] += 1

@@ -77,11 +77,15 @@ class WriteBatch:
     A batch is not thread-safe and must not be changed after it was handed to ``commit``.
     """
 
-    __slots__ = ("_n_events", "ops")
+    __slots__ = ("_n_events", "ops", "urgent")
 
-    def __init__(self) -> None:
+    def __init__(self, *, urgent: bool = False) -> None:
         self.ops: list[Op] = []
         self._n_events = 0
+        #: Small and latency-bound (receipts waiting for their ack, submits waiting for
+        #: their ``sending`` mark): the writer commits urgent batches in their own group,
+        #: ahead of the normal ones queued (big accept groups), see ``writer.py``.
+        self.urgent = urgent
 
     def __len__(self) -> int:
         return len(self.ops)
