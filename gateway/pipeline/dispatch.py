@@ -124,13 +124,17 @@ IDLE_MAX_S: Final = 60.0  # re-read the outbox at least this often (wall-clock s
 COMMIT_RETRY_MIN_S: Final = 0.1
 COMMIT_RETRY_MAX_S: Final = 5.0
 _FAR_FUTURE_S: Final = 100 * 365 * 86400.0
-#: Parts handed to a carrier and not answered yet, in windows (``window * binds``). The
-#: ``sending`` mark is committed before the hand-over, so whatever waits in the carrier's
-#: queue when the process dies becomes ``unknown`` without ever having been sent: this cap
-#: bounds that exposure to a few windows per carrier (four keep the binds fed while the
-#: next batches are committed: 2 cost ~25 % of submit throughput with fsync). Measured in
-#: tests/reliability/test_crash.py and docs/reliability.md.
-INFLIGHT_WINDOWS: Final = 4
+#: Parts handed to a carrier and not answered yet: what its binds can put on the wire now
+#: (``window * binds``) plus a headroom of this many windows. The ``sending`` mark is
+#: committed before the hand-over, so whatever waits in the carrier's queue when the
+#: process dies becomes ``unknown`` without ever having been sent: this cap bounds that
+#: exposure to the headroom (plus the window on the wire, legitimately unknown). The
+#: dispatcher's commits are urgent in the store (ahead of accept groups), so a small
+#: headroom keeps the binds fed (was 4 windows; tests/e2e/test_e2e.py -k sigkill,
+#: tests/reliability/test_crash.py, docs/reliability.md).
+INFLIGHT_HEADROOM: Final = 0.5
+#: The feed refills when this fraction of a window (per bind) is free again.
+REFILL_AT: Final = 0.25
 _RETRYABLE: Final = frozenset({RetryClass.THROTTLED, RetryClass.TEMPORARY, RetryClass.SESSION,
                                RetryClass.BIND, RetryClass.OK})
 
@@ -353,7 +357,10 @@ class Dispatcher:
         self._cfg: dict[str, CarrierConfig] = {c.name: c for c in config.carriers}
         self._builders = {c.name: SubmitBuilder(c) for c in config.carriers}
         self._id_format = {c.name: c.message_id_format for c in config.carriers}
-        self._cap = {c.name: INFLIGHT_WINDOWS * c.window * c.binds for c in config.carriers}
+        self._cap = {c.name: c.window * c.binds + max(1, int(INFLIGHT_HEADROOM * c.window))
+                     * c.binds for c in config.carriers}
+        self._refill_at = {c.name: max(1, int(REFILL_AT * c.window)) * c.binds
+                           for c in config.carriers}
         self._room_waiting = False
         self._flights: dict[str, _Flight] = {}
         self._outcomes: list[tuple[_Flight, int, SubmitOutcome]] = []
@@ -598,7 +605,7 @@ class Dispatcher:
                 nursery.start_soon(on_event)
 
     async def _dispatch(self, entries: list[OutboxEntry], now: float) -> None:
-        batch = WriteBatch()
+        batch = WriteBatch(urgent=True)  # the binds wait for it: ahead of accept groups
         self._park_pending = []
         fresh: list[OutboxEntry] = []
         for e in entries:
@@ -800,8 +807,8 @@ class Dispatcher:
         self._outcomes.append((fl, part, o))
         self._outcome_evt.set()
         if self._room_waiting and (self._cap.get(carrier, 0) - self._outstanding[carrier]
-                                   >= self._cap.get(carrier, 0) // INFLIGHT_WINDOWS):
-            self._wake.set()  # a window's worth of room again: the feed refills it
+                                   >= self._refill_at.get(carrier, 1)):
+            self._wake.set()  # some window room again: the feed refills it
 
     # -- carrier watchers ---------------------------------------------------------------
 
@@ -859,7 +866,7 @@ class Dispatcher:
 
     async def _commit_outcomes(self, items: list[tuple[_Flight, int, SubmitOutcome]],
                                now: float) -> None:
-        batch = WriteBatch()
+        batch = WriteBatch(urgent=True)  # receipts may wait for these carrier ids
         touched: dict[str, _Flight] = {}
         for fl, part, o in items:
             fl.outcomes[part] = o
