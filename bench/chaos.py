@@ -205,8 +205,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {"scale": args.scale, "cpus": os.cpu_count()}
     with tempfile.TemporaryDirectory(prefix="smsgw-chaos-") as tmp:
         for name in args.only.split(","):
-            work = Path(tmp) / name
-            work.mkdir()
+            work = (Path(args.workdir) if args.workdir else Path(tmp)) / name
+            work.mkdir(parents=True)
             t0 = time.monotonic()
             result[name] = await SECTIONS[name](work, args.scale)
             result[name]["section_s"] = round(time.monotonic() - t0, 1)
@@ -218,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", default=",".join(SECTIONS),
                    help=f"comma-separated sections ({', '.join(SECTIONS)})")
     p.add_argument("--scale", type=float, default=1.0, help="multiply the sizes")
+    p.add_argument("--workdir", help="keep configs, stores and logs here (default: a "
+                   "temporary directory, removed)")
     args = p.parse_args(argv)
     for name in args.only.split(","):
         if name not in SECTIONS:

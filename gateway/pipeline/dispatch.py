@@ -120,6 +120,7 @@ REASON_SEGMENTATION: Final = "segmentation_mismatch"
 
 PARK_MIN_S: Final = 0.5
 PARK_MAX_S: Final = 30.0
+_PARK_LEVEL_MAX: Final = math.ceil(math.log2(PARK_MAX_S / PARK_MIN_S))
 IDLE_MAX_S: Final = 60.0  # re-read the outbox at least this often (wall-clock steps)
 COMMIT_RETRY_MIN_S: Final = 0.1
 COMMIT_RETRY_MAX_S: Final = 5.0
@@ -641,7 +642,11 @@ class Dispatcher:
             if fl is not None:
                 new_flights.append(fl)
         for route in parked_routes:
-            self._park_level[route] = self._park_level.get(route, 0) + 1
+            # Capped: only the delay's growth matters (it stops at PARK_MAX_S), and an
+            # unbounded level made 2 ** level overflow a float after ~1,024 parking
+            # rounds (a long outage), which crashed the dispatcher.
+            self._park_level[route] = min(self._park_level.get(route, 0) + 1,
+                                          _PARK_LEVEL_MAX)
         if batch:
             await self._commit(batch)
         for mid, due, route in self._park_pending:

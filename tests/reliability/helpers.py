@@ -26,6 +26,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import h11
 import trio
 
 from tests.e2e.harness import ApiClient, ApiError, poll
@@ -117,7 +118,7 @@ class Load:
                     continue
                 raise
             except (OSError, trio.BrokenResourceError, trio.ClosedResourceError,
-                    ConnectionError, ValueError):
+                    ConnectionError, ValueError, h11.ProtocolError):
                 # the gateway died under the request: no answer, the client retries later
                 self.unanswered += list(range(i, end))
                 self.progress.set()
