@@ -68,6 +68,13 @@ class CarrierStats(msgspec.Struct, frozen=True, kw_only=True):
     throttled: int
     throttle_pauses: int
     binds: tuple[BindStats, ...]
+    #: Peer protocol errors (garbage, bad lengths, unknown commands, undecodable bodies)
+    #: seen by every bind since start: a carrier sending garbage shows in metrics too.
+    protocol_errors: int = 0
+
+
+def _protocol_errors(stats: BindStats) -> int:
+    return stats.session.protocol_errors if stats.session is not None else 0
 
 
 class Carrier:
@@ -113,7 +120,8 @@ class Carrier:
         self.attempts = 0
         self.failures = 0
         self.last_failure: str | None = None
-        self._totals = dict.fromkeys(("submitted", "accepted", "rejected", "unknown", "inbound"), 0)
+        self._totals = dict.fromkeys(
+            ("submitted", "accepted", "rejected", "unknown", "inbound", "protocol_errors"), 0)
 
     # -- the interface the pipeline uses ----------------------------------------------------
 
@@ -165,6 +173,7 @@ class Carrier:
         t["rejected"] += bind.rejected
         t["unknown"] += bind.unknown
         t["inbound"] += bind.inbound_count
+        t["protocol_errors"] += _protocol_errors(bind.statistics())
 
     def statistics(self) -> CarrierStats:
         """An immutable snapshot (read it at scrape time)."""
@@ -186,6 +195,7 @@ class Carrier:
             throttled=self.queue.throttled,
             throttle_pauses=self.queue.pauses,
             binds=stats,
+            protocol_errors=t["protocol_errors"] + sum(_protocol_errors(b) for b in stats),
         )
 
     # -- running ----------------------------------------------------------------------------

@@ -228,6 +228,9 @@ def _read_carriers(f: _Families, stats: object) -> None:
         f.counter("smsgw_carrier_inbound",
                   "deliver_sm/data_sm received (receipts and MO).",
                   ["carrier"]).add_metric(c, _num(_get(s, "inbound")))
+        f.counter("smsgw_carrier_protocol_errors",
+                  "Protocol errors from the peer (garbage, bad lengths, unknown commands).",
+                  ["carrier"]).add_metric(c, _num(_get(s, "protocol_errors")))
         for b in _get(s, "binds", ()) or ():
             labels = [*c, str(_get(b, "name", "")), str(_get(b, "kind", ""))]
             f.gauge("smsgw_bind_up", "1 for each bound bind (absent when not bound).",

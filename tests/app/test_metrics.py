@@ -42,7 +42,7 @@ def carrier_stats(name: str = "acme", live: int = 1) -> CarrierStats:
     return CarrierStats(name=name, live_binds=live, queued=5, inflight=3, attempts=2,
                         failures=1, submitted=10, accepted=8, rejected=1, unknown=1,
                         inbound=7, last_failure=f"{name}#0 closed", throttled=4,
-                        throttle_pauses=2, binds=(bind,) if live else ())
+                        throttle_pauses=2, binds=(bind,) if live else (), protocol_errors=6)
 
 
 class Accepter:
@@ -96,6 +96,7 @@ def test_series_and_labels() -> None:
     assert value(text, "smsgw_bind_up", carrier="acme", bind="acme#0", kind="transceiver") == 1
     assert value(text, "smsgw_carrier_submit_resp_total", carrier="acme", outcome="rejected") == 1
     assert value(text, "smsgw_carrier_throttled_total", carrier="acme") == 4
+    assert value(text, "smsgw_carrier_protocol_errors_total", carrier="acme") == 6
     assert value(text, "smsgw_api_requests_total", route="POST /v1/messages", status="400") == 1
     assert value(text, "smsgw_api_request_duration_seconds_count",
                  route="POST /v1/messages") == 3

@@ -191,6 +191,7 @@ async def test_unknown_command_is_nacked_and_the_bind_stays(
             [bind] = carrier.live_binds
             stats = bind.statistics().session
             assert stats is not None and stats.protocol_errors == 1 and stats.nacks_sent == 1
+            assert carrier.statistics().protocol_errors == 1  # exported per carrier
             assert await submit_until_accepted(carrier, size=1) == [OutcomeKind.ACCEPTED]
             assert smsc.connections == 1  # answered, not rebound
 
@@ -210,6 +211,8 @@ async def test_impossible_length_drops_the_link_and_the_carrier_rebinds(
             assert carrier.last_failure is not None
             await carrier.wait_bound()
             assert await submit_until_accepted(carrier, size=1) == [OutcomeKind.ACCEPTED]
+            # the dead bind's error survives its retirement in the carrier's totals
+            assert carrier.statistics().protocol_errors >= 1
         assert smsc.connections == 2
 
     await with_carrier(smsc, body)
