@@ -414,7 +414,8 @@ class Gateway:
             return carrier is not None and bool(carrier.live_binds)
 
         backend = CountingBackend(GatewayBackend(cfg, timed, accepter, recipients,
-                                                 ready_probe=live))
+                                                 ready_probe=live,
+                                                 in_flight=dispatcher.in_flight))
         self.components.update(recipients=recipients, accepter=accepter,
                                dispatcher=dispatcher, inbound=inbound, backend=backend)
         self.metrics.register("accepter", accepter.statistics)

@@ -315,9 +315,14 @@ class GatewayBackend:
 
     def __init__(self, config: GatewayConfig, store: Store, accepter: Accepter,
                  recipients: RecipientCache, *, ready_probe: ReadyProbe | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 in_flight: Callable[[str], tuple[str, tuple[int, ...]] | None] | None = None,
+                 ) -> None:
         self._config = config
         self._store = store
+        #: ``Dispatcher.in_flight``: parts handed to a carrier whose ``sending`` mark is
+        #: in the outbox entry only, shown as ``sending`` by ``get_message``.
+        self._in_flight = in_flight
         self._accepter = accepter
         self._recipients = recipients
         self._probe = ready_probe
@@ -362,6 +367,15 @@ class GatewayBackend:
         rec = self._read(lambda: self._store.get_message(message_id))
         if rec is None:
             return None
+        flying = self._in_flight(rec.id) if self._in_flight is not None else None
+        if flying is not None:
+            carrier, idx = flying
+            parts = list(rec.parts)
+            for i in idx:
+                if i < len(parts) and parts[i].status == "pending":
+                    parts[i] = msgspec.structs.replace(parts[i], status="sending",
+                                                       carrier=carrier)
+            rec = msgspec.structs.replace(rec, parts=tuple(parts))
         out = message_status_out(rec)
         out.clicks = self._read(lambda: self.marketing.clicks(rec.id, rec.text))
         return out

@@ -63,6 +63,7 @@ from gateway.smpp import pdu as P
 from gateway.smpp.constants import CommandStatus, RetryClass, retry_class
 from gateway.store import (
     HistoryEntry,
+    Lease,
     MessageRecord,
     OutboxEntry,
     PartRecord,
@@ -140,6 +141,11 @@ _RETRYABLE: Final = frozenset({RetryClass.THROTTLED, RetryClass.TEMPORARY, Retry
                                RetryClass.BIND, RetryClass.OK})
 
 _replace = msgspec.structs.replace
+_LEASE: Final = msgspec.msgpack.Decoder(Lease)
+_SENDING_ONLY: Final = frozenset({SENDING})
+_IN_FLIGHT: Final = frozenset({PENDING, SENDING})
+#: Counters ``_complete`` moves (taken back when a batch is decided again).
+_COMPLETE_COUNTERS: Final = ("submitted", "retries", "failed", "unknown")
 
 
 def rollup(parts: Sequence[PartRecord]) -> str | None:
@@ -239,8 +245,8 @@ class DispatcherStats(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class _Flight:
-    __slots__ = ("applied", "carrier", "lease_due", "message_id", "outcomes", "parts",
-                 "record", "sent_at")
+    __slots__ = ("applied", "carrier", "fast", "lease", "lease_due", "mark_at", "message_id",
+                 "outcomes", "parts", "record", "route", "sent_at")
 
     def __init__(self, record: MessageRecord, carrier: str, parts: list[int],
                  lease_due: float, now: float) -> None:
@@ -252,6 +258,21 @@ class _Flight:
         self.sent_at = now
         self.outcomes: dict[int, SubmitOutcome] = {}
         self.applied: set[int] = set()
+        #: ``record`` is the stored record as of the dispatch commit (no re-plan of the
+        #: parts, not scheduled): the outcome commit may decide from it instead of
+        #: re-reading the store, checking that the stored ``updated_at`` is still
+        #: ``mark_at``. See ``_commit_outcomes``.
+        self.fast = False
+        self.mark_at: float | None = now
+        #: The in-flight mark when it lives in the outbox entry only (``Lease``; the
+        #: record is not rewritten at dispatch): the outcome commit then also sets the
+        #: record's ``carrier`` and ``route``.
+        self.lease: Lease | None = None
+        self.route: str | None = None
+
+
+class _StaleRecord(Exception):
+    """The stored record changed since the dispatcher's copy: decide again from a read."""
 
 
 class _MarkSending:
@@ -283,20 +304,27 @@ class _MarkSending:
 class _Apply:
     """In the write txn: part changes, message fields, history, roll-up (pure)."""
 
-    __slots__ = ("fields", "guard", "history", "part_changes", "roll")
+    __slots__ = ("expect", "fields", "guard", "history", "part_changes", "roll")
+    expect: tuple[float | None] | None
 
     def __init__(self, part_changes: dict[int, dict[str, Any]], fields: dict[str, Any],
-                 history: HistoryEntry | None, roll: bool,
-                 guard: frozenset[str] = frozenset({PENDING, SENDING})) -> None:
+                 history: HistoryEntry | None, roll: bool, *,
+                 guard: frozenset[str] = frozenset({PENDING, SENDING}),
+                 expect: tuple[float | None] | None = None) -> None:
         self.part_changes = part_changes
         self.fields = fields
         self.history = history
         self.roll = roll
         self.guard = guard
+        #: Decided from the dispatcher's copy: the record must still carry the
+        #: ``updated_at`` of its ``sending`` mark, else the batch fails (``_StaleRecord``).
+        self.expect = expect
 
     def __call__(self, old: MessageRecord | None) -> MessageRecord | None:
         if old is None:
             return None
+        if self.expect is not None and old.updated_at != self.expect[0]:
+            raise _StaleRecord(old.id)
         parts = list(old.parts)
         for i, ch in self.part_changes.items():
             if i >= len(parts):
@@ -404,6 +432,16 @@ class Dispatcher:
                 return hit
         return None
 
+    def in_flight(self, message_id: str) -> tuple[str, tuple[int, ...]] | None:
+        """(carrier, part indexes) of a message whose parts are handed to a carrier and
+        whose ``sending`` mark lives in its outbox entry only (the record still says
+        ``pending`` for them); None otherwise. ``GET /v1/messages/{id}`` shows them as
+        ``sending``."""
+        fl = self._flights.get(message_id)
+        if fl is None or fl.lease is None:
+            return None
+        return fl.carrier, tuple(i for i in fl.parts if i not in fl.applied)
+
     def awaiting_response(self, carrier: str | None = None) -> int:
         """Parts handed to ``carrier`` (or any) with no outcome yet."""
         if carrier is None:
@@ -487,11 +525,29 @@ class Dispatcher:
             batch = WriteBatch()
             for e in chunk:
                 rec = records.get(e.message_id)
-                if rec is None or not any(p.status == SENDING for p in rec.parts):
+                if rec is None:
+                    continue
+                # In flight: parts marked ``sending`` in the record (a re-planned or
+                # scheduled message, or a store written before leases), or listed in the
+                # entry's ``Lease`` and still ``pending`` in the record.
+                leased = _LEASE.decode(e.lease) if e.lease else None
+                guard = _SENDING_ONLY
+                idx: dict[int, dict[str, Any]] = {}
+                if leased is not None:
+                    guard = _IN_FLIGHT
+                    for i in leased.parts:
+                        if i < len(rec.parts) and rec.parts[i].status in _IN_FLIGHT:
+                            idx[i] = {"status": PENDING if retry else UNKNOWN,
+                                      "carrier": leased.carrier}
+                for i, p in enumerate(rec.parts):
+                    if p.status == SENDING:
+                        idx[i] = {"status": PENDING if retry else UNKNOWN}
+                if not idx:
+                    if leased is not None:  # nothing left in flight: drop the mark
+                        batch.outbox_remove(e.due, rec.id)
+                        batch.outbox_add(e.due, rec.id)
                     continue
                 changed += 1
-                idx = {i: {"status": PENDING if retry else UNKNOWN}
-                       for i, p in enumerate(rec.parts) if p.status == SENDING}
                 parts = [_replace(p, **idx[i]) if i in idx else p
                          for i, p in enumerate(rec.parts)]
                 pending = any(p.status == PENDING for p in parts)
@@ -508,7 +564,7 @@ class Dispatcher:
                 batch.update_message(rec.id, _Apply(
                     idx, fields,
                     HistoryEntry(now, new_status, REASON_NO_RESPONSE, detail), roll=True,
-                    guard=frozenset({SENDING})))
+                    guard=guard))
                 if new_status != rec.status:
                     self._status_event(batch, rec, new_status, now, reason=REASON_NO_RESPONSE,
                                        detail=detail)
@@ -612,7 +668,11 @@ class Dispatcher:
         for e in entries:
             fl = self._flights.get(e.message_id)
             if fl is not None:  # lease ran out while still in flight: extend it
-                self._move(batch, e.due, e.message_id, now + self._lease_s)
+                if fl.lease is not None:  # the mark lives in the entry: carry it over
+                    batch.outbox_remove(e.due, e.message_id)
+                    batch.outbox_add(now + self._lease_s, e.message_id, fl.lease)
+                else:
+                    self._move(batch, e.due, e.message_id, now + self._lease_s)
                 fl.lease_due = now + self._lease_s
             else:
                 fresh.append(e)
@@ -731,10 +791,20 @@ class Dispatcher:
                                           [p.parts[i] for i in idx])
         lease = now + self._lease_s
         fl = _Flight(rec, name, idx, lease, now)
+        fl.fast = new_parts is None and rec.status != SCHEDULED
         batch.outbox_remove(e.due, rec.id)
-        batch.outbox_add(lease, rec.id)
-        batch.update_message(rec.id, _MarkSending(idx, name, self._router.matched_prefix(rec.to),
-                                                  lease=lease, now=now, new_parts=new_parts))
+        prefix = self._router.matched_prefix(rec.to)
+        if fl.fast:
+            # The in-flight mark goes into the outbox entry only (durable in this commit,
+            # before any part reaches a bind); the record is written once, at the outcome.
+            fl.lease = Lease(name, tuple(idx), now)
+            fl.route = prefix
+            fl.mark_at = rec.updated_at
+            batch.outbox_add(lease, rec.id, fl.lease)
+        else:
+            batch.outbox_add(lease, rec.id)
+            batch.update_message(rec.id, _MarkSending(idx, name, prefix, lease=lease, now=now,
+                                                      new_parts=new_parts))
         items = per_carrier[name]
         for i, pdu in zip(idx, pdus, strict=True):
             items.append((fl, i, pdu))
@@ -870,7 +940,7 @@ class Dispatcher:
                 self._idle_evt = trio.Event()
 
     async def _commit_outcomes(self, items: list[tuple[_Flight, int, SubmitOutcome]],
-                               now: float) -> None:
+                               now: float, *, reread: bool = False) -> None:
         batch = WriteBatch(urgent=True)  # receipts may wait for these carrier ids
         touched: dict[str, _Flight] = {}
         for fl, part, o in items:
@@ -880,13 +950,27 @@ class Dispatcher:
                 fmt = self._id_format.get(fl.carrier, "auto")
                 batch.put_carrier_id(fl.carrier, normalise_message_id(o.message_id, fmt),
                                      fl.message_id, part, now)
-        complete = [fl for fl in touched.values() if len(fl.outcomes) >= len(fl.parts)]
-        current = self._store.get_messages([fl.message_id for fl in complete])
+        complete = {fl.message_id for fl in touched.values()
+                    if len(fl.outcomes) >= len(fl.parts)}
+        # A flight answered in one go (none of its outcomes committed before) is decided
+        # from the dispatcher's own copy of the record: nothing but its ``sending`` mark
+        # can have changed it (no receipt without a committed carrier id); ``_Apply``
+        # verifies that in the write txn (``updated_at`` of the mark) and otherwise the
+        # whole batch is decided again from a fresh read.
+        current = self._store.get_messages(
+            [mid for mid in complete
+             if reread or not touched[mid].fast or touched[mid].applied])
+        counted = {k: self._n[k] for k in _COMPLETE_COUNTERS}
         done: list[_Flight] = []
         for fl in touched.values():
-            if fl in complete:
-                rec = current.get(fl.message_id, fl.record)
-                self._complete(batch, fl, rec, now)
+            if fl.message_id in complete:
+                rec = current.get(fl.message_id)
+                if rec is None:
+                    self._complete(batch, fl, fl.record, now,
+                                   expect=(fl.mark_at,) if fl.fast and not fl.applied
+                                   and not reread else None)
+                else:
+                    self._complete(batch, fl, rec, now)
                 done.append(fl)
             else:
                 changes = {}
@@ -894,8 +978,17 @@ class Dispatcher:
                     if part not in fl.applied and o.kind is OutcomeKind.ACCEPTED:
                         changes[part] = self._accepted_change(fl, o, now)
                 if changes:
-                    batch.update_message(fl.message_id, _Apply(changes, {}, None, roll=False))
-        await self._commit(batch)
+                    batch.update_message(fl.message_id, _Apply(
+                        changes, {} if fl.lease is None else
+                        {"carrier": fl.carrier, "route": fl.route}, None, roll=False))
+        counted = {k: self._n[k] - v for k, v in counted.items()}
+        try:
+            await self._commit(batch)
+        except _StaleRecord:
+            for k, v in counted.items():
+                self._n[k] -= v
+            await self._commit_outcomes(items, now, reread=True)
+            return
         for fl in touched.values():
             for part, o in fl.outcomes.items():
                 if o.kind is OutcomeKind.ACCEPTED:
@@ -911,7 +1004,7 @@ class Dispatcher:
                 "submit_status": 0, "submitted_at": now}
 
     def _complete(self, batch: WriteBatch, fl: _Flight, rec: MessageRecord,
-                  now: float) -> None:
+                  now: float, *, expect: tuple[float | None] | None = None) -> None:
         """All parts of a flight answered: decide parts, message status and outbox."""
         changes: dict[int, dict[str, Any]] = {}
         retry: list[int] = []
@@ -953,6 +1046,9 @@ class Dispatcher:
         any_failed = failed_detail is not None or any(p.status == FAILED for p in rec.parts)
         parts_after = list(rec.parts)
         fields: dict[str, Any] = {"updated_at": now}
+        if fl.lease is not None:  # what the ``sending`` mark would have set
+            fields["carrier"] = fl.carrier
+            fields["route"] = fl.route
         reason: str | None = None
         detail: str | None = None
         back = retry + not_sent
@@ -1001,7 +1097,8 @@ class Dispatcher:
         history = None
         if new_status != rec.status or detail is not None:
             history = HistoryEntry(now, new_status, reason, detail)
-        batch.update_message(rec.id, _Apply(changes, fields, history, roll=True))
+        batch.update_message(rec.id, _Apply(changes, fields, history, roll=True,
+                                            expect=expect))
         if new_status != rec.status:
             if new_status == FAILED:
                 self._n["failed"] += 1

@@ -38,6 +38,7 @@ from .records import (
     ErrorEntry,
     Event,
     IdempotencyRecord,
+    Lease,
     MessageRecord,
     RecipientRecord,
 )
@@ -122,9 +123,11 @@ class WriteBatch:
         self.ops.append((DELETE, Db.RECIPIENTS, _id_key(phone, "phone")))
 
     # outbox
-    def outbox_add(self, due: float, message_id: str) -> None:
-        """Queue ``message_id`` as due at ``due`` (epoch seconds, ms precision)."""
-        self.ops.append((PUT, Db.OUTBOX, outbox_key(due, message_id), b""))
+    def outbox_add(self, due: float, message_id: str, lease: Lease | None = None) -> None:
+        """Queue ``message_id`` as due at ``due`` (epoch seconds, ms precision); with a
+        ``lease``, the entry records parts in flight (``OutboxEntry.lease``)."""
+        self.ops.append((PUT, Db.OUTBOX, outbox_key(due, message_id),
+                         b"" if lease is None else _encode(lease)))
 
     def outbox_remove(self, due: float, message_id: str) -> None:
         """Remove the outbox entry added with the same ``due`` (absent is no error)."""

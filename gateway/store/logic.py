@@ -210,11 +210,11 @@ def due_outbox(tx: KvTxn, now: float, limit: int) -> list[OutboxEntry]:
     out: list[OutboxEntry] = []
     if limit <= 0:
         return out
-    for key, _ in tx.scan(Db.OUTBOX):
+    for key, value in tx.scan(Db.OUTBOX):
         due_ms, message_id = parse_outbox_key(key)
         if due_ms > now_ms:
             break
-        out.append(OutboxEntry(from_ms(due_ms), message_id))
+        out.append(OutboxEntry(from_ms(due_ms), message_id, value))
         if len(out) >= limit:
             break
     return out

@@ -32,6 +32,7 @@ __all__ = [
     "HistoryEntry",
     "IdempotencyRecord",
     "KeywordEntry",
+    "Lease",
     "MessageRecord",
     "OutboxEntry",
     "PartRecord",
@@ -236,10 +237,30 @@ class IdempotencyRecord(_Record, frozen=True):
 
 
 class OutboxEntry(msgspec.Struct, frozen=True, gc=False):
-    """One outbox entry: the message and when it is due (ms precision)."""
+    """One outbox entry: the message and when it is due (ms precision).
+
+    ``lease`` is the entry's value: b"" for a plain entry, an encoded ``Lease`` while the
+    dispatcher has the message's parts in flight.
+    """
 
     due: float
     message_id: str
+    lease: bytes = b""
+
+
+class Lease(_Record, frozen=True):
+    """The value of an outbox entry whose parts were handed to a carrier (in flight).
+
+    Written by the dispatcher in the commit that must be durable before the parts can
+    reach a bind's socket; the part statuses in the ``MessageRecord`` stay ``pending``
+    until the outcome commit. At start-up, the listed parts still ``pending`` are the
+    ones a crash left in flight (``unknown``, or sent again with
+    ``unknown_outcome = "retry"``).
+    """
+
+    carrier: str
+    parts: tuple[int, ...]
+    at: float
 
 
 class CommitResult(msgspec.Struct, frozen=True, gc=False):

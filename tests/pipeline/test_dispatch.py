@@ -9,7 +9,7 @@ import pytest
 import trio
 import trio.testing
 
-from gateway.store import Store, WriteBatch
+from gateway.store import Lease, Store, WriteBatch
 
 from .conftest import LA, NIGHT, put_recipients
 from .test_dispatch_harness import replace_sim, rig
@@ -248,6 +248,35 @@ async def test_parts_left_sending_by_a_crash(lmdb_store: Store, mode: str) -> No
         batch.put_message(msgspec.structs.replace(
             rec, outbox_due=lease,
             parts=(msgspec.structs.replace(rec.parts[0], status="sending", carrier="sb"),)))
+        await lmdb_store.commit(batch)
+    with trio.fail_after(30):
+        async with rig(lmdb_store, pipeline={"unknown_outcome": mode}) as r:
+            if mode == "unknown":
+                [rec] = await r.wait([mid], "unknown")
+                assert rec.parts[0].status == "unknown" and rec.reason == "no_response"
+                assert "not sent again" in (rec.history[-1].detail or "")
+                assert lmdb_store.outbox_depth() == 0
+                await trio.sleep(0.2)
+                assert r.server.stats.submits == 0
+            else:
+                [rec] = await r.wait([mid], "delivered")
+                assert r.server.stats.submits == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["unknown", "retry"])
+async def test_parts_leased_by_a_crash(lmdb_store: Store, mode: str) -> None:
+    # A previous process wrote the in-flight mark into the outbox entry only (``Lease``;
+    # the record's part still says ``pending``) and died before any answer.
+    async with rig(lmdb_store, run_dispatcher=False, run_inbound=False,
+                   pipeline={"unknown_outcome": mode}) as r:
+        [mid] = await r.send(PHONES[0])
+        rec = r.get(mid)
+        assert rec.parts[0].status == "pending"
+        batch = WriteBatch()
+        lease = rec.created_at + 3600
+        batch.outbox_remove(rec.outbox_due or rec.created_at, mid)
+        batch.outbox_add(lease, mid, Lease("sb", (0,), rec.created_at))
         await lmdb_store.commit(batch)
     with trio.fail_after(30):
         async with rig(lmdb_store, pipeline={"unknown_outcome": mode}) as r:
