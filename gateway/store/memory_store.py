@@ -15,7 +15,7 @@ from __future__ import annotations
 import bisect
 import copy
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import TypeVar, cast
 
@@ -24,18 +24,10 @@ import trio
 from . import logic
 from .batch import WriteBatch
 from .errors import StoreClosedError, StoreError
-from .keys import carrier_key, event_key
 from .kv import Db, KvTxn
+from .reads import StoreReads
 from .records import (
-    CarrierIdRecord,
     CommitResult,
-    ErrorEntry,
-    Event,
-    IdempotencyRecord,
-    MessageRecord,
-    OutboxEntry,
-    PhoneErrors,
-    RecipientRecord,
     StoreStats,
 )
 
@@ -130,7 +122,7 @@ class _MemTxn:
         self._undo = []
 
 
-class MemoryStore:
+class MemoryStore(StoreReads):
     """The in-memory ``Store``. Single trio run, not thread-safe."""
 
     def __init__(self) -> None:
@@ -198,84 +190,6 @@ class MemoryStore:
             raise StoreClosedError("store is closed")
         return fn(_MemTxn(self._tables))
 
-    def read(self, fn: Callable[[KvTxn], T]) -> T:
-        """Run ``fn`` in one short read transaction (for store extensions over ``KvTxn``,
-        e.g. ``gateway.store.marketing``); ``fn`` must not keep anything it read lazily."""
-        return self._read(fn)
-
-    def get_message(self, message_id: str) -> MessageRecord | None:
-        """See ``LmdbStore.get_message``."""
-        raw = self._read(lambda tx: tx.get(Db.MESSAGES, message_id.encode()))
-        return None if raw is None else logic.MESSAGE.decode(raw)
-
-    def get_messages(self, message_ids: Iterable[str]) -> dict[str, MessageRecord]:
-        """See ``LmdbStore.get_messages``."""
-        return self._read(lambda tx: logic.get_many(tx, Db.MESSAGES, message_ids, logic.MESSAGE))
-
-    def get_recipient(self, phone: str) -> RecipientRecord | None:
-        """See ``LmdbStore.get_recipient``."""
-        raw = self._read(lambda tx: tx.get(Db.RECIPIENTS, phone.encode()))
-        return None if raw is None else logic.RECIPIENT.decode(raw)
-
-    def get_recipients(self, phones: Iterable[str]) -> dict[str, RecipientRecord]:
-        """See ``LmdbStore.get_recipients``."""
-        return self._read(lambda tx: logic.get_many(tx, Db.RECIPIENTS, phones, logic.RECIPIENT))
-
-    def due_outbox(self, now: float, limit: int) -> list[OutboxEntry]:
-        """See ``LmdbStore.due_outbox``."""
-        return self._read(lambda tx: logic.due_outbox(tx, now, limit))
-
-    def outbox_depth(self) -> int:
-        """See ``LmdbStore.outbox_depth``."""
-        return self._read(lambda tx: tx.count(Db.OUTBOX))
-
-    def outbox_oldest(self) -> OutboxEntry | None:
-        """See ``LmdbStore.outbox_oldest``."""
-        return self._read(logic.outbox_oldest)
-
-    def lookup_carrier_id(self, carrier: str, carrier_msg_id: str) -> CarrierIdRecord | None:
-        """See ``LmdbStore.lookup_carrier_id``."""
-        raw = self._read(
-            lambda tx: tx.get(Db.CARRIER_IDS, carrier_key(carrier, carrier_msg_id))
-        )
-        return None if raw is None else logic.CARRIER_ID.decode(raw)
-
-    def lookup_carrier_ids(
-        self, carrier: str, candidates: Iterable[str]
-    ) -> tuple[str, CarrierIdRecord] | None:
-        """See ``LmdbStore.lookup_carrier_ids``."""
-        return self._read(lambda tx: logic.lookup_carrier_id(tx, carrier, candidates))
-
-    def events_after(self, seq: int, limit: int) -> list[Event]:
-        """See ``LmdbStore.events_after``."""
-        return self._read(lambda tx: logic.events_after(tx, seq, limit))
-
-    def get_event(self, seq: int) -> Event | None:
-        """See ``LmdbStore.get_event``."""
-        raw = self._read(lambda tx: tx.get(Db.EVENTS, event_key(seq)))
-        return None if raw is None else logic.EVENT_DECODER.decode(raw)
-
-    def last_event_seq(self) -> int:
-        """See ``LmdbStore.last_event_seq``."""
-        return self._read(logic.last_event_seq)
-
-    def get_errors(self, phone: str, since: float = 0.0) -> list[ErrorEntry]:
-        """See ``LmdbStore.get_errors``."""
-        return self._read(lambda tx: logic.get_errors(tx, phone, since))
-
-    def iter_error_segment(self, since: float, chunk: int = 1000) -> Iterator[list[PhoneErrors]]:
-        """See ``LmdbStore.iter_error_segment``."""
-        pos: bytes | None = b""
-        while pos is not None:
-            found, pos = self._read(_ChunkReader(since, pos, chunk))
-            if found:
-                yield found
-
-    def get_idempotency(self, key: str) -> IdempotencyRecord | None:
-        """See ``LmdbStore.get_idempotency``."""
-        raw = self._read(lambda tx: tx.get(Db.IDEMPOTENCY, key.encode()))
-        return None if raw is None else logic.IDEMPOTENCY.decode(raw)
-
     def statistics(self) -> StoreStats:
         """Counters in the same shape as ``LmdbStore.statistics``."""
         return StoreStats(
@@ -291,16 +205,6 @@ class MemoryStore:
             last_commit_latency=self._last_latency,
             durability="memory",
         )
-
-
-class _ChunkReader:
-    __slots__ = ("chunk", "since", "start")
-
-    def __init__(self, since: float, start: bytes, chunk: int) -> None:
-        self.since, self.start, self.chunk = since, start, chunk
-
-    def __call__(self, tx: KvTxn) -> tuple[list[PhoneErrors], bytes | None]:
-        return logic.error_segment_chunk(tx, self.since, self.start, self.chunk)
 
 
 @asynccontextmanager
