@@ -94,9 +94,6 @@ from gateway.store import (
     StoreError,
     WriteBatch,
 )
-from gateway.store import logic as store_logic
-from gateway.store.kv import Db, KvTxn
-from gateway.store.records import CarrierIdRecord
 from gateway.store.records import ErrorSummary as StoredErrors
 from rules.delivery_errors import classify_delivery_error, record_delivered, record_error
 from rules.keywords import ConsentChange, KeywordSets, apply_mo, classify, handle_mo
@@ -472,14 +469,15 @@ class InboundProcessor:
 
     async def _receipts(self, batch: WriteBatch, receipts: list[_Held], now: float,
                         acks: list[Inbound], phones: set[str]) -> None:
+        store = self._store
         found: list[tuple[_Held, str, int]] = []
         misses: list[_Held] = []
-        hits, records = self._resolve(receipts)
-        for h, hit in zip(receipts, hits, strict=True):
+        for h in receipts:
+            hit = store.lookup_carrier_ids(h.carrier, h.keys) if h.keys else None
             if hit is None:
                 misses.append(h)
             else:
-                found.append((h, hit.message_id, hit.part))
+                found.append((h, hit[1].message_id, hit[1].part))
         d = self._dispatcher
         if misses and d is not None and any(
                 d.pending_carrier_id(h.carrier, h.keys) is not None for h in misses):
@@ -488,14 +486,12 @@ class InboundProcessor:
                 while any(d.pending_carrier_id(h.carrier, h.keys) is not None for h in misses):
                     await d.wait_committed()
             again, misses = misses, []
-            hits, _ = self._resolve(again)
-            for h, hit in zip(again, hits, strict=True):
+            for h in again:
+                hit = store.lookup_carrier_ids(h.carrier, h.keys) if h.keys else None
                 if hit is None:
                     misses.append(h)
                 else:
-                    found.append((h, hit.message_id, hit.part))
-            # The commit waited for may have changed records read before it: read again.
-            records = self._store.get_messages({mid for _, mid, _ in found})
+                    found.append((h, hit[1].message_id, hit[1].part))
         for h in misses:
             if (d is not None and h.keys and d.awaiting_response(h.carrier) > 0
                     and now - h.first_seen < self._grace):
@@ -506,6 +502,7 @@ class InboundProcessor:
         if not found:
             self._n["deferred"] = len(self._held)
             return
+        records = store.get_messages({mid for _, mid, _ in found})
         working: dict[str, list[Any]] = {}
         for h, mid, part in found:
             acks.append(h.inbound)
@@ -515,23 +512,6 @@ class InboundProcessor:
                 continue
             self._matched(batch, h, rec, part, now=now, working=working, phones=phones)
         self._n["deferred"] = len(self._held)
-
-    def _resolve(self, held: list[_Held]) -> tuple[list[CarrierIdRecord | None],
-                                                   dict[str, MessageRecord]]:
-        """The carrier id record of each receipt (None: unknown) and the message records
-        they point at, in ONE read transaction (was one per receipt plus one)."""
-
-        def read(tx: KvTxn) -> tuple[list[CarrierIdRecord | None], dict[str, MessageRecord]]:
-            hits: list[CarrierIdRecord | None] = []
-            for h in held:
-                hit = store_logic.lookup_carrier_id(tx, h.carrier, h.keys) if h.keys else None
-                hits.append(None if hit is None else hit[1])
-            ids = {hit.message_id for hit in hits if hit is not None}
-            return hits, store_logic.get_many(tx, Db.MESSAGES, ids, store_logic.MESSAGE)
-
-        if not held:
-            return [], {}
-        return self._store.read(read)
 
     def _unmatched(self, batch: WriteBatch, h: _Held, now: float) -> None:
         r = h.receipt
