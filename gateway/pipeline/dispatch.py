@@ -588,6 +588,17 @@ class Dispatcher:
             try:
                 if self._became_live:
                     await self._unpark(now)
+                if self._carriers and not any(
+                        c.can_submit for c in self._carriers.values()):
+                    # No carrier can submit at all (the common "carrier down" case):
+                    # reading the outbox now would only park every due entry, rewriting
+                    # each one every <= PARK_MAX_S and tracking it in memory (measured
+                    # +245 B/message and ~33 commits/s with 1,000,000 waiting). Leave the
+                    # outbox alone until a bind comes up (the carrier watchers set _wake);
+                    # memory and disk stay flat however long the outage.
+                    with trio.move_on_after(IDLE_MAX_S):
+                        await self._wake.wait()
+                    continue
                 room = self._room()
                 if room is not None and room <= 0:
                     # Every live carrier has its in-flight cap handed over: wait for
