@@ -235,6 +235,23 @@ async def test_scheduled_message_rejected_when_consent_revoked_meanwhile(
         assert r.server.stats.submits == 1  # only the opt-out confirmation went out
 
 
+async def _restart_and_check_recovery(lmdb_store: Store, mid: str, mode: str) -> None:
+    """Start a fresh pipeline on the store a crashed process left: the in-flight part is
+    ``unknown`` and never re-sent, or (``unknown_outcome = "retry"``) sent once."""
+    with trio.fail_after(30):
+        async with rig(lmdb_store, pipeline={"unknown_outcome": mode}) as r:
+            if mode == "unknown":
+                [rec] = await r.wait([mid], "unknown")
+                assert rec.parts[0].status == "unknown" and rec.reason == "no_response"
+                assert "not sent again" in (rec.history[-1].detail or "")
+                assert lmdb_store.outbox_depth() == 0
+                await trio.sleep(0.2)
+                assert r.server.stats.submits == 0
+            else:
+                [rec] = await r.wait([mid], "delivered")
+                assert r.server.stats.submits == 1
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["unknown", "retry"])
 async def test_parts_left_sending_by_a_crash(lmdb_store: Store, mode: str) -> None:
@@ -251,18 +268,7 @@ async def test_parts_left_sending_by_a_crash(lmdb_store: Store, mode: str) -> No
             rec, outbox_due=lease,
             parts=(msgspec.structs.replace(rec.parts[0], status="sending", carrier="sb"),)))
         await lmdb_store.commit(batch)
-    with trio.fail_after(30):
-        async with rig(lmdb_store, pipeline={"unknown_outcome": mode}) as r:
-            if mode == "unknown":
-                [rec] = await r.wait([mid], "unknown")
-                assert rec.parts[0].status == "unknown" and rec.reason == "no_response"
-                assert "not sent again" in (rec.history[-1].detail or "")
-                assert lmdb_store.outbox_depth() == 0
-                await trio.sleep(0.2)
-                assert r.server.stats.submits == 0
-            else:
-                [rec] = await r.wait([mid], "delivered")
-                assert r.server.stats.submits == 1
+    await _restart_and_check_recovery(lmdb_store, mid, mode)
 
 
 @pytest.mark.slow
@@ -280,18 +286,7 @@ async def test_parts_leased_by_a_crash(lmdb_store: Store, mode: str) -> None:
         batch.outbox_remove(rec.outbox_due or rec.created_at, mid)
         batch.outbox_add(lease, mid, Lease("sb", (0,), rec.created_at))
         await lmdb_store.commit(batch)
-    with trio.fail_after(30):
-        async with rig(lmdb_store, pipeline={"unknown_outcome": mode}) as r:
-            if mode == "unknown":
-                [rec] = await r.wait([mid], "unknown")
-                assert rec.parts[0].status == "unknown" and rec.reason == "no_response"
-                assert "not sent again" in (rec.history[-1].detail or "")
-                assert lmdb_store.outbox_depth() == 0
-                await trio.sleep(0.2)
-                assert r.server.stats.submits == 0
-            else:
-                [rec] = await r.wait([mid], "delivered")
-                assert r.server.stats.submits == 1
+    await _restart_and_check_recovery(lmdb_store, mid, mode)
 
 
 class _GatedStore:
