@@ -450,7 +450,7 @@ def http_get(port: int, path: str) -> int:
 def start_gateway(work: Path, config: Path, gc_threshold: str | None = None,
                   ) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
     ready = work / "gateway-ready.json"
-    env = dict(os.environ, SMSGW_READY_FILE=str(ready), PYTHONPATH=str(ROOT))
+    env = dict(os.environ, SMSGW_READY_FILE=str(ready), PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     cmd = [sys.executable, "-m", "gateway.cli", "run", "-c", str(config)]
     if gc_threshold:
         # Experiment: the cyclic GC's thresholds set before the gateway starts.
@@ -623,7 +623,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         spy = None
         if args.py_spy:
             # collapsed stacks ("raw"), all threads, idle frames left out
-            spy = subprocess.Popen(["py-spy", "record", "--pid", str(pid), "--rate", "250",
+            # the bench extra installs py-spy next to this interpreter (the venv's bin/)
+            py_spy = shutil.which("py-spy", path=os.path.dirname(sys.executable)) or "py-spy"
+            spy = subprocess.Popen([py_spy, "record", "--pid", str(pid), "--rate", "250",
                                     "--format", "raw", "-o", args.py_spy, "--nonblocking"],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         cpu0 = proc_cpu(pid)
