@@ -7,7 +7,18 @@ with its outbox entry):
 Plus the raw per-put cost inside one transaction and the cost of one fsync'ed
 transaction per put (the pattern group commit avoids), and the read costs.
 
-usage: python bench/store.py [--seconds 1.0] [--dir DIR]
+``lifecycle``: the writer's CPU per message of the batches one message causes in the
+gateway (bench/e2e.py gsm1): accept (record, outbox entry, recipient update, ``queued``
+event; 1,000 messages per batch), lease (outbox entry moved, with a Lease; 50 per batch),
+outcome (carrier id, outbox entry removed, record update, ``submitted`` event; 50 per
+batch) and receipt (record update, ``receipt`` + ``delivered`` events; 25 per batch),
+the urgent ones 4 batches per group: ~21 groups per 1,000 messages, as measured in e2e.
+The groups run on this thread (``durability="os"``, no fsync: CPU, not the disk);
+``apply_us_per_message`` is that thread's CPU time, ``build_us_per_message`` the CPU
+time to build the batches from records, events and update functions in hand (the callers'
+side: keys, record encoding, op tuples). ``--lifecycle-only`` runs just that.
+
+usage: python bench/store.py [--seconds 1.0] [--dir DIR] [--lifecycle-only]
 """
 
 from __future__ import annotations
@@ -22,9 +33,21 @@ import time
 from pathlib import Path
 
 import lmdb
+import msgspec
 import trio
 
-from gateway.store import MessageRecord, WriteBatch, open_store
+from gateway.store import (
+    Event,
+    HistoryEntry,
+    Lease,
+    LmdbStore,
+    MessageRecord,
+    PartRecord,
+    RecipientRecord,
+    SendEntry,
+    WriteBatch,
+    open_store,
+)
 
 T0 = 1_790_000_000.0
 TEXT = "Your order #12345 has shipped! Track it at https://ex.am/p/abc. Reply STOP to opt out."
@@ -124,6 +147,152 @@ async def _reads(path: Path, n: int) -> dict:
     }
 
 
+_STATUS_DATA = (b'{"reason":null,"detail":null,"segments":1,"encoding":"gsm7",'
+                b'"kind":"campaign","campaign_id":"spring"}')
+_RECEIPT_DATA = b'{"carrier":"c1","part":0,"stat":"DELIVRD","err":"000","carrier_msg_id":"%s"}'
+
+
+def _lc_record(mid: str, phone: str) -> MessageRecord:
+    return MessageRecord(
+        id=mid, created_at=T0, to=phone, text=TEXT, kind="campaign", campaign_id="spring",
+        metadata=b'{"order":12345}', encoding="gsm7", segments=1, outbox_due=T0,
+        parts=(PartRecord(0),), history=(HistoryEntry(T0, "queued"),), updated_at=T0)
+
+
+def _lc_submitted(old: MessageRecord | None) -> MessageRecord | None:
+    if old is None:
+        return None
+    part = msgspec.structs.replace(old.parts[0], status="accepted", carrier="c1",
+                                   carrier_msg_id="cid-" + old.id, submit_status=0,
+                                   submitted_at=T0 + 1)
+    return msgspec.structs.replace(
+        old, status="submitted", carrier="c1", route="default", outbox_due=None,
+        parts=(part,), history=(*old.history, HistoryEntry(T0 + 1, "submitted")),
+        updated_at=T0 + 1)
+
+
+def _lc_delivered(old: MessageRecord | None) -> MessageRecord | None:
+    if old is None:
+        return None
+    part = msgspec.structs.replace(old.parts[0], status="delivered", receipt_stat="DELIVRD",
+                                   receipt_err="000", done_at=T0 + 2)
+    return msgspec.structs.replace(
+        old, status="delivered", parts=(part,),
+        history=(*old.history, HistoryEntry(T0 + 2, "delivered")), updated_at=T0 + 2)
+
+
+class _LcSend:
+    __slots__ = ("mid",)
+
+    def __init__(self, mid: str) -> None:
+        self.mid = mid
+
+    def __call__(self, old: RecipientRecord | None) -> RecipientRecord | None:
+        if old is None:
+            return None
+        return msgspec.structs.replace(
+            old, marketing_sends=(*old.marketing_sends[-4:], T0),
+            recent=(*old.recent[-4:], SendEntry(T0, self.mid, "campaign", "spring")),
+            updated_at=T0)
+
+
+def _lc_event(kind: str, mid: str, phone: str, status: str, data: bytes) -> Event:
+    return Event(seq=0, at=T0, type=kind, message_id=mid, phone=phone, status=status,
+                 data=data)
+
+
+class _LcInputs:
+    """What the callers have in hand before they build the batches of one round."""
+
+    def __init__(self, r: int, n: int) -> None:
+        self.ids = ids = [f"{r:04d}-{i:06d}" for i in range(n)]
+        self.phones = phones = [f"+1555{i % 10_000:07d}" for i in range(n)]
+        self.records = [_lc_record(m, p) for m, p in zip(ids, phones, strict=True)]
+        self.sends = [_LcSend(m) for m in ids]
+        self.queued = [_lc_event("status", m, p, "queued", _STATUS_DATA)
+                       for m, p in zip(ids, phones, strict=True)]
+        self.submitted = [_lc_event("status", m, p, "submitted", _STATUS_DATA)
+                          for m, p in zip(ids, phones, strict=True)]
+        self.receipts = [_lc_event("receipt", m, p, "DELIVRD", _RECEIPT_DATA % m.encode())
+                         for m, p in zip(ids, phones, strict=True)]
+        self.delivered = [_lc_event("status", m, p, "delivered", _STATUS_DATA)
+                          for m, p in zip(ids, phones, strict=True)]
+        self.cids = ["cid-" + m for m in ids]
+        self.lease = Lease("c1", (0,), T0)
+
+
+def _lc_batches(x: _LcInputs) -> list[list[WriteBatch]]:
+    """The groups of one round: see the module docstring."""
+    n = len(x.ids)
+    accept = WriteBatch()
+    for i, mid in enumerate(x.ids):
+        accept.put_message(x.records[i])
+        accept.outbox_add(T0, mid)
+        accept.update_recipient(x.phones[i], x.sends[i])
+        accept.append_event(x.queued[i])
+    urgent: list[WriteBatch] = []
+    for k in range(0, n, 50):
+        lease = WriteBatch(urgent=True)
+        for mid in x.ids[k:k + 50]:
+            lease.outbox_remove(T0, mid)
+            lease.outbox_add(T0 + 30, mid, x.lease)
+        urgent.append(lease)
+        outcome = WriteBatch(urgent=True)
+        for i in range(k, min(n, k + 50)):
+            mid = x.ids[i]
+            outcome.put_carrier_id("c1", x.cids[i], mid, 0, T0 + 1)
+            outcome.outbox_remove(T0 + 30, mid)
+            outcome.update_message(mid, _lc_submitted)
+            outcome.append_event(x.submitted[i])
+        urgent.append(outcome)
+        for j in range(k, min(n, k + 50), 25):
+            receipt = WriteBatch(urgent=True)
+            for i in range(j, min(n, j + 25)):
+                receipt.update_message(x.ids[i], _lc_delivered)
+                receipt.append_event(x.receipts[i])
+                receipt.append_event(x.delivered[i])
+            urgent.append(receipt)
+    return [[accept]] + [urgent[i:i + 4] for i in range(0, len(urgent), 4)]
+
+
+def _lifecycle(path: Path, rounds: int, n: int = 1000) -> dict:
+    shutil.rmtree(path, ignore_errors=True)
+    store = LmdbStore.open(path, durability="os", map_size=1 << 30)
+    try:
+        seed = WriteBatch()
+        for i in range(10_000):
+            seed.put_recipient(RecipientRecord(
+                phone=f"+1555{i:07d}", consent="subscribed", consent_source="api",
+                consent_at=T0 - 86_400, region="US", state="NY", zones=("America/New_York",)))
+        store._run_group([seed])
+        build = apply = 0.0
+        groups = 0
+        per_round: list[float] = []
+        for r in range(rounds):
+            inputs = _LcInputs(r, n)
+            t0 = time.thread_time()
+            batches = _lc_batches(inputs)
+            build += time.thread_time() - t0
+            c0 = time.thread_time()
+            for group in batches:
+                outcomes = store._run_group(group)
+                assert all(not isinstance(o, Exception) for o in outcomes), outcomes
+            dt = time.thread_time() - c0
+            apply += dt
+            per_round.append(dt)
+            groups += len(batches)
+    finally:
+        store._close_env()
+    per_round.sort()
+    return {
+        "messages": rounds * n,
+        "groups_per_1000": round(groups / rounds * 1000 / n, 1),
+        "apply_us_per_message": round(apply / (rounds * n) * 1e6, 2),
+        "apply_us_per_message_median_round": round(per_round[len(per_round) // 2] / n * 1e6, 2),
+        "build_us_per_message": round(build / (rounds * n) * 1e6, 2),
+    }
+
+
 async def _main(base: Path, seconds: float) -> dict:
     out: dict = {"bench": "store", "seconds_per_case": seconds, "cases": {}}
     for durability in ("fsync", "os"):
@@ -131,6 +300,7 @@ async def _main(base: Path, seconds: float) -> dict:
             for mode, tasks in (("seq", 1), ("concurrent", 64)):
                 key = f"{durability}/batch{size}/{mode}"
                 out["cases"][key] = await _case(base / "s", durability, size, tasks, seconds)
+    out["lifecycle"] = _lifecycle(base / "lc", 20)
     out["raw_lmdb"] = _raw_lmdb(base / "raw", 100_000, 200)
     out["reads"] = await _reads(base / "reads", 100_000)
     out["python"] = sys.version.split()[0]
@@ -143,9 +313,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=1.0, help="duration of each case")
     parser.add_argument("--dir", default=None, help="where to put the stores (default: tmp)")
+    parser.add_argument("--lifecycle-only", action="store_true",
+                        help="only the writer's CPU per message lifecycle")
+    parser.add_argument("--rounds", type=int, default=20,
+                        help="lifecycle rounds of 1,000 messages")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
-        result = trio.run(_main, Path(tmp), args.seconds)
+        if args.lifecycle_only:
+            result = {"bench": "store", "lifecycle": _lifecycle(Path(tmp) / "lc", args.rounds)}
+        else:
+            result = trio.run(_main, Path(tmp), args.seconds)
     print(json.dumps(result))
 
 
