@@ -85,6 +85,7 @@ from gateway.pipeline.recipients import RecipientCache, errors_from_facts, recor
 from gateway.receipts import DeliveryReceipt, ReceiptState, parse_receipt, receipt_lookup_keys
 from gateway.smpp import pdu as P
 from gateway.store import (
+    CarrierIdRecord,
     ErrorEntry,
     HistoryEntry,
     KeywordEntry,
@@ -94,6 +95,8 @@ from gateway.store import (
     StoreError,
     WriteBatch,
 )
+from gateway.store.keys import carrier_key
+from gateway.store.kv import Db, KvTxn
 from gateway.store.records import ErrorSummary as StoredErrors
 from rules.delivery_errors import classify_delivery_error, record_delivered, record_error
 from rules.keywords import ConsentChange, KeywordSets, apply_mo, classify, handle_mo
@@ -122,6 +125,10 @@ DEFERRED_RETRY_S: Final = 0.1
 PENDING_COMMIT_WAIT_S: Final = 5.0
 
 _replace = msgspec.structs.replace
+_MESSAGE: Final = msgspec.msgpack.Decoder(MessageRecord)
+_CARRIER_ID: Final = msgspec.msgpack.Decoder(CarrierIdRecord)
+#: The store's record encoding (``gateway.store.batch``: a default msgpack Encoder).
+_encode_record = msgspec.msgpack.Encoder().encode
 _UNREACH = ErrorClass.TEMPORARY_UNREACHABLE.value
 _DISC = ErrorClass.DISCONNECTED.value
 _CONSENT_ACTION = {ConsentChange.UNSUBSCRIBED: "unsubscribe",
@@ -266,25 +273,80 @@ class _ApplyReceipt:
         self.now = now
 
     def __call__(self, old: MessageRecord | None) -> MessageRecord | None:
+        got = self.apply(old)
+        return None if got is None else got[0]
+
+    def apply(self, old: MessageRecord | None) -> tuple[MessageRecord, str | None] | None:
+        """``(new record, roll-up of its parts)``, or None when nothing changes."""
         if old is None or self.part >= len(old.parts):
             return None
         parts = list(old.parts)
         p = parts[self.part]
         if p.status in RECEIPT_FINAL and p.status != UNKNOWN_RECEIPT:
             return None  # a final receipt is kept (re-deliveries, late contradictions)
-        changes: dict[str, Any] = {"receipt_stat": self.stat, "receipt_err": self.err,
-                                   "done_at": self.done_at, "error_class": self.error_class}
         if self.status is not None:
-            changes["status"] = self.status
-        parts[self.part] = _replace(p, **changes)
+            parts[self.part] = _replace(p, receipt_stat=self.stat, receipt_err=self.err,
+                                        done_at=self.done_at, error_class=self.error_class,
+                                        status=self.status)
+        else:
+            parts[self.part] = _replace(p, receipt_stat=self.stat, receipt_err=self.err,
+                                        done_at=self.done_at, error_class=self.error_class)
         st = rollup(parts)
-        fields: dict[str, Any] = {"parts": tuple(parts), "updated_at": self.now}
         if st is not None and st != old.status:
-            fields["status"] = st
-            fields["history"] = (*old.history, HistoryEntry(
-                self.now, st, None, f"part {self.part + 1}: {self.stat}"
-                + (f" err {self.err}" if self.err else "")))
-        return _replace(old, **fields)
+            return _replace(old, parts=tuple(parts), updated_at=self.now, status=st,
+                            history=(*old.history, HistoryEntry(
+                                self.now, st, None, f"part {self.part + 1}: {self.stat}"
+                                + (f" err {self.err}" if self.err else "")))), st
+        return _replace(old, parts=tuple(parts), updated_at=self.now), st
+
+
+class _Work:
+    """A message that receipts of the batch being built change (``_matched``)."""
+
+    __slots__ = ("fns", "key", "raw", "rec")
+
+    def __init__(self, key: bytes, raw: bytes, rec: MessageRecord) -> None:
+        self.key = key
+        #: The stored bytes the receipts were decided on.
+        self.raw = raw
+        #: The record after the batch's receipts so far.
+        self.rec = rec
+        self.fns: list[_ApplyReceipt] = []
+
+
+class _WriteReceipts:
+    """In the write txn: the message records of one batch's receipts.
+
+    The receipts were applied on the trio thread to the record as read there (to build the
+    events), so the new record is known: when the stored bytes are still the ones read
+    (nothing committed the message since, the usual case) the new bytes are put as they
+    are, without a second decode, roll-up and encode on the writer thread. Otherwise (a
+    dispatcher outcome or another batch got there first) the same functions are applied,
+    in order, to the stored record, as ``WriteBatch.update_message`` would.
+    """
+
+    __slots__ = ("items",)
+
+    def __init__(self, items: list[tuple[bytes, bytes, bytes, list[_ApplyReceipt]]]) -> None:
+        self.items = items
+
+    def __call__(self, tx: KvTxn) -> tuple[()]:
+        for key, raw, new, fns in self.items:
+            stored = tx.get(Db.MESSAGES, key)
+            if stored == raw:
+                tx.put(Db.MESSAGES, key, new)
+                continue
+            if stored is None:
+                continue  # deleted meanwhile: ``_ApplyReceipt`` would leave it absent
+            rec = _MESSAGE.decode(stored)
+            changed = False
+            for fn in fns:
+                got = fn(rec)
+                if got is not None:
+                    rec, changed = got, True
+            if changed:
+                tx.put(Db.MESSAGES, key, _encode_record(rec))
+        return ()
 
 
 class _Held:
@@ -362,6 +424,7 @@ class InboundProcessor:
         self._by_class: dict[str, int] = defaultdict(int)
         self._by_keyword: dict[str, int] = defaultdict(int)
         self._latencies: list[tuple[str, float]] = []  # of the batch being built
+        self._epochs: dict[datetime, float] = {}
 
     # -- running ------------------------------------------------------------------------
 
@@ -467,17 +530,36 @@ class InboundProcessor:
         # esm_class 0x20 (intermediate notification) is a receipt too (§5.2.12).
         return (int(pdu.esm_class) & 0x3C) == 0x20
 
+    def _lookup(self, receipts: Sequence[_Held]) -> list[tuple[str, int, bytes | None] | None]:
+        """Per receipt: ``(message id, part, stored record bytes)`` of its carrier id, or
+        None; the ids and the records in ONE read transaction."""
+        def read(tx: KvTxn) -> list[tuple[str, int, bytes | None] | None]:
+            out: list[tuple[str, int, bytes | None] | None] = []
+            get = tx.get
+            for h in receipts:
+                carrier = h.carrier
+                for cid in h.keys:
+                    raw = get(Db.CARRIER_IDS, carrier_key(carrier, cid))
+                    if raw is not None:
+                        hit = _CARRIER_ID.decode(raw)
+                        mid = hit.message_id
+                        out.append((mid, hit.part, get(Db.MESSAGES, mid.encode())))
+                        break
+                else:
+                    out.append(None)
+            return out
+
+        return self._store.read(read)
+
     async def _receipts(self, batch: WriteBatch, receipts: list[_Held], now: float,
                         acks: list[Inbound], phones: set[str]) -> None:
-        store = self._store
-        found: list[tuple[_Held, str, int]] = []
+        found: list[tuple[_Held, str, int, bytes | None]] = []
         misses: list[_Held] = []
-        for h in receipts:
-            hit = store.lookup_carrier_ids(h.carrier, h.keys) if h.keys else None
+        for h, hit in zip(receipts, self._lookup(receipts), strict=True):
             if hit is None:
                 misses.append(h)
             else:
-                found.append((h, hit[1].message_id, hit[1].part))
+                found.append((h, *hit))
         d = self._dispatcher
         if misses and d is not None and any(
                 d.pending_carrier_id(h.carrier, h.keys) is not None for h in misses):
@@ -486,12 +568,11 @@ class InboundProcessor:
                 while any(d.pending_carrier_id(h.carrier, h.keys) is not None for h in misses):
                     await d.wait_committed()
             again, misses = misses, []
-            for h in again:
-                hit = store.lookup_carrier_ids(h.carrier, h.keys) if h.keys else None
+            for h, hit in zip(again, self._lookup(again), strict=True):
                 if hit is None:
                     misses.append(h)
                 else:
-                    found.append((h, hit[1].message_id, hit[1].part))
+                    found.append((h, *hit))
         for h in misses:
             if (d is not None and h.keys and d.awaiting_response(h.carrier) > 0
                     and now - h.first_seen < self._grace):
@@ -499,19 +580,37 @@ class InboundProcessor:
                 continue
             self._unmatched(batch, h, now)
             acks.append(h.inbound)
+        self._n["deferred"] = len(self._held)
         if not found:
-            self._n["deferred"] = len(self._held)
             return
-        records = store.get_messages({mid for _, mid, _ in found})
-        working: dict[str, list[Any]] = {}
-        for h, mid, part in found:
+        works: dict[str, _Work] = {}
+        for h, mid, part, raw in found:
             acks.append(h.inbound)
-            rec = records.get(mid)
-            if rec is None or part >= len(rec.parts):
+            w = works.get(mid)
+            if w is None:
+                if raw is None:
+                    self._unmatched(batch, h, now)
+                    continue
+                w = works[mid] = _Work(mid.encode(), raw, _MESSAGE.decode(raw))
+            if part >= len(w.rec.parts):
                 self._unmatched(batch, h, now)
                 continue
-            self._matched(batch, h, rec, part, now=now, working=working, phones=phones)
-        self._n["deferred"] = len(self._held)
+            self._matched(batch, h, w, part, now=now, phones=phones)
+        # The records last, in one op: no event or other op of the batch reads them.
+        items = [(w.key, w.raw, _encode_record(w.rec), w.fns) for w in works.values() if w.fns]
+        if items:
+            batch.run_in_txn(_WriteReceipts(items))
+
+    def _epoch(self, d: datetime | None) -> float | None:
+        """``_epoch(d)``, remembered per value: receipts of one minute share their date."""
+        if d is None:
+            return None
+        t = self._epochs.get(d)
+        if t is None:
+            if len(self._epochs) >= 1024:
+                self._epochs.clear()
+            t = self._epochs[d] = (d if d.tzinfo is not None else d.replace(tzinfo=UTC)).timestamp()
+        return t
 
     def _unmatched(self, batch: WriteBatch, h: _Held, now: float) -> None:
         r = h.receipt
@@ -519,16 +618,14 @@ class InboundProcessor:
         self._n["receipts"] += 1
         batch.append_event(receipt_event(now, None, self._phone(h.inbound.pdu), None, ReceiptData(
             carrier=h.carrier, carrier_message_id=r.message_id, stat=r.stat or r.state.value,
-            err=r.err, done_at=_epoch(r.done_date))))
+            err=r.err, done_at=self._epoch(r.done_date))))
 
-    def _matched(self, batch: WriteBatch, h: _Held, rec: MessageRecord, part: int, *,
-                 now: float, working: dict[str, list[Any]], phones: set[str]) -> None:
+    def _matched(self, batch: WriteBatch, h: _Held, w: _Work, part: int, *, now: float,
+                 phones: set[str]) -> None:
         r = h.receipt
         stat = (r.stat or r.state.value).upper()
-        parts = working.get(rec.id)
-        if parts is None:
-            parts = working[rec.id] = list(rec.parts)
-        p = parts[part]
+        rec = w.rec
+        p = rec.parts[part]
         self._n["receipts"] += 1
         self._by_stat[stat] += 1
         final_here = p.status in RECEIPT_FINAL and p.status != UNKNOWN_RECEIPT
@@ -536,28 +633,30 @@ class InboundProcessor:
             self._n["duplicates"] += 1
             return
         status = None if r.intermediate else PART_STATUS.get(r.state)
-        cfg = self._cfg.get(h.carrier)
-        nec = (r.network_type, r.error_code) if r.network_type is not None \
-            and r.error_code is not None else None
         cls = None
         if status is not None and status != DELIVERED:
+            cfg = self._cfg.get(h.carrier)
+            nec = (r.network_type, r.error_code) if r.network_type is not None \
+                and r.error_code is not None else None
             got = classify_delivery_error(stat, r.err, nec,
                                           cfg.error_codes if cfg is not None else None)
             # (a config built in code may hold plain strings: normalise to the enum)
             cls = ErrorClass(got) if got is not None else None
-        done_at = _epoch(r.done_date) or now
+        done_at = self._epoch(r.done_date) or now
         # Receipt dates are the SMSC's clock (often local time, no zone): for ordering the
         # recipient's history we use our own receive time.
         at = now
         if status is not None and p.submitted_at is not None:
             self._latencies.append((h.carrier, max(0.0, now - p.submitted_at)))
-        batch.update_message(rec.id, _ApplyReceipt(
-            part, status, stat, err=r.err, done_at=done_at,
-            error_class=cls.value if cls is not None else None, now=now))
-        old_status = rollup(parts) or rec.status
-        parts[part] = _replace(p, status=status or p.status, receipt_stat=stat)
-        new_status = rollup(parts)
-        meta = metadata_raw(rec.metadata)
+        fn = _ApplyReceipt(part, status, stat, err=r.err, done_at=done_at,
+                           error_class=cls.value if cls is not None else None, now=now)
+        applied = fn.apply(rec)
+        if applied is None:  # pragma: no cover - the checks above are the same
+            return
+        w.rec, new_status = applied
+        w.fns.append(fn)
+        old_status = rollup(rec.parts) or rec.status
+        meta = metadata_raw(rec.metadata) if rec.metadata else None
         batch.append_event(receipt_event(now, rec.id, rec.to, status or p.status, ReceiptData(
             carrier=h.carrier, carrier_message_id=r.message_id, stat=stat, err=r.err,
             part=part + 1, error_class=cls.value if cls is not None else None,
