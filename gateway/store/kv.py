@@ -8,7 +8,7 @@ the real thing only in this thin layer, and the contract suite checks both.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
 __all__ = ["Db", "KvTxn"]
@@ -32,6 +32,12 @@ class Db(enum.Enum):
     OPTIN_CHALLENGES = b"optin_challenges"  # challenge id -> Challenge
     OPTIN_STARTS = b"optin_starts"  # p:phone\0 / i:ip\0 + time ms -> b""
 
+    # Every store op looks its database handle up by member. Enum's own __hash__ is
+    # Python code (hash of the name): 0.14 us a lookup against 0.02 us for the identity
+    # hash, ~16 lookups per message on the writer thread alone. Members are singletons
+    # and compare by identity, so the identity hash is consistent with ==.
+    __hash__ = object.__hash__
+
 
 class KvTxn(Protocol):
     """One transaction over the named databases. Keys sort bytewise."""
@@ -50,6 +56,18 @@ class KvTxn(Protocol):
 
     def delete(self, db: Db, key: bytes) -> bool:
         """Delete; False when ``key`` did not exist."""
+        ...
+
+    def getter(self, db: Db) -> Callable[[bytes], bytes | None]:
+        """``get`` bound to ``db`` (hot loops: no per-call lookup of the database)."""
+        ...
+
+    def putter(self, db: Db) -> Callable[[bytes, bytes], object]:
+        """``put`` bound to ``db``."""
+        ...
+
+    def deleter(self, db: Db) -> Callable[[bytes], object]:
+        """``delete`` bound to ``db``."""
         ...
 
     def scan(self, db: Db, start: bytes = b"") -> Iterator[tuple[bytes, bytes]]:

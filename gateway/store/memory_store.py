@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import bisect
 import copy
+import functools
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -83,6 +84,15 @@ class _MemTxn:
         del t.keys[bisect.bisect_left(t.keys, key)]
         self._undo.append((db, key, old))
         return True
+
+    def getter(self, db: Db) -> Callable[[bytes], bytes | None]:
+        return self._tables[db].data.get
+
+    def putter(self, db: Db) -> Callable[[bytes, bytes], object]:
+        return functools.partial(self.put, db)
+
+    def deleter(self, db: Db) -> Callable[[bytes], object]:
+        return functools.partial(self.delete, db)
 
     def scan(self, db: Db, start: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
         t = self._tables[db]

@@ -8,6 +8,7 @@ import trio
 import trio.testing
 
 from gateway.store import (
+    Event,
     HistoryEntry,
     IdempotencyConflictError,
     IdempotencyRecord,
@@ -19,6 +20,8 @@ from gateway.store import (
     StoreClosedError,
     WriteBatch,
 )
+from gateway.store.keys import event_key
+from gateway.store.kv import Db
 
 from .conftest import Harness
 from .helpers import T0, error, event, message, recipient
@@ -80,6 +83,47 @@ async def test_update_returning_another_key_fails_the_batch(store: Store) -> Non
         with pytest.raises(ValueError, match="another key"):
             await store.commit(batch)
         assert store.get_message("m2") is None and store.get_message("other") is None
+
+
+class _SubRecord(MessageRecord, frozen=True):
+    """A subclass: the writer's fast key check falls back to the general one."""
+
+
+async def test_update_key_check_by_record_type(store: Store) -> None:
+    with trio.fail_after(TIMEOUT):
+        await commit(store, lambda b: b.put_message(message("m1")))
+        await commit(store, lambda b: b.put_recipient(recipient("+15551110009")))
+        for build in (
+            lambda b: b.update_message("m1", lambda old: recipient("+15551110009")),
+            lambda b: b.update_recipient("+15551110009", lambda old: message("m1")),
+            lambda b: b.update_recipient("+15551110009", lambda old: recipient("+1555")),
+        ):
+            with pytest.raises(ValueError, match="another key"):
+                await commit(store, build)
+        sub = _SubRecord(id="m1", created_at=T0, to="+1555", text="t", kind="campaign")
+        await commit(store, lambda b: b.update_message("m1", lambda old: sub))
+        assert store.get_message("m1") == MessageRecord(
+            id="m1", created_at=T0, to="+1555", text="t", kind="campaign")
+        assert store.get_recipient("+15551110009") == recipient("+15551110009")
+
+
+async def test_event_values_are_the_record_with_its_seq(store: Store) -> None:
+    # The stored bytes of an event are those of the Event with the assigned seq: what
+    # readers of the feed (and bench/e2e.py's follower) decode.
+    with trio.fail_after(TIMEOUT):
+        evs = [Event(seq=s, at=T0 + i, type="status", message_id=f"m{i}", phone="+1555",
+                     status="queued", data=b'{"a":1}') for i, s in enumerate((0, -5, 7, 2**40))]
+
+        def build(b: WriteBatch) -> None:
+            for _ in range(40):  # seqs past 127 and 255: longer msgpack ints
+                for ev in evs:
+                    b.append_event(ev)
+
+        await commit(store, build)
+        for seq in (1, 127, 128, 160):
+            raw = store._read(lambda tx, seq=seq: tx.get(Db.EVENTS, event_key(seq)))
+            ev = evs[(seq - 1) % 4]
+            assert raw == msgspec.msgpack.encode(msgspec.structs.replace(ev, seq=seq))
 
 
 async def test_batch_is_all_or_nothing_when_an_update_raises(store: Store) -> None:

@@ -7,13 +7,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.store import ErrorEntry, MessageRecord, PartRecord, RecipientRecord
+from gateway.store import ErrorEntry, MessageRecord, PartRecord, RecipientRecord, WriteBatch
 from gateway.store.keys import (
+    _U64,
+    _no_nul,
     carrier_key,
+    check_key,
     error_key,
     event_key,
     from_ms,
     outbox_key,
+    pack_event_key,
     parse_error_key,
     parse_event_key,
     parse_outbox_key,
@@ -100,3 +104,55 @@ def test_records_are_msgpack_arrays_and_evolve_by_appending() -> None:
 def test_records_roundtrip(m: MessageRecord, r: RecipientRecord, e: ErrorEntry) -> None:
     for rec in (m, r, e):
         assert msgspec.msgpack.decode(msgspec.msgpack.encode(rec), type=type(rec)) == rec
+
+
+# The hot key builders are written out by hand (no to_ms/check_key/_no_nul calls); these
+# are the plain definitions they must agree with, in value and in the error raised.
+def _outbox_key_ref(due: float, message_id: str) -> bytes:
+    return check_key(_U64.pack(to_ms(due)) + message_id.encode(), "outbox")
+
+
+def _carrier_key_ref(carrier: str, carrier_msg_id: str) -> bytes:
+    return check_key(
+        _no_nul(carrier, "carrier") + b"\0" + _no_nul(carrier_msg_id, "carrier message id"),
+        "carrier_ids",
+    )
+
+
+def _outcome(fn: object, *args: object) -> object:
+    try:
+        return fn(*args)  # type: ignore[operator]
+    except ValueError as exc:
+        return ("ValueError", str(exc))
+
+
+any_text = st.text(max_size=600) | st.sampled_from(["", "\0", "a\0b", "x" * 503, "x" * 504])
+
+
+@given(st.floats(min_value=-1e6, max_value=4e12, allow_nan=False) | st.sampled_from(
+    [0.0, -0.0005, 0.0005, 0.0015, 0.0025, 1_790_000_000.1235]), any_text)
+def test_outbox_key_matches_the_plain_definition(due: float, mid: str) -> None:
+    assert _outcome(outbox_key, due, mid) == _outcome(_outbox_key_ref, due, mid)
+
+
+@given(any_text, any_text)
+def test_carrier_key_matches_the_plain_definition(carrier: str, cid: str) -> None:
+    assert _outcome(carrier_key, carrier, cid) == _outcome(_carrier_key_ref, carrier, cid)
+
+
+@given(st.integers(0, 2**64 - 1))
+def test_pack_event_key_is_event_key(seq: int) -> None:
+    assert pack_event_key(seq) == event_key(seq)
+
+
+@pytest.mark.parametrize(("key", "n"), [("", 0), ("x" * 512, 512), ("é" * 256, 512)])
+def test_batch_refuses_ids_lmdb_cannot_store(key: str, n: int) -> None:
+    batch = WriteBatch()
+    for add in (lambda: batch.update_message(key, lambda r: r),
+                lambda: batch.delete_message(key),
+                lambda: batch.delete_recipient(key)):
+        with pytest.raises(ValueError, match=f"key must be 1..511 bytes, got {n}"):
+            add()
+    assert not batch
+    batch.update_message("x" * 511, lambda r: r)
+    assert batch.ops[0][2] == b"x" * 511
