@@ -46,6 +46,8 @@ number since sequence numbers are per session) must not act twice. Two guards:
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import logging
 import time
 from collections import defaultdict
@@ -123,6 +125,11 @@ KEYWORDS_KEPT: Final = 50
 _MoKey = tuple[str, str, str, int, int, bytes, bytes, tuple[int, int, int] | None]
 DEFERRED_RETRY_S: Final = 0.1
 PENDING_COMMIT_WAIT_S: Final = 5.0
+#: Upper bounds (seconds) of the deliver_sm arrival -> ack buckets (``InboundStats``).
+#: An SMSC sends at most its window of unacked deliveries per session (64 is common), so
+#: receipts/s per session <= window / this time.
+ACK_LATENCY_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                              2.5, 5.0, 10.0)
 
 _replace = msgspec.structs.replace
 _MESSAGE: Final = msgspec.msgpack.Decoder(MessageRecord)
@@ -176,6 +183,12 @@ class InboundStats(msgspec.Struct, frozen=True, kw_only=True):
     mo_duplicates: int = 0
     #: Keyword replies not sent because the same keyword came within the dedup window.
     replies_suppressed: int = 0
+    #: deliver_sm (or data_sm) arrival at the bind -> its ack queued after the commit:
+    #: cumulative ``(upper bound seconds, count)`` pairs (Prometheus ``le`` buckets, the
+    #: last bound is ``inf``), their sum in seconds and their count.
+    ack_latency_buckets: tuple[tuple[float, int], ...] = ()
+    ack_latency_sum: float = 0.0
+    ack_latency_count: int = 0
 
 
 def _epoch(d: datetime | None) -> float | None:
@@ -425,6 +438,8 @@ class InboundProcessor:
         self._by_keyword: dict[str, int] = defaultdict(int)
         self._latencies: list[tuple[str, float]] = []  # of the batch being built
         self._epochs: dict[datetime, float] = {}
+        self._ack_counts = [0] * (len(ACK_LATENCY_BUCKETS) + 1)
+        self._ack_seconds = 0.0
 
     # -- running ------------------------------------------------------------------------
 
@@ -512,8 +527,26 @@ class InboundProcessor:
         if self._latencies and self.on_receipt_latency is not None:
             for carrier, seconds in self._latencies:
                 self.on_receipt_latency(carrier, seconds)
+        self._ack(acks)
+
+    def _ack(self, acks: list[Inbound]) -> None:
+        """Ack, and note each delivery's time from its arrival to its ack."""
+        now = trio.current_time()
+        counts = self._ack_counts
+        total = 0.0
+        last_at: float | None = None
+        i = 0
         for inb in acks:
             inb.ack()
+            at = getattr(inb, "received_at", None)  # (test fakes have none)
+            if at is None:
+                continue
+            if at != last_at:  # one bind read's deliveries share their arrival time
+                last_at = at
+                i = bisect.bisect_left(ACK_LATENCY_BUCKETS, now - at)
+            counts[i] += 1
+            total += now - at
+        self._ack_seconds += total
         self._n["acked"] += len(acks)
 
     # -- receipts -----------------------------------------------------------------------
@@ -901,4 +934,7 @@ class InboundProcessor:
                                      for i, _ in v.values() if not i.acked),
             mo_incomplete=n["mo_incomplete"], replies=n["replies"],
             commit_failures=n["commit_failures"], acked=n["acked"],
-            mo_duplicates=n["mo_duplicates"], replies_suppressed=n["replies_suppressed"])
+            mo_duplicates=n["mo_duplicates"], replies_suppressed=n["replies_suppressed"],
+            ack_latency_buckets=tuple(zip((*ACK_LATENCY_BUCKETS, float("inf")),
+                                          itertools.accumulate(self._ack_counts), strict=True)),
+            ack_latency_sum=self._ack_seconds, ack_latency_count=sum(self._ack_counts))
