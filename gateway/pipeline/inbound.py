@@ -73,11 +73,13 @@ from gateway.pipeline.dispatch import (
     rollup,
 )
 from gateway.pipeline.events import (
+    MESSAGE_STATUS,
     ConsentData,
     MoData,
     ReceiptData,
     StatusData,
     consent_event,
+    encode_data,
     metadata_raw,
     mo_event,
     receipt_event,
@@ -89,6 +91,7 @@ from gateway.smpp import pdu as P
 from gateway.store import (
     CarrierIdRecord,
     ErrorEntry,
+    Event,
     HistoryEntry,
     KeywordEntry,
     MessageRecord,
@@ -344,10 +347,12 @@ class _WriteReceipts:
         self.items = items
 
     def __call__(self, tx: KvTxn) -> tuple[()]:
+        get = tx.getter(Db.MESSAGES)
+        put = tx.putter(Db.MESSAGES)
         for key, raw, new, fns in self.items:
-            stored = tx.get(Db.MESSAGES, key)
+            stored = get(key)
             if stored == raw:
-                tx.put(Db.MESSAGES, key, new)
+                put(key, new)
                 continue
             if stored is None:
                 continue  # deleted meanwhile: ``_ApplyReceipt`` would leave it absent
@@ -358,7 +363,7 @@ class _WriteReceipts:
                 if got is not None:
                     rec, changed = got, True
             if changed:
-                tx.put(Db.MESSAGES, key, _encode_record(rec))
+                put(key, _encode_record(rec))
         return ()
 
 
@@ -438,6 +443,8 @@ class InboundProcessor:
         self._by_keyword: dict[str, int] = defaultdict(int)
         self._latencies: list[tuple[str, float]] = []  # of the batch being built
         self._epochs: dict[datetime, float] = {}
+        #: ``message.status`` payloads of receipts, by what they hold (``_matched``).
+        self._status_data: dict[tuple[int, str, str, str | None, str | None, str], bytes] = {}
         self._ack_counts = [0] * (len(ACK_LATENCY_BUCKETS) + 1)
         self._ack_seconds = 0.0
 
@@ -568,15 +575,16 @@ class InboundProcessor:
         None; the ids and the records in ONE read transaction."""
         def read(tx: KvTxn) -> list[tuple[str, int, bytes | None] | None]:
             out: list[tuple[str, int, bytes | None] | None] = []
-            get = tx.get
+            get_id = tx.getter(Db.CARRIER_IDS)
+            get_message = tx.getter(Db.MESSAGES)
             for h in receipts:
                 carrier = h.carrier
                 for cid in h.keys:
-                    raw = get(Db.CARRIER_IDS, carrier_key(carrier, cid))
+                    raw = get_id(carrier_key(carrier, cid))
                     if raw is not None:
                         hit = _CARRIER_ID.decode(raw)
                         mid = hit.message_id
-                        out.append((mid, hit.part, get(Db.MESSAGES, mid.encode())))
+                        out.append((mid, hit.part, get_message(mid.encode())))
                         break
                 else:
                     out.append(None)
@@ -680,7 +688,8 @@ class InboundProcessor:
         # recipient's history we use our own receive time.
         at = now
         if status is not None and p.submitted_at is not None:
-            self._latencies.append((h.carrier, max(0.0, now - p.submitted_at)))
+            took = now - p.submitted_at
+            self._latencies.append((h.carrier, took if took > 0.0 else 0.0))
         fn = _ApplyReceipt(part, status, stat, err=r.err, done_at=done_at,
                            error_class=cls.value if cls is not None else None, now=now)
         applied = fn.apply(rec)
@@ -695,9 +704,24 @@ class InboundProcessor:
             part=part + 1, error_class=cls.value if cls is not None else None,
             done_at=done_at, metadata=meta)))
         if new_status is not None and new_status != old_status:
-            batch.append_event(status_event(now, rec.id, rec.to, new_status, StatusData(
-                detail=f"part {part + 1}: {stat}", kind=rec.kind, campaign_id=rec.campaign_id,
-                flow_id=rec.flow_id, carrier=h.carrier, part=part + 1, metadata=meta)))
+            if meta is None:
+                # Without metadata the payload depends on these only: encoded once.
+                key = (part, stat, rec.kind, rec.campaign_id, rec.flow_id, h.carrier)
+                data = self._status_data.get(key)
+                if data is None:
+                    if len(self._status_data) >= 4096:
+                        self._status_data.clear()
+                    data = self._status_data[key] = encode_data(StatusData(
+                        detail=f"part {part + 1}: {stat}", kind=rec.kind,
+                        campaign_id=rec.campaign_id, flow_id=rec.flow_id, carrier=h.carrier,
+                        part=part + 1))
+                batch.append_event(Event(0, now, MESSAGE_STATUS, rec.id, rec.to, new_status,
+                                         data))
+            else:
+                batch.append_event(status_event(now, rec.id, rec.to, new_status, StatusData(
+                    detail=f"part {part + 1}: {stat}", kind=rec.kind,
+                    campaign_id=rec.campaign_id, flow_id=rec.flow_id, carrier=h.carrier,
+                    part=part + 1, metadata=meta)))
         rc = self._recipients
         if cls is not None:
             self._by_class[cls.value] += 1

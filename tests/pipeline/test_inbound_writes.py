@@ -16,6 +16,7 @@ import msgspec
 import pytest
 
 from gateway.config import GatewayConfig
+from gateway.pipeline.events import StatusData, encode_data
 from gateway.pipeline.inbound import InboundProcessor
 from gateway.pipeline.recipients import RecipientCache
 from gateway.store import (
@@ -36,18 +37,20 @@ from .test_inbound import receipt_pdu
 FR1 = "+33612345601"
 
 
-def _record(mid: str, n_parts: int) -> MessageRecord:
+def _record(mid: str, n_parts: int, metadata: bytes = b"") -> MessageRecord:
     parts = tuple(PartRecord(index=i, carrier="c1", carrier_msg_id=f"A{mid}{i}", submit_status=0,
                              submitted_at=NOW + 1, status="accepted") for i in range(n_parts))
     return MessageRecord(id=mid, created_at=NOW, to=FR1, text="hello", kind="campaign",
-                         campaign_id="camp", status="submitted", encoding="gsm7",
+                         campaign_id="camp", metadata=metadata, status="submitted",
+                         encoding="gsm7",
                          segments=n_parts, carrier="c1", route="+", parts=parts,
                          history=(HistoryEntry(NOW, "queued"), HistoryEntry(NOW + 1, "submitted")),
                          updated_at=NOW + 1)
 
 
-async def _submitted(store: Store, mid: str, n_parts: int) -> MessageRecord:
-    rec = _record(mid, n_parts)
+async def _submitted(store: Store, mid: str, n_parts: int,
+                     metadata: bytes = b"") -> MessageRecord:
+    rec = _record(mid, n_parts, metadata)
     batch = WriteBatch()
     batch.put_message(rec)
     for p in rec.parts:
@@ -170,3 +173,21 @@ async def test_unchanged_record_is_written_as_decided(lmdb_store: Store,
     assert rec.parts[0].error_class is not None and rec.parts[0].done_at is not None
     assert _events(lmdb_store, "M1") == [("receipt", "undelivered"),
                                          ("message.status", "undelivered")]
+
+
+async def test_status_payloads(mem_store: Store, config: GatewayConfig) -> None:
+    await _submitted(mem_store, "M1", 1)
+    await _submitted(mem_store, "M2", 1, metadata=b'{"order":7}')
+    await _submitted(mem_store, "M3", 1)
+    proc = _processor(mem_store, config)
+    await proc.process([FakeInbound(receipt_pdu(FR1[1:], f"AM{i}0", "DELIVRD"))  # type: ignore[misc]
+                        for i in (1, 2, 3)])
+    plain = encode_data(StatusData(detail="part 1: DELIVRD", kind="campaign", campaign_id="camp",
+                                   carrier="c1", part=1))
+    with_meta = encode_data(StatusData(detail="part 1: DELIVRD", kind="campaign",
+                                       campaign_id="camp", carrier="c1", part=1,
+                                       metadata=msgspec.Raw(b'{"order":7}')))
+    got = {e.message_id: e.data for e in mem_store.events_after(0, 100)
+           if e.type == "message.status"}
+    assert got == {"M1": plain, "M2": with_meta, "M3": plain}  # M3: M1's, remembered
+    assert b'"metadata":{"order":7}' in with_meta
