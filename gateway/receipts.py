@@ -11,7 +11,9 @@ Receipt text (SMPP 3.4 Appendix B, domain.md §1.7)::
 Carriers bend it in every way: keys in any case (``Text:``, ``ID:``), missing fields,
 seconds (or a four-digit year) in the dates, ``submit_date``/``done_date``, long or UUID
 ids, extra spaces, other field orders. :func:`parse_receipt_text` accepts all of them;
-an unknown ``stat`` maps to :attr:`ReceiptState.UNKNOWN`, never to a success.
+an unknown ``stat`` maps to :attr:`ReceiptState.UNKNOWN`, never to a success. The standard
+layout above (what the node-smpp simulator and most SMSCs send) is read by one anchored
+regex; anything else goes through the lenient parser, with the same result either way.
 
 :func:`parse_receipt` takes the deliver_sm fields and prefers the TLVs
 (``receipted_message_id`` 0x001E, ``message_state`` 0x0427, ``network_error_code``
@@ -232,9 +234,9 @@ def _int_or_none(token: str | None) -> int | None:
     return int(token)
 
 
-def _parse_date(token: str | None) -> datetime | None:
+def _parse_date_uncached(token: str) -> datetime | None:
     """``YYMMDDhhmm``, ``YYMMDDhhmmss`` or ``YYYYMMDDhhmmss`` -> naive datetime."""
-    if token is None or not token.isascii() or not token.isdigit():
+    if not token.isascii() or not token.isdigit():
         return None
     try:
         if len(token) in (10, 12):
@@ -252,6 +254,67 @@ def _parse_date(token: str | None) -> datetime | None:
         return None
 
 
+# Receipt dates have minute resolution and a carrier stamps thousands of receipts with the
+# same minute, so the parsed value is cached by token (datetimes are immutable, sharing one
+# is safe). Only date-length tokens are kept and the dict is emptied when full: bounded
+# memory whatever a peer sends, and no clock (the cache never expires, it only forgets).
+_DATE_CACHE: dict[str, datetime | None] = {}
+_DATE_CACHE_MAX = 4096
+_DATE_LENGTHS = frozenset({10, 12, 14})
+
+
+def _parse_date(token: str | None) -> datetime | None:
+    """:func:`_parse_date_uncached`, memoised per token (see ``_DATE_CACHE``)."""
+    if token is None:
+        return None
+    try:
+        return _DATE_CACHE[token]
+    except KeyError:
+        pass
+    value = _parse_date_uncached(token)
+    if len(token) in _DATE_LENGTHS:
+        if len(_DATE_CACHE) >= _DATE_CACHE_MAX:
+            _DATE_CACHE.clear()
+        _DATE_CACHE[token] = value
+    return value
+
+
+# The fast path: the exact Appendix B layout as the node-smpp simulator, Kannel and most
+# SMSCs write it (single spaces, keys in this order, ``text:`` last or absent). For a string
+# this matches, the general parser below finds exactly these eight keys at these places:
+# every key match ends at a ':', and the only ':' before ``text:`` are the keys' own (no
+# value class below contains ':' or a space, and all keys are ASCII letters after a space or
+# the start, so the look-behind holds); every key inside the text is a repeat and stays in
+# the text. So the fields below are what the general parser would read, and anything else
+# (other orders, spacing, missing fields, non-ASCII before the text, an id longer than
+# _MAX_ID_LEN, a trailing newline: ``\Z``, not ``$``) falls back to it.
+_STANDARD = re.compile(
+    r"id:([0-9A-Za-z_.-]{1,64}) sub:([0-9]+) dlvrd:([0-9]+) submit[ _-]?date:([0-9]+) "
+    r"done[ _-]?date:([0-9]+) stat:([A-Za-z]+) err:([0-9A-Za-z]+)(?:( text:)|\Z)",
+    re.ASCII | re.IGNORECASE,
+)
+
+
+def _parse_standard(s: str) -> ReceiptText | None:
+    """The fields of ``s`` if it has the standard layout (see ``_STANDARD``), else None."""
+    m = _STANDARD.match(s)
+    if m is None:
+        return None
+    msg_id, sub, dlvrd, submit_date, done_date, stat, err, text = m.groups()
+    stat = stat.upper()
+    return ReceiptText(
+        id=msg_id,
+        sub=int(sub) if len(sub) <= 9 else None,       # as _int_or_none
+        dlvrd=int(dlvrd) if len(dlvrd) <= 9 else None,
+        submit_date=_parse_date(submit_date),
+        done_date=_parse_date(done_date),
+        stat=stat,
+        err=err,
+        text=s[m.end():].strip() if text is not None else None,
+        state=_BY_STAT.get(stat, ReceiptState.UNKNOWN),
+    )
+
+
 def parse_receipt_text(text: str | bytes) -> ReceiptText | None:
     """Parse an Appendix B receipt text leniently; None when it has neither ``id`` nor ``stat``.
 
@@ -260,6 +323,12 @@ def parse_receipt_text(text: str | bytes) -> ReceiptText | None:
     seen yet (it is normally the last field).
     """
     s = _decode_text(text).replace("\x00", " ")
+    parsed = _parse_standard(s)
+    return parsed if parsed is not None else _parse_general(s)
+
+
+def _parse_general(s: str) -> ReceiptText | None:
+    """The lenient parser behind :func:`parse_receipt_text` (``s`` decoded, NULs spaced)."""
     fields: dict[str, tuple[int, int]] = {}   # name -> (value start, value end)
     current: str | None = None
     for m in _KEY.finditer(s):
@@ -309,7 +378,10 @@ def is_receipt_esm_class(esm_class: int) -> bool:
 
 
 def _tlv_map(tlvs: Tlvs) -> dict[int, bytes]:
-    if isinstance(tlvs, Mapping):
+    # The codec hands over a tuple of Tlv (int tag, bytes value): skip the Mapping ABC
+    # check and the int()/bytes() calls for it, which return their argument unchanged for
+    # exact ints and bytes anyway (this runs once per receipt on the trio thread).
+    if type(tlvs) is not tuple and isinstance(tlvs, Mapping):
         return {int(k): bytes(v) for k, v in tlvs.items()}
     out: dict[int, bytes] = {}
     for item in tlvs:
@@ -317,7 +389,12 @@ def _tlv_map(tlvs: Tlvs) -> dict[int, bytes]:
             tag, value = item
         else:
             tag, value = item.tag, item.value
-        out.setdefault(int(tag), bytes(value))  # first occurrence wins
+        if type(tag) is not int:
+            tag = int(tag)
+        if type(value) is not bytes:
+            value = bytes(value)
+        if tag not in out:  # first occurrence wins
+            out[tag] = value
     return out
 
 
@@ -404,14 +481,41 @@ def parse_receipt(esm_class: int, short_message: bytes, tlvs: Tlvs = (), *,
 
 # ------------------------------------------------------------------------ message ids
 
-_HEX = re.compile(r"^[0-9A-Fa-f]+$")
-_DEC = re.compile(r"^[0-9]+$")
-_UUID = re.compile(r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-"
-                   r"[0-9A-Fa-f]{12}$")
+# Id shapes are tested with str methods, not regexes: this runs for every receipt on the
+# gateway's one trio thread. An id here is always _clean()ed, so it has no NUL and no
+# surrounding whitespace.
+_HEX_DIGITS = "0123456789abcdefABCDEF"
+
+
+def _is_hex(s: str) -> bool:
+    """``s`` is one or more ASCII hex digits."""
+    return bool(s) and not s.strip(_HEX_DIGITS)
+
+
+def _is_dec(s: str) -> bool:
+    """``s`` is one or more ASCII decimal digits (``isdigit`` alone also takes ``²``, ``٣``)."""
+    return s.isascii() and s.isdigit()
+
+
+def _is_uuid(s: str) -> bool:
+    """``s`` is 8-4-4-4-12 hex digits (any case)."""
+    return (len(s) == 36 and s[8] == s[13] == s[18] == s[23] == "-" and s.count("-") == 4
+            and _is_hex(s.replace("-", "")))
 
 
 def _clean(raw: str) -> str:
     return raw.split("\x00", 1)[0].strip()
+
+
+def _normalise_clean(s: str) -> str:
+    """:func:`normalise_message_id` of an already _clean()ed id, for ``fmt`` other than raw."""
+    if len(s) > _MAX_ID_LEN:
+        return s
+    if _is_hex(s):
+        return s.upper().lstrip("0") or "0"
+    if _is_uuid(s):
+        return s.upper()
+    return s
 
 
 def normalise_message_id(raw: str, fmt: MessageIdFormat = "auto") -> str:
@@ -431,13 +535,7 @@ def normalise_message_id(raw: str, fmt: MessageIdFormat = "auto") -> str:
     is answered on the receipt side, where both readings can be tried.
     """
     s = _clean(raw)
-    if fmt == "raw" or len(s) > _MAX_ID_LEN:
-        return s
-    if _HEX.match(s):
-        return s.upper().lstrip("0") or "0"
-    if _UUID.match(s):
-        return s.upper()
-    return s
+    return s if fmt == "raw" else _normalise_clean(s)
 
 
 def message_id_variants(raw: str, fmt: MessageIdFormat = "auto") -> tuple[str, ...]:
@@ -465,12 +563,16 @@ def message_id_variants(raw: str, fmt: MessageIdFormat = "auto") -> tuple[str, .
     s = _clean(raw)
     if fmt == "raw" or not s or len(s) > _MAX_ID_LEN:
         return (s,) if s else ()
-    out = [normalise_message_id(s, fmt)]
-    if fmt in ("hex", "auto") and _DEC.match(s):
-        out.append(normalise_message_id(format(int(s, 10), "X"), fmt))
-    if fmt in ("dec", "auto") and _HEX.match(s):
-        out.append(normalise_message_id(str(int(s, 16)), fmt))
-    return tuple(dict.fromkeys(out))
+    # The other readings come out of format()/str() already canonical (upper-case hex or
+    # decimal digits, no leading zeros), so normalising them again would change nothing.
+    if not _is_hex(s):  # no numeric reading: UUIDs, opaque ids
+        return (s.upper() if _is_uuid(s) else s,)
+    key = s.upper().lstrip("0") or "0"
+    as_hex = format(int(s, 10), "X") if fmt != "dec" and _is_dec(s) else key
+    as_dec = str(int(s, 16)) if fmt != "hex" else key
+    if as_hex == key:
+        return (key,) if as_dec == key else (key, as_dec)
+    return (key, as_hex) if as_dec in (key, as_hex) else (key, as_hex, as_dec)
 
 
 def receipt_lookup_keys(receipt: DeliveryReceipt,
@@ -480,8 +582,10 @@ def receipt_lookup_keys(receipt: DeliveryReceipt,
     Both ids are tried because some carriers fill the TLV with an internal id and the text
     with the resp id, or the other way round.
     """
-    keys: list[str] = []
-    for mid in (receipt.tlv_message_id, receipt.text_message_id):
-        if mid:
-            keys.extend(message_id_variants(mid, fmt))
-    return tuple(dict.fromkeys(keys))
+    tlv_id, text_id = receipt.tlv_message_id, receipt.text_message_id
+    if not text_id or text_id == tlv_id:  # the usual case: the TLV repeats the text id
+        return message_id_variants(tlv_id, fmt) if tlv_id else ()
+    if not tlv_id:
+        return message_id_variants(text_id, fmt)
+    return tuple(dict.fromkeys(message_id_variants(tlv_id, fmt)
+                               + message_id_variants(text_id, fmt)))
