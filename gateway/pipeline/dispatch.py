@@ -45,7 +45,7 @@ import time
 import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, TypeAlias
 
 import msgspec
 import trio
@@ -141,6 +141,8 @@ _RETRYABLE: Final = frozenset({RetryClass.THROTTLED, RetryClass.TEMPORARY, Retry
                                RetryClass.BIND, RetryClass.OK})
 
 _replace = msgspec.structs.replace
+_ACCEPTED: Final = OutcomeKind.ACCEPTED
+_KIND_VALUE: Final = {k: k.value for k in OutcomeKind}
 _LEASE: Final = msgspec.msgpack.Decoder(Lease)
 _SENDING_ONLY: Final = frozenset({SENDING})
 _IN_FLIGHT: Final = frozenset({PENDING, SENDING})
@@ -158,7 +160,11 @@ def rollup(parts: Sequence[PartRecord]) -> str | None:
     """
     if not parts:
         return None
-    statuses = [p.status for p in parts]
+    return _rollup([p.status for p in parts])
+
+
+def _rollup(statuses: list[str]) -> str | None:
+    """:func:`rollup` of the part statuses (not empty)."""
     if PENDING in statuses or SENDING in statuses:
         return None
     if ACCEPTED in statuses:
@@ -269,6 +275,11 @@ class _Flight:
         #: record's ``carrier`` and ``route``.
         self.lease: Lease | None = None
         self.route: str | None = None
+
+
+#: (flight, part, outcome, the carrier message id as normalised for the carrier's
+#: ``message_id_format`` when accepted, else None): computed once, in ``_on_outcome``.
+_Outcome: TypeAlias = tuple[_Flight, int, SubmitOutcome, str | None]
 
 
 class _StaleRecord(Exception):
@@ -392,7 +403,8 @@ class Dispatcher:
                            for c in config.carriers}
         self._room_waiting = False
         self._flights: dict[str, _Flight] = {}
-        self._outcomes: list[tuple[_Flight, int, SubmitOutcome]] = []
+        #: (flight, part, outcome, normalised carrier message id or None), in arrival order.
+        self._outcomes: list[_Outcome] = []
         self._outcome_evt = trio.Event()
         self._committed_evt = trio.Event()
         self._idle_evt = trio.Event()
@@ -488,9 +500,14 @@ class Dispatcher:
         """Commit, then tell the accepter how many outbox entries went (backpressure)."""
         await self._store.commit(batch)
         net = 0
+        outbox = Db.OUTBOX
         for op in batch.ops:
-            if op[1] is Db.OUTBOX:
-                net += 1 if op[0] == DELETE else -1 if op[0] == PUT else 0
+            if op[1] is outbox:
+                kind = op[0]
+                if kind == DELETE:
+                    net += 1
+                elif kind == PUT:
+                    net -= 1
         if net > 0 and self._accepter is not None:
             self._accepter.outbox_removed(net)
 
@@ -675,23 +692,29 @@ class Dispatcher:
     async def _dispatch(self, entries: list[OutboxEntry], now: float) -> None:
         batch = WriteBatch(urgent=True)  # the binds wait for it: ahead of accept groups
         self._park_pending = []
+        flights = self._flights
+        parked = self._parked
         fresh: list[OutboxEntry] = []
+        unread: list[str] = []
         for e in entries:
-            fl = self._flights.get(e.message_id)
+            mid = e.message_id
+            fl = flights.get(mid)
             if fl is not None:  # lease ran out while still in flight: extend it
                 if fl.lease is not None:  # the mark lives in the entry: carry it over
-                    batch.outbox_remove(e.due, e.message_id)
-                    batch.outbox_add(now + self._lease_s, e.message_id, fl.lease)
+                    batch.outbox_remove(e.due, mid)
+                    batch.outbox_add(now + self._lease_s, mid, fl.lease)
                 else:
-                    self._move(batch, e.due, e.message_id, now + self._lease_s)
+                    self._move(batch, e.due, mid, now + self._lease_s)
                 fl.lease_due = now + self._lease_s
-            else:
-                fresh.append(e)
-        records = self._store.get_messages([e.message_id for e in fresh])
+                continue
+            if parked:
+                parked.pop(mid, None)
+            unread.append(mid)
+            fresh.append(e)
+        records = self._store.get_messages(unread) if unread else {}
         ready: list[tuple[OutboxEntry, MessageRecord]] = []
         scheduled: list[tuple[OutboxEntry, MessageRecord]] = []
         for e in fresh:
-            self._parked.pop(e.message_id, None)
             rec = records.get(e.message_id)
             if rec is None:
                 batch.outbox_remove(e.due, e.message_id)  # an orphan entry
@@ -704,12 +727,14 @@ class Dispatcher:
                 ready.append((e, rec))
         if scheduled:
             ready += await self._reevaluate(scheduled, now)
-        per_carrier: dict[str, list[tuple[_Flight, int, P.SubmitSm]]] = defaultdict(list)
+        per_carrier: dict[str, tuple[list[tuple[_Flight, int]], list[P.SubmitSm]]] = {}
         new_flights: list[_Flight] = []
         parked_routes: set[tuple[str, ...]] = set()
+        # Liveness as of this round (nothing below awaits until the commit).
+        live = {n for n, c in self._carriers.items() if c.can_submit}
         for e, rec in ready:
             fl = self._route_one(batch, e, rec, now, per_carrier=per_carrier,
-                                 parked_routes=parked_routes)
+                                 parked_routes=parked_routes, live=live)
             if fl is not None:
                 new_flights.append(fl)
         for route in parked_routes:
@@ -726,8 +751,8 @@ class Dispatcher:
         for fl in new_flights:
             self._flights[fl.message_id] = fl
         self._n["dispatched"] += len(new_flights)
-        for name, items in per_carrier.items():
-            await self._enqueue(name, items)
+        for name, (metas, pdus) in per_carrier.items():
+            await self._enqueue(name, metas, pdus)
 
     async def _reevaluate(self, scheduled: list[tuple[OutboxEntry, MessageRecord]],
                           now: float) -> list[tuple[OutboxEntry, MessageRecord]]:
@@ -745,37 +770,41 @@ class Dispatcher:
                 out.append((OutboxEntry(due, r.id), r))
         return out
 
-    def _live(self, name: str) -> bool:
-        c = self._carriers.get(name)
-        return c is not None and c.can_submit
-
     def _route_one(self, batch: WriteBatch, e: OutboxEntry, rec: MessageRecord, now: float, *,
-                   per_carrier: dict[str, list[tuple[_Flight, int, P.SubmitSm]]],
-                   parked_routes: set[tuple[str, ...]]) -> _Flight | None:
+                   per_carrier: dict[str, tuple[list[tuple[_Flight, int]], list[P.SubmitSm]]],
+                   parked_routes: set[tuple[str, ...]], live: set[str]) -> _Flight | None:
         route = self._router.route(rec.to)
         if not route:
             self._n["no_route"] += 1
             self._fail_all(batch, e, rec, now, reason=NO_ROUTE,
                            detail=f"no route for {rec.to[:4]}...")
             return None
-        taken = [p for p in rec.parts if p.status not in (PENDING, SENDING)]
+        taken = False
+        for pt in rec.parts:
+            if pt.status not in _IN_FLIGHT:
+                taken = True
+                break
         name: str | None = None
-        if taken and rec.carrier is not None and self._live(rec.carrier):
+        if taken and rec.carrier is not None and rec.carrier in live:
             name = rec.carrier  # the rest of a message goes where its first parts went
         if name is None:
-            name = self._router.pick(rec.to, self._live)
-        if name is None or name not in self._cfg:
+            for c in route:  # Router.pick: the first carrier of the route that is live
+                if c in live:
+                    name = c
+                    break
+        cfg = self._cfg.get(name) if name is not None else None
+        if name is None or cfg is None:
             self._park(batch, e, rec, route, now)
             parked_routes.add(route)
             return None
-        cfg = self._cfg[name]
+        opts = cfg.encoding
         country = None
-        if cfg.encoding.national_languages and self._recipients is not None:
+        if opts.national_languages and self._recipients is not None:
             r = self._recipients.get(rec.to)
             country = r.region if r is not None else None
         # The accepter stored the resolved smart-encoding flag and the concatenation
         # reference it planned with: the same plan again (unless the carrier differs).
-        p = plan(rec.text, cfg.encoding, ref=self._ref(rec), country=country,
+        p = plan(rec.text, opts, ref=self._ref(rec), country=country,
                  smart=rec.smart_encoding)
         if isinstance(p, PlanRejected):
             self._fail_all(batch, e, rec, now, reason=p.reason, detail=p.message)
@@ -798,8 +827,9 @@ class Dispatcher:
             if st != rec.status:
                 self._status_event(batch, rec, st, now)
             return None
-        pdus = self._builders[name].build(rec.to, rec.sender, p.data_coding,
-                                          [p.parts[i] for i in idx])
+        pdus = self._builders[name].build(
+            rec.to, rec.sender, p.data_coding,
+            p.parts if len(idx) == len(p.parts) else [p.parts[i] for i in idx])
         lease = now + self._lease_s
         fl = _Flight(rec, name, idx, lease, now)
         fl.fast = new_parts is None and rec.status != SCHEDULED
@@ -816,9 +846,13 @@ class Dispatcher:
             batch.outbox_add(lease, rec.id)
             batch.update_message(rec.id, _MarkSending(idx, name, prefix, lease=lease, now=now,
                                                       new_parts=new_parts))
-        items = per_carrier[name]
-        for i, pdu in zip(idx, pdus, strict=True):
-            items.append((fl, i, pdu))
+        slot = per_carrier.get(name)
+        if slot is None:
+            slot = per_carrier[name] = ([], [])
+        metas = slot[0]
+        for i in idx:
+            metas.append((fl, i))
+        slot[1].extend(pdus)
         return fl
 
     @staticmethod
@@ -870,27 +904,30 @@ class Dispatcher:
             HistoryEntry(now, FAILED, reason, detail), roll=False))
         self._status_event(batch, rec, FAILED, now, reason=reason, detail=detail)
 
-    async def _enqueue(self, name: str, items: list[tuple[_Flight, int, P.SubmitSm]]) -> None:
-        metas = [(fl, i) for fl, i, _ in items]
+    async def _enqueue(self, name: str, metas: list[tuple[_Flight, int]],
+                       pdus: list[P.SubmitSm]) -> None:
         carrier = name
 
         def on_outcome(index: int, outcome: SubmitOutcome) -> None:
             fl, part = metas[index]
             self._on_outcome(carrier, fl, part, outcome)
 
-        self._outstanding[name] += len(items)
-        await self._carriers[name].enqueue(SubmitBatch([pdu for _, _, pdu in items], on_outcome))
+        self._outstanding[name] += len(pdus)
+        await self._carriers[name].enqueue(SubmitBatch(pdus, on_outcome))
 
     def _on_outcome(self, carrier: str, fl: _Flight, part: int, o: SubmitOutcome) -> None:
         # Runs synchronously in the bind's reader: append and wake, nothing more.
         self._outstanding[carrier] -= 1
-        self._by_carrier[carrier][o.kind.value] += 1
-        if o.kind is OutcomeKind.ACCEPTED:
+        kind = o.kind
+        self._by_carrier[carrier][_KIND_VALUE[kind]] += 1
+        key: str | None = None
+        if kind is _ACCEPTED:
+            # Normalised once here; the commit and its clean-up use the same key.
             key = normalise_message_id(o.message_id, self._id_format.get(carrier, "auto"))
             self._uncommitted[(carrier, key)] = (fl.message_id, part)
-        elif o.kind is OutcomeKind.REJECTED:
+        elif kind is OutcomeKind.REJECTED:
             self._rejected_by_status[carrier][status_name(o.status)] += 1
-        self._outcomes.append((fl, part, o))
+        self._outcomes.append((fl, part, o, key))
         self._outcome_evt.set()
         if self._room_waiting and (self._cap.get(carrier, 0) - self._outstanding[carrier]
                                    >= self._refill_at.get(carrier, 1)):
@@ -926,7 +963,7 @@ class Dispatcher:
                 failures += 1
                 self._n["commit_failures"] += 1
                 self._outcomes[:0] = items
-                for fl, part, _ in items:
+                for fl, part, _, _ in items:
                     fl.outcomes.pop(part, None)
                 delay = min(COMMIT_RETRY_MIN_S * 2 ** (failures - 1), COMMIT_RETRY_MAX_S)
                 log.warning("dispatch: committing %d outcome(s) failed (%s); retrying in "
@@ -939,43 +976,39 @@ class Dispatcher:
                 self._committing = False
             failures = 0
             self._n["commits"] += 1
-            for _fl, _part, o in items:
-                if o.kind is OutcomeKind.ACCEPTED:
-                    key = normalise_message_id(o.message_id,
-                                               self._id_format.get(_fl.carrier, "auto"))
-                    self._uncommitted.pop((_fl.carrier, key), None)
+            uncommitted = self._uncommitted
+            for fl, _part, _o, key in items:
+                if key is not None:
+                    uncommitted.pop((fl.carrier, key), None)
             self._committed_evt.set()
             self._committed_evt = trio.Event()
             if not self._flights and not self._outcomes:
                 self._idle_evt.set()
                 self._idle_evt = trio.Event()
 
-    async def _commit_outcomes(self, items: list[tuple[_Flight, int, SubmitOutcome]],
-                               now: float, *, reread: bool = False) -> None:
+    async def _commit_outcomes(self, items: list[_Outcome], now: float, *,
+                               reread: bool = False) -> None:
         batch = WriteBatch(urgent=True)  # receipts may wait for these carrier ids
         touched: dict[str, _Flight] = {}
-        for fl, part, o in items:
+        for fl, part, o, key in items:
             fl.outcomes[part] = o
             touched[fl.message_id] = fl
-            if o.kind is OutcomeKind.ACCEPTED:
-                fmt = self._id_format.get(fl.carrier, "auto")
-                batch.put_carrier_id(fl.carrier, normalise_message_id(o.message_id, fmt),
-                                     fl.message_id, part, now)
-        complete = {fl.message_id for fl in touched.values()
-                    if len(fl.outcomes) >= len(fl.parts)}
+            if key is not None:
+                batch.put_carrier_id(fl.carrier, key, fl.message_id, part, now)
         # A flight answered in one go (none of its outcomes committed before) is decided
         # from the dispatcher's own copy of the record: nothing but its ``sending`` mark
         # can have changed it (no receipt without a committed carrier id); ``_Apply``
         # verifies that in the write txn (``updated_at`` of the mark) and otherwise the
         # whole batch is decided again from a fresh read.
-        current = self._store.get_messages(
-            [mid for mid in complete
-             if reread or not touched[mid].fast or touched[mid].applied])
+        unread = [fl.message_id for fl in touched.values()
+                  if len(fl.outcomes) >= len(fl.parts)
+                  and (reread or not fl.fast or fl.applied)]
+        current = self._store.get_messages(unread) if unread else {}
         counted = {k: self._n[k] for k in _COMPLETE_COUNTERS}
         done: list[_Flight] = []
         for fl in touched.values():
-            if fl.message_id in complete:
-                rec = current.get(fl.message_id)
+            if len(fl.outcomes) >= len(fl.parts):
+                rec = current.get(fl.message_id) if current else None
                 if rec is None:
                     self._complete(batch, fl, fl.record, now,
                                    expect=(fl.mark_at,) if fl.fast and not fl.applied
@@ -1017,6 +1050,17 @@ class Dispatcher:
     def _complete(self, batch: WriteBatch, fl: _Flight, rec: MessageRecord,
                   now: float, *, expect: tuple[float | None] | None = None) -> None:
         """All parts of a flight answered: decide parts, message status and outbox."""
+        outs = fl.outcomes
+        for part in fl.parts:
+            if outs[part].kind is not _ACCEPTED:
+                break
+        else:
+            for pt in rec.parts:
+                if pt.status == FAILED:
+                    break
+            else:
+                self._complete_accepted(batch, fl, rec, now, expect)
+                return
         changes: dict[int, dict[str, Any]] = {}
         retry: list[int] = []
         not_sent: list[int] = []
@@ -1117,6 +1161,36 @@ class Dispatcher:
                 self._n["unknown"] += 1
             self._status_event(batch, rec, new_status, now, reason=reason, detail=detail,
                                carrier=fl.carrier)
+
+    def _complete_accepted(self, batch: WriteBatch, fl: _Flight, rec: MessageRecord,
+                           now: float, expect: tuple[float | None] | None) -> None:
+        """``_complete`` when the carrier accepted every part of the flight and no part of
+        the message failed before (the common case): the same decision, made directly."""
+        outs = fl.outcomes
+        applied = fl.applied
+        changes: dict[int, dict[str, Any]] = {}
+        statuses = [p.status for p in rec.parts]
+        n = len(statuses)
+        for part in fl.parts:
+            if part not in applied:
+                changes[part] = self._accepted_change(fl, outs[part], now)
+                if part < n and statuses[part] in _IN_FLIGHT:
+                    statuses[part] = ACCEPTED
+        self._n["submitted"] += len(fl.parts)
+        fields: dict[str, Any] = {"updated_at": now, "outbox_due": None}
+        if fl.lease is not None:  # what the ``sending`` mark would have set
+            fields["carrier"] = fl.carrier
+            fields["route"] = fl.route
+        batch.outbox_remove(fl.lease_due, rec.id)
+        new_status = (_rollup(statuses) if statuses else None) or QUEUED
+        changed = new_status != rec.status
+        batch.update_message(rec.id, _Apply(
+            changes, fields, HistoryEntry(now, new_status, None, None) if changed else None,
+            roll=True, expect=expect))
+        if changed:
+            if new_status == UNKNOWN:
+                self._n["unknown"] += 1
+            self._status_event(batch, rec, new_status, now, carrier=fl.carrier)
 
     def _move_from_lease(self, batch: WriteBatch, fl: _Flight, message_id: str,
                          due: float) -> None:
