@@ -55,7 +55,7 @@ from gateway.smpp import pdu as P
 from gateway.smpp.constants import GENERIC_NACK, CommandStatus, RetryClass, retry_class
 from gateway.smpp.errors import EncodeError, LocalProtocolError
 from gateway.smpp.session import Role, Session, SessionConfig, SessionState, SessionStats
-from gateway.throttle import TokenBucket
+from gateway.throttle import RECEIVE_BOUND_S, TokenBucket
 
 __all__ = [
     "Bind",
@@ -255,10 +255,12 @@ class WorkQueue:
         log_interval: float = 60.0,
         name: str = "carrier",
         rng: random.Random | None = None,
+        receive_bound: float = RECEIVE_BOUND_S,
     ) -> None:
         self.name = name
-        # now=0: the bucket starts full whatever trio's clock origin is.
-        self.bucket = TokenBucket(tps, now=0.0)
+        # now=0: the bucket starts full whatever trio's clock origin is. Its window ledger
+        # counts a part until 1 s after its answer (``answered``): gateway.throttle.
+        self.bucket = TokenBucket(tps, now=0.0, receive_bound=receive_bound)
         self.capacity = capacity
         self.throttle_retry_for = throttle_retry_for
         self._throttle_backoff = Backoff(throttle_pause, max(throttle_pause, throttle_pause_max))
@@ -389,6 +391,20 @@ class WorkQueue:
         if self._queued == 0:
             return math.inf
         return self.bucket.ready_at(now)
+
+    def answered(self, taken_at: float, now: float) -> None:
+        """The SMSC answered (any status) a part ``take`` granted at ``taken_at``: it has
+        received it by ``now``, which is what the token bucket's window ledger needs."""
+        self.bucket.answered(taken_at, now)
+
+    def ended(self, taken_at: Sequence[float], now: float) -> None:
+        """Parts that ended without an answer (response timeout, lost link, not encodable):
+        the ledger counts them as received by ``now``. Wakes every bind, since the window
+        may have room now and the bind that saw them end may not be able to take it."""
+        for t in taken_at:
+            self.bucket.answered(t, now)
+        if taken_at:
+            self._wake_all()
 
     def give_back(self, items: list[Item]) -> None:
         """Return parts taken but not sent (front of the queue, order kept)."""
@@ -916,6 +932,9 @@ class Bind:
                 if entry is not None:
                     freed = True
                     self.unknown += 1
+                    if self.queue is not None:
+                        # An SMSC silent this long has read the part by now, if ever.
+                        self.queue.ended((entry[2],), now)
                     reason = (
                         f"no submit_sm_resp within {self.settings.response_timeout:g} s"
                         if isinstance(event, ev.ResponseTimedOut) else
@@ -952,6 +971,10 @@ class Bind:
     def _submit_answered(self, entry: Sent, event: ev.ResponseReceived, now: float) -> None:
         batch, index, sent_at = entry
         status = event.status
+        if self.queue is not None:
+            # sent_at is the ``now`` the writer took the part at (``_feed``): the key of
+            # its grant in the carrier's window ledger.
+            self.queue.answered(sent_at, now)
         if event.command_id == GENERIC_NACK:
             # The SMSC could not even parse our header (SMPP 3.4 §4.3): never blind-retry
             # a nacked PDU (domain.md §1.2) unless the status itself says "slow down".
@@ -1047,6 +1070,8 @@ class Bind:
                 # This part can't be encoded (a field too long...): the part is wrong,
                 # not the link.
                 self.rejected += 1
+                assert self.queue is not None
+                self.queue.ended((now,), now)
                 item[0].resolve(item[1], SubmitOutcome(
                     kind=OutcomeKind.REJECTED, status=e.status, retry=RetryClass.PERMANENT,
                     bind=self.name, reason=f"cannot encode: {e}"))
@@ -1099,6 +1124,9 @@ class Bind:
         items = list(self._inflight.values())
         self._inflight.clear()
         self.unknown += len(items)
+        if self.queue is not None:
+            # The link is gone: whatever the SMSC received, it received by now.
+            self.queue.ended([sent_at for _, _, sent_at in items], trio.current_time())
         outcome = SubmitOutcome(kind=OutcomeKind.UNKNOWN, bind=self.name,
                                 reason=f"no submit_sm_resp: {reason}")
         for batch, index, _ in items:

@@ -5,14 +5,33 @@ the bucket is tested with plain numbers and driven by ``trio.current_time()`` in
 ``gateway.bind``/``gateway.carriers``.
 
 Carriers (and the node-smpp simulator we test against) usually enforce "at most N in any
-1000 ms" as a *sliding window*. A plain token bucket of capacity B refilled at r tokens/s
-lets through at most ``B + r * T`` in any window of T seconds, so it had to refill at
-``tps - burst`` (475/s at tps 500) to stay under the limit. Instead the bucket refills at
-exactly ``tps`` with a small burst (``tps / 100``, 10 ms worth: a small batch per send_all)
-and a **window ledger** caps what it grants: at most ``tps`` in any window of
-``1 s + guard`` (``WINDOW_GUARD_S``, a few ms for scheduling and network jitter between
-our clock and the carrier's). The sustained rate is ``tps / (1 + guard)`` (98.5 % of tps)
-and no window of the carrier's ever sees more than ``tps``.
+1000 ms" as a *sliding window* over the times **they receive** the submits. A **window
+ledger** caps what the bucket grants: a grant at ``now`` needs fewer than ``tps`` earlier
+grants that the carrier may have received after ``now - 1 s``.
+
+When did the carrier receive a part? Not before we wrote it (a grant's ``now`` is read
+before its bytes go out) and not after its response reached us (a carrier answers after
+it has received). So the ledger counts a part until 1 s after its **answer**
+(``answered``), not 1 s after its grant plus a guard. The carrier's receive delay varies:
+the node simulator, sharing a busy core, read parts up to 180 ms after we wrote them, and
+a version that trusted 100 ms got 25 parts refused in one run (bench/RESULTS.md,
+2026-11-22 session 2). A guess at that delay either costs rate or lets a throttle
+through. With the answer time, a carrier stall delays our next grants by exactly the
+stall, and no window of the carrier's holds more than ``tps`` whatever the delays. The
+cost is the round trip: the sustained rate is at worst ``tps / (1 s + rtt + our wake-up
+lateness)``, ~498/s at 500 against the simulator (rtt 1-4 ms), but 476/s against a
+carrier that answers in 50 ms.
+
+A part the bind never reports (``answered`` is also called for a response timeout and a
+lost link) leaves the window ``receive_bound`` after its grant. ``receive_bound = 0``
+(the default) counts the grant time instead: that is the carrier's own view
+(``gateway.sim`` uses the bucket as the SMSC's limiter).
+
+The ledger alone keeps the carrier's limit; the tokens (refill ``tps``, burst ``BURST_S``
+= 100 ms worth) only pace the grants: evenly from a start, yet able to follow the ledger
+when a stall (the carrier's, or our own trio thread's) compressed the answers of a second
+ago into a burst. With a 10 ms burst every such stall shifted the schedule for good (the
+backlog drained at exactly ``tps``): 483-488/s steady under load, against 498/s with 100 ms.
 """
 
 from __future__ import annotations
@@ -20,12 +39,16 @@ from __future__ import annotations
 import math
 from collections import deque
 
-__all__ = ["WINDOW_GUARD_S", "WINDOW_S", "TokenBucket"]
+__all__ = ["BURST_S", "RECEIVE_BOUND_S", "WINDOW_S", "TokenBucket"]
 
-#: The carrier's sliding window, and the margin we add to it (jitter between our grant
-#: time and the carrier's receive time).
+#: The carrier's sliding window.
 WINDOW_S = 1.0
-WINDOW_GUARD_S = 0.015
+#: The bind reports every part's end to the ledger (its answer, its response timeout, its
+#: link's loss); a part it never reports (a bug) still leaves the window this long after
+#: its grant, as if the carrier had received it then.
+RECEIVE_BOUND_S = 10.0
+#: Default burst, in seconds' worth of tokens (see the module docstring).
+BURST_S = 0.1
 
 # Float slack when flooring tokens: ready_at() computes the exact instant a token is
 # complete, and rounding must not leave 0.9999999 tokens there (a wake-up that grants
@@ -38,20 +61,33 @@ class TokenBucket:
 
     ``pause(until)`` grants nothing before ``until`` (the carrier said ESME_RTHROTTLED or
     ESME_RMSGQFUL); tokens do not accumulate during a pause, so a pause is never followed
-    by a burst larger than the normal one.
+    by a burst larger than the normal one. ``answered(granted_at, now)`` tells the window
+    ledger that the carrier answered a part granted at ``granted_at`` (the ``now`` given
+    to ``take``); see the module docstring.
     """
 
-    __slots__ = ("_burst", "_cap", "_granted", "_ledger", "_paused_until", "_rate", "_stamp",
-                 "_tokens", "_window", "tps")
+    __slots__ = ("_bound", "_burst", "_cap", "_done", "_done_n", "_open", "_open_n",
+                 "_open_order", "_paused_until", "_rate", "_stamp", "_tokens", "tps")
 
-    def __init__(self, tps: float, *, now: float, burst: float | None = None) -> None:
+    def __init__(self, tps: float, *, now: float, burst: float | None = None,
+                 receive_bound: float = 0.0) -> None:
+        if receive_bound < 0:
+            raise ValueError("receive_bound must be >= 0")
         self._tokens = 0.0
         self._stamp = now
         self._paused_until = -math.inf
-        #: (time, count) of grants within the last window, oldest first; ``_granted`` sums them.
-        self._ledger: deque[list[float]] = deque()
-        self._granted = 0
-        self._window = WINDOW_S + WINDOW_GUARD_S
+        # The window ledger. Answered parts: [answer time, parts], in answer order (the
+        # times never decrease), ``_done_n`` parts in all; they leave the window 1 s
+        # after their answer. Open parts: grant time -> parts not answered yet,
+        # ``_open_n`` in all, ``_open_order`` the grant times oldest first (entries
+        # answered meanwhile are skipped lazily); they stay in the window until answered,
+        # or until ``receive_bound`` after their grant.
+        self._done: deque[list[float]] = deque()
+        self._done_n = 0
+        self._open: dict[float, int] = {}
+        self._open_n = 0
+        self._open_order: deque[float] = deque()
+        self._bound = float(receive_bound)
         self._cap = 0
         self._configure(tps, burst)
         self._tokens = 0.0 if tps == 0 else self._burst
@@ -76,8 +112,8 @@ class TokenBucket:
             self._burst = math.inf
         else:
             if burst is None:
-                # 10 ms worth of tokens, at least one: small bursts, see the module docstring.
-                burst = max(1.0, tps / 100.0)
+                # 100 ms worth of tokens, at least one: see the module docstring.
+                burst = max(1.0, tps * BURST_S)
             if burst < 1:
                 raise ValueError("burst must be >= 1")
             self._burst = float(burst)
@@ -112,35 +148,76 @@ class TokenBucket:
                 self._tokens = min(self._burst, self._tokens + (now - start) * self._rate)
             self._stamp = now
 
+    def _finish(self, n: int, stamp: float) -> None:
+        """``n`` parts the carrier received by ``stamp``: they leave the window 1 s later."""
+        done = self._done
+        if done:
+            last = done[-1]
+            if stamp <= last[0]:
+                # Answers arrive in time order; a stamp out of order (an unanswered part
+                # reaching its bound) joins the latest one: later, so conservative.
+                last[1] += n
+                self._done_n += n
+                return
+        done.append([stamp, n])
+        self._done_n += n
+
     def _room(self, now: float) -> int:
         """What the window ledger still allows at ``now`` (drops what left the window)."""
-        ledger = self._ledger
-        window = self._window
-        while ledger and ledger[0][0] + window <= now:
-            self._granted -= int(ledger.popleft()[1])
-        return self._cap - self._granted
+        order = self._open_order
+        opened = self._open
+        while order and order[0] not in opened:  # answered meanwhile
+            order.popleft()
+        if order and order[0] + self._bound <= now:
+            bound = self._bound
+            while order and order[0] + bound <= now:
+                at = order.popleft()
+                k = opened.pop(at, 0)
+                if k:
+                    self._open_n -= k
+                    self._finish(k, at + bound)
+        done = self._done
+        while done and done[0][0] + WINDOW_S <= now:
+            self._done_n -= int(done.popleft()[1])
+        return self._cap - self._done_n - self._open_n
 
     def _record(self, n: int, now: float) -> None:
-        ledger = self._ledger
-        if ledger and ledger[-1][0] == now:
-            ledger[-1][1] += n
+        if not self._bound:
+            self._finish(n, now)  # the carrier's view: received when granted
+            return
+        opened = self._open
+        if now in opened:
+            opened[now] += n
         else:
-            ledger.append([now, n])
-        self._granted += n
+            opened[now] = n
+            self._open_order.append(now)
+        self._open_n += n
 
     def _window_ready(self, at: float) -> float:
         """Earliest time >= ``at`` at which the ledger allows one more grant (read only:
-        ``at`` may lie in the future)."""
-        window = self._window
-        inside = [(t, int(n)) for t, n in self._ledger if t + window > at]
-        excess = sum(n for _, n in inside) - self._cap + 1
+        ``at`` may lie in the future). Open parts leave in grant order at their bound,
+        answered parts in answer order: walk both, earliest first."""
+        excess = self._done_n + self._open_n - self._cap + 1
         if excess <= 0:
             return at
-        for t, n in inside:  # the oldest grants leave the window first
-            excess -= n
+        done = iter(self._done)
+        opened = self._open
+        order = (t for t in self._open_order if opened.get(t))
+        bound = self._bound
+        d = next(done, None)
+        o = next(order, None)
+        while d is not None or o is not None:
+            if o is None or (d is not None and d[0] <= o + bound):
+                assert d is not None
+                leaves, k = d[0], int(d[1])
+                d = next(done, None)
+            else:
+                leaves, k = o + bound, opened[o]
+                o = next(order, None)
+            excess -= k
             if excess <= 0:
-                return t + window
-        return at  # pragma: no cover - excess <= sum of the entries
+                return max(at, leaves + WINDOW_S)
+        return at  # pragma: no cover - excess <= the parts in the ledger
 
     def available(self, now: float) -> int:
         """Whole tokens that ``take`` would grant at ``now`` (huge when unlimited)."""
@@ -165,18 +242,52 @@ class TokenBucket:
         return granted
 
     def give_back(self, n: int) -> None:
-        """Return ``n`` unused tokens taken by ``take`` (capped at the burst)."""
-        if not self.unlimited and n > 0:
-            self._tokens = min(self._burst, self._tokens + n)
-            ledger = self._ledger
-            while n > 0 and ledger:  # the newest grants did not happen
-                last = ledger[-1]
-                k = min(n, int(last[1]))
-                last[1] -= k
-                self._granted -= k
-                n -= k
-                if last[1] <= 0:
-                    ledger.pop()
+        """Return ``n`` unused tokens taken by ``take`` (capped at the burst): the newest
+        grants did not happen."""
+        if self.unlimited or n <= 0:
+            return
+        self._tokens = min(self._burst, self._tokens + n)
+        opened = self._open
+        order = self._open_order
+        while n > 0 and order:
+            at = order[-1]
+            k = min(n, opened.get(at, 0))
+            n -= k
+            self._open_n -= k
+            if k == opened.get(at, 0):
+                opened.pop(at, None)
+                order.pop()
+            else:
+                opened[at] -= k
+        done = self._done
+        while n > 0 and done:  # receive_bound 0: they were recorded as done
+            last = done[-1]
+            k = min(n, int(last[1]))
+            last[1] -= k
+            self._done_n -= k
+            n -= k
+            if last[1] <= 0:
+                done.pop()
+
+    def answered(self, granted_at: float, now: float, n: int = 1) -> None:
+        """The carrier answered ``n`` parts granted at ``granted_at`` (their ``take``'s
+        ``now``): it received them by ``now``, so they leave its window at ``now + 1 s``.
+
+        Any answer counts, a refusal too (conservative: the node simulator does not count
+        refused parts), and so does any other end of a part whose receive time is bounded
+        by ``now`` (its link closed). Unknown ``granted_at`` (the part reached its
+        ``receive_bound``, or was given back) is ignored.
+        """
+        opened = self._open
+        k = min(n, opened.get(granted_at, 0))
+        if k <= 0:
+            return
+        if k == opened[granted_at]:
+            del opened[granted_at]
+        else:
+            opened[granted_at] -= k
+        self._open_n -= k
+        self._finish(k, now)
 
     def ready_at(self, now: float) -> float:
         """Earliest time >= ``now`` at which ``take(1)`` grants a token."""

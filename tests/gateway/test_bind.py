@@ -164,6 +164,25 @@ async def test_tps_limit(autojump_clock: trio.testing.MockClock) -> None:
         assert 3.9 <= elapsed <= 4.5
 
 
+async def test_tps_equal_to_the_carriers_is_never_throttled(
+        autojump_clock: trio.testing.MockClock) -> None:
+    """Our tps = the SMSC's, two binds sharing it, answers 0.2 s late: the carrier's window
+    never sees more than tps (our ledger counts each part until 1 s after its answer)."""
+    async with sim(dlr_delay=0, tps=50, resp_delay=0.2) as server, \
+            carrier(server, tps=50, binds=2) as c:
+        await c.wait_bound()
+        t0 = trio.current_time()
+        outcomes = await c.submit([part(i, dlr=0) for i in range(300)])
+        elapsed = trio.current_time() - t0
+        assert all(o.kind is OutcomeKind.ACCEPTED for o in outcomes)
+        assert server.stats.submits_ok == 300
+        assert server.stats.throttled == 0
+        assert c.statistics().live_binds == 2
+        # Each 50 come back 1.2 s later (answer + 1 s): ~7.1 s of the mock clock. Parts
+        # kept in the window until their 10 s bound (answers not reported) would take 56.
+        assert elapsed < 8.0
+
+
 async def test_throttled_parts_are_retried_not_dropped(
     autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:

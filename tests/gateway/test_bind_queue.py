@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from gateway.bind import OutcomeKind, SubmitBatch, SubmitOutcome, WorkQueue
 from gateway.smpp import pdu as P
+from gateway.throttle import RECEIVE_BOUND_S
 
 
 def batch(n: int, tag: str = "", seen: list[tuple[int, str]] | None = None) -> SubmitBatch:
@@ -41,10 +42,30 @@ def test_give_back_goes_first() -> None:
 
 def test_tps_limits_take() -> None:
     q = WorkQueue(tps=500)
-    q.put_nowait(batch(50))
-    assert len(q.take(50, 0.0)) == 5  # burst 5 (10 ms worth)
+    q.put_nowait(batch(2000))
+    assert len(q.take(200, 0.0)) == 50  # burst 50 (100 ms worth)
     assert q.ready_at(0.0) > 0.0
-    assert len(q.take(50, 0.1 + 1e-9)) == 5  # capped at the burst again
+    assert len(q.take(200, 1.0)) == 50  # capped at the burst again
+
+
+def test_answers_free_the_window() -> None:
+    """The carrier's window counts a part until 1 s after its answer (gateway.throttle)."""
+    q = WorkQueue(tps=2)
+    woken: list[int] = []
+    q.subscribe(lambda: woken.append(1))
+    q.put_nowait(batch(10))
+    assert len(q.take(5, 0.0)) == 1  # burst 1
+    assert len(q.take(5, 0.5)) == 1  # the window is full now
+    # unanswered: in the window until answered (at worst RECEIVE_BOUND_S)
+    assert q.ready_at(0.5) == RECEIVE_BOUND_S + 1.0
+    q.answered(0.0, 0.003)
+    assert q.ready_at(0.5) == 1.003
+    woken.clear()
+    q.ended([0.5], 0.7)  # e.g. its link was lost: every bind may take the room
+    assert woken
+    assert q.ready_at(1.0) == 1.003
+    assert len(q.take(5, 1.003)) == 1
+    assert q.ready_at(1.003) == 1.7
 
 
 def test_withdraw_mid_batch_and_retry() -> None:
