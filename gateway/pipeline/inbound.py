@@ -8,7 +8,8 @@ commit fails nothing is acked (the SMSC re-sends) and the recipient cache entrie
 batch touched are invalidated.
 
 Receipts (domain.md §1.7, §1.8, §4): ``parse_receipt`` -> ``receipt_lookup_keys`` with the
-carrier's ``message_id_format`` -> ``store.lookup_carrier_ids``. A miss that the
+carrier's ``message_id_format`` -> the carrier id and the message record (one read
+transaction for the whole batch, ``_lookup``). A miss that the
 dispatcher has answered but not committed yet (``Dispatcher.pending_carrier_id``) waits
 for its next commit; a miss while that carrier still has submits without a response (a
 receipt overtaking its submit_sm_resp, e.g. on another bind) is kept unacked and tried
@@ -19,7 +20,9 @@ A match updates the part (stat, err, done date, error class), rolls the message 
 the recipient's history (``errors`` entry + ``ErrorSummary`` through the
 ``RecipientCache``): that is what feeds the error segment and ``undeliverable_number``.
 A receipt repeating what the part already says (same stat, final) is a duplicate: acked,
-nothing written.
+nothing written. The receipts are applied to the record as read (that state makes the
+events); the write txn puts the result as is when the stored bytes are unchanged, else
+applies them again to the stored record (``_WriteReceipts``).
 
 MO: ``parse_mo`` -> ``Reassembler`` (fragments stay unacked until their whole message is
 committed, but at most ``fragment_hold_s``: SMSCs re-send deliveries left unanswered past
