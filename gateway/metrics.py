@@ -25,6 +25,7 @@ id: those would be personal data in a time-series database and an unbounded labe
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -429,6 +430,16 @@ def _read_inbound(f: _Families, s: object) -> None:
     f.counter("smsgw_inbound_commit_failures",
               "Inbound batches whose commit failed (left unacked: the SMSC re-sends)."
               ).add_metric([], _num(_get(s, "commit_failures")))
+    buckets = _get(s, "ack_latency_buckets", ())
+    if buckets:
+        # Cumulative (le, count) pairs from the InboundProcessor: the SMSC holds further
+        # deliver_sm once its window of unanswered ones is full, so receipts/s per bind is
+        # bounded by window / this latency (e.g. 64 / 10 ms = 6,400/s).
+        f.histogram("smsgw_inbound_ack_latency_seconds",
+                    "deliver_sm arrival at the bind -> deliver_sm_resp (after the commit)."
+                    ).add_metric([], buckets=[("+Inf" if math.isinf(le) else repr(float(le)),
+                                               int(n)) for le, n in buckets],
+                                 sum_value=_num(_get(s, "ack_latency_sum")))
     f.gauge("smsgw_mo_fragments_pending",
             "Parts of concatenated MO messages waiting for the rest.").add_metric(
         [], _num(_get(s, "mo_fragments_pending")))

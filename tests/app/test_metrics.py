@@ -76,7 +76,10 @@ def full_metrics() -> Metrics:
                                       "retries": 1, "inflight": 2})
     m.register("inbound", lambda: {"receipts_by_stat": {"DELIVRD": 7, "UNDELIV": 1},
                                    "errors_by_class": {"permanent": 1},
-                                   "mo_by_keyword": {"opt_out": 1, "none": 2}})
+                                   "mo_by_keyword": {"opt_out": 1, "none": 2},
+                                   "ack_latency_buckets": ((0.005, 3), (0.05, 9),
+                                                           (float("inf"), 10)),
+                                   "ack_latency_sum": 0.25, "ack_latency_count": 10})
     m.register("outbox", outbox_provider(lambda: 4, lambda: 990.0, clock=lambda: 1000.0))
     m.register("webhooks", lambda: [{"name": "crm", "delivered_events": 9, "lag_events": 3,
                                      "lag_seconds": 1.5, "failures": {"http_5xx": 2},
@@ -113,6 +116,10 @@ def test_series_and_labels() -> None:
     assert value(text, "smsgw_receipts_total", stat="DELIVRD") == 7
     assert value(text, "smsgw_receipt_errors_total", error_class="permanent") == 1
     assert value(text, "smsgw_mo_total", keyword="opt_out") == 1
+    assert value(text, "smsgw_inbound_ack_latency_seconds_bucket", le="0.005") == 3
+    assert value(text, "smsgw_inbound_ack_latency_seconds_bucket", le="+Inf") == 10
+    assert value(text, "smsgw_inbound_ack_latency_seconds_count") == 10
+    assert value(text, "smsgw_inbound_ack_latency_seconds_sum") == 0.25
     assert value(text, "smsgw_outbox_depth") == 4
     assert value(text, "smsgw_outbox_oldest_age_seconds") == 10
     assert value(text, "smsgw_webhook_delivered_events_total", webhook="crm") == 9
