@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import selectors
@@ -447,10 +448,46 @@ def http_get(port: int, path: str) -> int:
         conn.close()
 
 
+def scrape_histograms(port: int, names: tuple[str, ...]) -> dict[str, dict[str, float]]:
+    """p50/p99 (bucket upper bounds) and mean, in ms, of unlabelled histograms on /metrics."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", "/metrics")
+        text = conn.getresponse().read().decode()
+    finally:
+        conn.close()
+    out: dict[str, dict[str, float]] = {}
+    for name in names:
+        buckets: list[tuple[float, float]] = []
+        total = count = 0.0
+        for line in text.splitlines():
+            if line.startswith(name + "_bucket{le="):
+                le = line.split('"')[1]
+                buckets.append((math.inf if le == "+Inf" else float(le), float(line.split()[-1])))
+            elif line.startswith(name + "_sum "):
+                total = float(line.split()[-1])
+            elif line.startswith(name + "_count "):
+                count = float(line.split()[-1])
+        if not count:
+            continue
+        buckets.sort()
+
+        def q(p: float, buckets: list[tuple[float, float]] = buckets, count: float = count
+              ) -> float:
+            return next((le for le, n in buckets if n >= p * count), math.inf)
+
+        out[name] = {"p50_le_ms": round(q(0.5) * 1e3, 2), "p99_le_ms": round(q(0.99) * 1e3, 2),
+                     "mean_ms": round(total / count * 1e3, 2), "count": int(count)}
+    return out
+
+
 def start_gateway(work: Path, config: Path, gc_threshold: str | None = None,
                   ) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
     ready = work / "gateway-ready.json"
-    env = dict(os.environ, SMSGW_READY_FILE=str(ready), PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env = dict(os.environ, SMSGW_READY_FILE=str(ready), PYTHONPATH=path)
     cmd = [sys.executable, "-m", "gateway.cli", "run", "-c", str(config)]
     if gc_threshold:
         # Experiment: the cyclic GC's thresholds set before the gateway starts.
@@ -606,7 +643,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if not down:
             sim = start_sim(work, sim_port, tps, log=bool(tps))
         api_port = free_port()
+        metrics_port = free_port()
         cfg = write_config(work, sc["config"], api_port=api_port, store=store, port_a=sim_port,
+                           metrics_port=metrics_port,
                            durability=args.durability, tps=float(tps))
         gw, ready = start_gateway(work, cfg, args.gc_threshold)
         pid = int(ready.get("pid") or gw.pid)
@@ -681,6 +720,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             spy.send_signal(signal.SIGINT)
             spy.wait(timeout=30)
         mem = proc_mem(pid)
+        try:
+            out["latency_histograms"] = scrape_histograms(
+                metrics_port, ("smsgw_inbound_ack_latency_seconds", "smsgw_store_commit_seconds"))
+        except (OSError, ValueError) as e:
+            out["latency_histograms"] = {"error": str(e)}
         assert load is not None
         c = fol.counts
         first_req = load["started_at"]
