@@ -936,6 +936,10 @@ class Dispatcher:
     # -- carrier watchers ---------------------------------------------------------------
 
     async def _watch_carrier(self, name: str, carrier: CarrierLike) -> None:
+        # The feed may have found this carrier down before this first look: a bind that
+        # came up in between would change nothing this watcher waits for, and the feed
+        # would sleep up to IDLE_MAX_S. Wake it once so it looks again.
+        self._wake.set()
         while True:
             await carrier.wait_until(_changed_from(carrier.can_submit))
             if carrier.can_submit:

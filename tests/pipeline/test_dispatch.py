@@ -178,6 +178,56 @@ async def test_no_live_carrier_waits_without_spinning_then_sends(
         assert trio.current_time() - t0 < 10  # woken by the bind coming up, not the timer
 
 
+class _UpBeforeItsWatcher:
+    """A carrier down at the feed's first look and up at every later one, whose change
+    is never announced (it happened before the dispatcher's watcher took its first look:
+    a bind coming up while the dispatcher starts)."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+        self.batches: list[object] = []
+
+    @property
+    def can_submit(self) -> bool:
+        self.reads += 1
+        return self.reads > 1
+
+    async def enqueue(self, batch: object) -> None:
+        self.batches.append(batch)  # never answered: the test only needs the hand-over
+
+    async def wait_until(self, predicate: object) -> None:
+        while not predicate(self):  # type: ignore[operator]
+            await trio.sleep_forever()
+
+
+async def test_a_bind_up_before_the_watcher_looks_is_not_missed(
+        mem_store: Store, autojump_clock: Clock) -> None:
+    # Was: the feed saw no carrier able to submit and waited for a watcher's wake-up,
+    # which never came (the watcher's first look already saw the bind up): queued
+    # messages sat for IDLE_MAX_S (60 s) after a restart (tests/e2e -k sigkill, 1 in ~10).
+    from gateway.api_types import MessageIn
+    from gateway.pipeline.accept import Accepter
+    from gateway.pipeline.dispatch import Dispatcher
+    from gateway.pipeline.recipients import RecipientCache
+    from gateway.pipeline.routing import Router
+
+    from .conftest import NOW, make_config
+
+    config = make_config()
+    accepter = Accepter(mem_store, config, RecipientCache(mem_store, policy=config.rules))
+    [res] = await accepter.accept([MessageIn(to=LA, text="hello", kind="transactional")], NOW)
+    assert res.status == "queued"
+    carrier = _UpBeforeItsWatcher()
+    dispatcher = Dispatcher(mem_store, config, {"c1": carrier}, Router(config.routes),
+                            accepter, clock=lambda: NOW + trio.current_time())
+    async with trio.open_nursery() as nursery:
+        await nursery.start(dispatcher.run)
+        with trio.fail_after(5):
+            while not carrier.batches:  # noqa: ASYNC110
+                await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
+
+
 async def test_new_messages_wake_the_dispatcher_at_once(mem_store: Store,
                                                         autojump_clock: Clock) -> None:
     async with rig(mem_store, sim={"dlr_delay": 0.0}) as r:
