@@ -32,6 +32,7 @@ import h11
 import msgspec
 import trio
 
+from gateway.http._fastparse import parse_head
 from gateway.http._message import Handler, Limits, Request, Response
 
 __all__ = ["ErrorResponder", "Server", "ServerStats", "json_error", "serve"]
@@ -58,7 +59,7 @@ _ERROR = "error"  # writing an error and lingering: with their own timeouts
 class _Conn:
     """One connection's state."""
 
-    __slots__ = ("client", "conn", "first", "phase", "sock", "stream", "timer")
+    __slots__ = ("buf", "client", "conn", "first", "phase", "pos", "sock", "stream", "timer")
 
     def __init__(self, stream: trio.SocketStream, conn: h11.Connection,
                  client: tuple[str, int] | None) -> None:
@@ -69,6 +70,14 @@ class _Conn:
         self.first = True
         self.phase = _IDLE
         self.timer = trio.CancelScope()
+        # Bytes received behind the last request that ``conn`` has not been fed (the next
+        # request's, pipelined): ``buf[pos:]``. The fast path gets the first look at them.
+        self.buf = b""
+        self.pos = 0
+
+
+#: A request taken by the fast path: (method, target, headers, body, the request's bytes).
+_Fast = tuple[bytes, bytes, list[tuple[bytes, bytes]], bytes, bytes]
 
 
 class ServerStats(msgspec.Struct, frozen=True, kw_only=True):
@@ -310,22 +319,37 @@ class Server:
         """One request/response cycle; the connection for the next one, or None to close."""
         conn = cx.conn
         try:
-            event: h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED] | None
-            event = conn.next_event()
-            if event is h11.NEED_DATA:
-                event = await self._read_head(cx)
-            if not isinstance(event, h11.Request):
-                return None  # closed by the peer, or shutdown while idle
-            # h11 bounds only an *incomplete* head (max_incomplete_event_size); a head that
-            # arrived whole in one read is measured here (its size, less line syntax).
-            # h11's Headers iterates slowly (a Sequence via __getitem__): copy it once.
-            headers = list(event.headers)
-            size = len(event.target) + sum(len(k) + len(v) for k, v in headers)
-            if size > self._limits.max_header_bytes:
-                raise h11.RemoteProtocolError("request head too large", 431)
-            body = await self._read_body(cx, headers)
-            if body is None:
-                return None
+            event: h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED] | _Fast | None = None
+            if buf := cx.buf:
+                pos = cx.pos
+                cx.buf = b""
+                event = self._parse_fast(cx, buf, pos)
+                if event is None:
+                    conn.receive_data(buf[pos:] if pos else buf)
+            if event is None:
+                event = conn.next_event()
+                if event is h11.NEED_DATA:
+                    event = await self._read_head(cx)
+            if type(event) is tuple:
+                method, target, headers, body, raw = event
+                version = b"1.1"
+            else:
+                if not isinstance(event, h11.Request):
+                    return None  # closed by the peer, or shutdown while idle
+                raw = b""
+                method, target, version = event.method, event.target, event.http_version
+                # h11 bounds only an *incomplete* head (max_incomplete_event_size); a head
+                # that arrived whole in one read is measured here (its size, less line
+                # syntax). h11's Headers iterates slowly (a Sequence via __getitem__): copy
+                # it once.
+                headers = list(event.headers)
+                size = len(target) + sum(len(k) + len(v) for k, v in headers)
+                if size > self._limits.max_header_bytes:
+                    raise h11.RemoteProtocolError("request head too large", 431)
+                read = await self._read_body(cx, headers)
+                if read is None:
+                    return None
+                body = read
         except h11.RemoteProtocolError as exc:
             self._counters.protocol_errors += 1
             status = exc.error_status_hint
@@ -334,12 +358,12 @@ class Server:
             return None
 
         request = Request(
-            event.method.decode("ascii"),
-            event.target.decode("latin-1"),
+            method.decode("ascii"),
+            target.decode("latin-1"),
             headers,
             body,
             client=cx.client,
-            http_version=event.http_version.decode("ascii"),
+            http_version=version.decode("ascii"),
         )
         self._counters.requests_total += 1
         cx.phase = _HANDLER
@@ -354,9 +378,16 @@ class Server:
         body_out = response.body
         if type(body_out) is bytes and response.status >= 200 and response.status not in (
                 204, 304):
-            keep_alive = not self._closing and event.http_version == b"1.1"
+            keep_alive = not self._closing and version == b"1.1"
             return await self._send_fast(cx, keep_alive=keep_alive, headers=headers,
                                          head_only=head_only, response=response, body=body_out)
+        if raw:
+            # The fast path parsed this request, but h11 writes this response, so h11 must
+            # see the request first (it accepts everything the fast path does).
+            conn.receive_data(raw)
+            for _ in range(3):  # Request, Data (if any body), EndOfMessage
+                if type(conn.next_event()) is h11.EndOfMessage:
+                    break
         if not await self._send_h11(cx, head_only, response):
             return None
         if self._closing or conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
@@ -366,7 +397,7 @@ class Server:
 
     async def _read_head(
         self, cx: _Conn,
-    ) -> h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED] | None:
+    ) -> h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED] | _Fast | None:
         limits = self._limits
         conn, timer = cx.conn, cx.timer
         if cx.first or not conn.trailing_data[0]:
@@ -382,10 +413,12 @@ class Server:
                 data = await cx.sock.recv(limits.receive_size)
             finally:
                 self._idle.discard(timer)
+            if data and (fast := self._parse_fast(cx, data, 0)) is not None:
+                return fast  # the usual case: a whole plain request came in one read
             conn.receive_data(data)
             event = conn.next_event()
             if event is not h11.NEED_DATA:
-                return event  # the usual case: the whole head came in one read
+                return event  # the whole head came in one read
         cx.phase = _HEAD
         timer.deadline = trio.current_time() + limits.header_timeout
         while True:
@@ -393,6 +426,26 @@ class Server:
             event = conn.next_event()
             if event is not h11.NEED_DATA:
                 return event
+
+    def _parse_fast(self, cx: _Conn, data: bytes, pos: int) -> _Fast | None:
+        """A plain request whose head and body are all in ``data[pos:]``, or None for h11.
+
+        Only with nothing buffered in ``cx.conn``: what follows the request is left in
+        ``cx.buf``. Anything the fast path declines (unusual syntax, errors, a body over the
+        limit or not all received yet) is h11's, as before: the caller feeds it to h11.
+        """
+        limits = self._limits
+        head = parse_head(data, limits.max_header_bytes, pos)
+        if head is None:
+            return None
+        method, target, headers, start, length = head
+        end = start + length
+        if length > limits.max_body_bytes or end > len(data):
+            return None
+        if end < len(data):
+            cx.buf = data
+            cx.pos = end
+        return method, target, headers, data[start:end], data[pos:end]
 
     async def _read_body(self, cx: _Conn, headers: list[tuple[bytes, bytes]]) -> bytes | None:
         limits = self._limits
@@ -471,12 +524,17 @@ class Server:
         await self._write(cx, b"".join(lines))
         if not keep_alive:
             return None
+        if cx.conn.their_state is h11.IDLE:
+            return cx.conn  # the fast path parsed the request: h11 has seen nothing
         conn = self._new_conn()
         pending, closed = cx.conn.trailing_data
-        if pending:
-            conn.receive_data(pending)
         if closed:
+            if pending:
+                conn.receive_data(pending)
             conn.receive_data(b"")
+        else:
+            cx.buf = pending  # the fast path gets the first look at the next request
+            cx.pos = 0
         return conn
 
     def _head(self, conn: h11.Connection, response: Response, length: int | None) -> bytes:
