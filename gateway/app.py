@@ -400,6 +400,8 @@ class Gateway:
                     for c in carrier_set}
         dispatcher = Dispatcher(timed, cfg, observed, Router(cfg.routes), accepter,
                                 recipients=recipients)
+        # New queued records go to the dispatcher straight from the accept (no re-read).
+        accepter.handoff = dispatcher
         dispatcher_done = trio.Event()
         await nursery.start(_run_until_done, dispatcher.run, dispatcher_done)
         inbound = InboundProcessor(timed, cfg, recipients, accepter, dispatcher,

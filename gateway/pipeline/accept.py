@@ -30,7 +30,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Final, Literal
+from typing import Final, Literal, Protocol, TypeAlias
 
 import msgspec
 import phonenumbers
@@ -82,6 +82,8 @@ from rules.model import (
 __all__ = [
     "AcceptStats",
     "Accepter",
+    "Handed",
+    "HandoffSink",
     "ReevalOutcome",
     "ReplyRequest",
     "normalise_number",
@@ -109,6 +111,23 @@ _KINDS: Final = {k.value: k for k in MessageKind}
 _NO_BYPASS: frozenset[Bypass] = frozenset()
 _PARTS: list[tuple[PartRecord, ...]] = [tuple(PartRecord(i) for i in range(n))
                                         for n in range(256)]
+
+
+#: A new ``queued`` record about to be committed, with the encoding plan made for it:
+#: (record, plan, the carrier's encoding options it was planned with, the country it was
+#: planned for or None).
+Handed: TypeAlias = tuple[MessageRecord, SegmentPlan, EncodingOptions, str | None]
+_Planned: TypeAlias = tuple[SegmentPlan | PlanRejected, EncodingOptions, str | None]
+
+
+class HandoffSink(Protocol):
+    """Who takes new ``queued`` records straight from the accepter (the dispatcher,
+    ``Dispatcher.accepted``): told BEFORE their commit, and told again with
+    ``not_accepted`` if that commit failed (nothing of the batch is stored)."""
+
+    def accepted(self, items: Sequence[Handed]) -> None: ...
+
+    def not_accepted(self, message_ids: Iterable[str]) -> None: ...
 
 
 class ReplyRequest(msgspec.Struct, frozen=True, kw_only=True):
@@ -289,6 +308,11 @@ class Accepter:
         self._depth_at = 0.0
         self._profile = profile
         self._t_plan = 0.0
+        #: What the last ``_plan`` call planned with: (plan, options, country).
+        self._last_plan: _Planned | None = None
+        #: Set by the app: new ``queued`` records are handed to it before their commit, so
+        #: the dispatcher needs no store read and no second plan for them.
+        self.handoff: HandoffSink | None = None
         self.stats = AcceptStats()
 
     # --- outbox depth (backpressure) ------------------------------------------------
@@ -347,6 +371,7 @@ class Accepter:
         opts = self._options.get(carrier, DEFAULT_OPTIONS)
         ref = self._refs.get(carrier, 0)
         p = plan(text, opts, ref=ref, country=region or None, smart=smart)
+        self._last_plan = (p, opts, region or None)
         if not isinstance(p, PlanRejected) and p.ref is not None:
             self._refs[carrier] = (ref + 1) & 0xFFFF
         return p, (opts.smart_encoding if smart is None else smart)
@@ -363,29 +388,34 @@ class Accepter:
         if now is None:
             now = time.time()
         self._check_backpressure()
+        sink = self.handoff
         for attempt in range(3):
             async with self._lock:
-                batch, results, follow, phones, added = self._build(messages, now)
+                batch, results, follow, phones, added, handed = self._build(messages, now)
             mine = [k for k, p in follow if k is not None and p is None]
+            if handed and sink is not None:
+                # Before the commit: the dispatcher may read the outbox entries as soon
+                # as they are committed, and must find these first (Dispatcher.accepted).
+                sink.accepted(handed)
             try:
                 if batch:
                     await self._commit(batch, phones)
             except IdempotencyConflictError:
                 # A key used by a writer we did not know of: the retry finds it in the
                 # store and answers with its first result.
-                self._failed(mine, phones, added)
+                self._failed(mine, phones, added, handed)
                 if attempt == 2:
                     raise StoreUnavailable("idempotency key conflict") from None
                 continue
             except TokenTakenError:
                 # A short-link token drawn twice between the check and the commit (~never
                 # with 47-bit tokens): the rebuild draws new ones.
-                self._failed(mine, phones, added)
+                self._failed(mine, phones, added, handed)
                 if attempt == 2:
                     raise StoreUnavailable("short-link token conflict") from None
                 continue
             except BaseException:
-                self._failed(mine, phones, added)
+                self._failed(mine, phones, added, handed)
                 raise
             self._succeeded(mine)
             break
@@ -399,8 +429,11 @@ class Accepter:
             results[i] = p.result
         return results
 
-    def _failed(self, keys: Iterable[str], phones: list[str], added: int) -> None:
+    def _failed(self, keys: Iterable[str], phones: list[str], added: int,
+                handed: Sequence[Handed] = ()) -> None:
         self.stats.commit_failures += 1
+        if handed and self.handoff is not None:
+            self.handoff.not_accepted(h[0].id for h in handed)
         self._recipients.invalidate(phones)
         self._depth = max(0, self._depth - added) if self._depth >= 0 else self._depth
         for k in keys:
@@ -437,8 +470,9 @@ class Accepter:
 
     def _build(self, messages: Sequence[MessageIn], now: float) -> tuple[
             WriteBatch, list[MessageResult],
-            list[tuple[str | None, _Pending | None]], list[str], int]:
-        """Everything of an accept up to the commit (synchronous: atomic under trio)."""
+            list[tuple[str | None, _Pending | None]], list[str], int, list[Handed]]:
+        """Everything of an accept up to the commit (synchronous: atomic under trio);
+        last, the new ``queued`` records with their plans for ``handoff``."""
         store = self._store
         rc = self._recipients
         policy = self._policy
@@ -460,6 +494,7 @@ class Accepter:
         keep_s = rc.keep_sends_s
         added = 0
         in_batch: dict[str, int] = {}
+        handed: list[Handed] | None = [] if self.handoff is not None else None
         t_rules = t_enc = 0.0
         t_start = perf()
         for i, m in enumerate(messages):
@@ -528,6 +563,7 @@ class Accepter:
                         decision = evaluate(msg, facts, policy, now_dt)
                     if e164 not in touched and not rc.is_stored(e164):
                         touched[e164] = None  # a new recipient: store its number facts
+                    self._last_plan = None
                     rec, facts2 = self._decided(mid, now, now_dt, m, msg=msg, e164=e164,
                                                 facts=facts, decision=decision,
                                                 carriers=carriers, prefix=prefix,
@@ -542,6 +578,11 @@ class Accepter:
                             d = deltas[e164] = _Delta(now, keep_s, now_dt)
                         d.add(decision, now, rec)
                         touched[e164] = None
+                        lp = self._last_plan
+                        if handed is not None and lp is not None \
+                                and not isinstance(lp[0], PlanRejected):
+                            # ``_decided`` planned it last (a queued record has a plan).
+                            handed.append((rec, lp[0], lp[1], lp[2]))
             res = self._emit(batch, rec, now)
             if rec.status != REJECTED and not isinstance(prepared, TemplateError) \
                     and prepared.links:
@@ -572,7 +613,7 @@ class Accepter:
             stats.t_build += perf() - t_start - t_rules - t_enc
         # follow entries for keys we claimed are (key, None); only those of other
         # requests carry their _Pending.
-        return batch, results, follow, list(touched), added
+        return batch, results, follow, list(touched), added, handed or []
 
     def _emit(self, batch: WriteBatch, rec: MessageRecord, now: float) -> MessageResult:
         """Message record, outbox entry and ``message.status`` event of a new message."""

@@ -6,7 +6,10 @@ Two tasks and one watcher per carrier, in the dispatcher's nursery:
   scheduled ones through the accepter, routes each message (longest prefix, failover to
   the next carrier with a live bind), plans its parts for that carrier and builds the
   ``submit_sm`` PDUs, then commits "parts ``sending``" for the whole batch in ONE write
-  and only then hands the parts to the carriers (``Carrier.enqueue(SubmitBatch)``);
+  and only then hands the parts to the carriers (``Carrier.enqueue(SubmitBatch)``).
+  New ``queued`` records come with the accepter's hand-off (``accepted``: the record as
+  committed and its plan, bounded, taken at the first sight of the entry); anything not
+  in it (restart, scheduled, retries, parked, beyond the bound) is read from the store;
 * the **committer** collects the outcomes (``SubmitBatch.on_outcome`` appends to a list,
   synchronously in the bind's reader) and commits whatever arrived meanwhile in one
   write: carrier id mapping, part statuses, message roll-up, history, ``message.status``
@@ -53,8 +56,8 @@ import trio
 from gateway.api_types import StoreFull, StoreUnavailable
 from gateway.bind import OutcomeKind, SubmitBatch, SubmitOutcome
 from gateway.config import CarrierConfig, GatewayConfig
-from gateway.encoding import PlanRejected, plan
-from gateway.pipeline.accept import ReevalOutcome
+from gateway.encoding import PlanRejected, SegmentPlan, plan
+from gateway.pipeline.accept import Handed, ReevalOutcome
 from gateway.pipeline.events import StatusData, metadata_raw, status_event
 from gateway.pipeline.routing import NO_ROUTE, Router
 from gateway.pipeline.submit_pdus import SubmitBuilder
@@ -139,6 +142,17 @@ INFLIGHT_HEADROOM: Final = 0.5
 REFILL_AT: Final = 0.25
 _RETRYABLE: Final = frozenset({RetryClass.THROTTLED, RetryClass.TEMPORARY, RetryClass.SESSION,
                                RetryClass.BIND, RetryClass.OK})
+
+#: The accepter's hand-off (``Dispatcher.accepted``) holds at most this many records: a
+#: backlog beyond it is read from the store as before (a campaign of 1,000,000 queued
+#: messages must not stay in memory; ~0.75-1 KB per entry with its plan, so <= ~20 MB).
+HANDOFF_MAX: Final = 20_000
+#: Hand-off entries older than this are dropped when it is full: nothing should be left
+#: unclaimed that long (each is taken at the dispatcher's first sight of its entry).
+HANDOFF_STALE_S: Final = 60.0
+#: Outbox entries keep their due time in ms: a hand-off record matches its entry when
+#: the record's ``outbox_due`` is within this of the entry's.
+_DUE_EPS: Final = 0.001
 
 _replace = msgspec.structs.replace
 _ACCEPTED: Final = OutcomeKind.ACCEPTED
@@ -245,6 +259,9 @@ class DispatcherStats(msgspec.Struct, frozen=True, kw_only=True):
     oldest_due: float | None
     by_carrier: dict[str, dict[str, int]]
     rejected_by_status: dict[str, dict[str, int]]
+    #: Fresh outbox entries dispatched from the accepter's hand-off / read from the store.
+    handoff_used: int = 0
+    handoff_missed: int = 0
 
 
 # --- in-memory state of a message in flight ----------------------------------------------
@@ -381,6 +398,7 @@ class Dispatcher:
         batch_size: int = 1000,
         lease_s: float = 3600.0,
         ambiguous_retries: int = 3,
+        handoff_max: int = HANDOFF_MAX,
     ) -> None:
         self._store = store
         self._config = config
@@ -415,6 +433,10 @@ class Dispatcher:
         self._park_pending: list[tuple[str, float, tuple[str, ...]]] = []
         self._park_level: dict[tuple[str, ...], int] = {}
         self._became_live: set[str] = set()
+        #: Records the accepter handed over (``accepted``), by message id; each is taken
+        #: (popped) at the first sight of its outbox entry, whatever is done with it.
+        self._handoff: dict[str, Handed] = {}
+        self._handoff_max = handoff_max
         self._stopping = False
         self._committing = False
         # Dispatch rounds under way: a round commits "sending" *before* its flights are
@@ -427,7 +449,8 @@ class Dispatcher:
         self._rejected_by_status: dict[str, dict[str, int]] = defaultdict(
             lambda: defaultdict(int))
         self._n = dict.fromkeys(("submitted", "retries", "failed", "unknown", "no_route",
-                                 "reevaluated", "dispatched", "commits", "commit_failures"),
+                                 "reevaluated", "dispatched", "commits", "commit_failures",
+                                 "handoff_used", "handoff_missed"),
                                 0)
 
     # -- the interface for the accepter, the inbound processor, metrics, app ------------
@@ -435,6 +458,51 @@ class Dispatcher:
     def wakeup(self) -> None:
         """New work may be due (the accepter calls this after committing messages)."""
         self._wake.set()
+
+    def accepted(self, items: Sequence[Handed]) -> None:
+        """The accepter is about to commit these new ``queued`` records (and their outbox
+        entries): keep them, so that ``_dispatch`` needs neither a store read nor a
+        second ``plan`` for them.
+
+        Called BEFORE the commit: once an entry is in the store the feed may read it at
+        any moment, and a record handed over after that first sight could be taken for a
+        later sight (a retry) with stale content. Each record is used at most once, at
+        the dispatcher's first sight of its entry, and only while that entry is still the
+        one accepted (no lease, same due time); anything else, and anything dropped here
+        (full, no carrier can submit), is read from the store as before. Nothing but the
+        dispatcher writes a ``queued`` record before its first dispatch (receipts need a
+        committed carrier id, re-evaluation is for ``scheduled`` ones; there is no cancel
+        API), so the record is the stored one. ``not_accepted`` takes back what a failed
+        commit did not store.
+        """
+        if self._stopping or not items:
+            return
+        ho = self._handoff
+        if not any(c.can_submit for c in self._carriers.values()):
+            # Nothing will be dispatched soon (a carrier outage can last hours and a
+            # campaign can queue a million messages): keep nothing in memory.
+            ho.clear()
+            return
+        room = self._handoff_max - len(ho)
+        if room < len(items) and ho:
+            stale = self._clock() - HANDOFF_STALE_S
+            old: list[str] = []
+            for mid, h in ho.items():  # oldest first (insertion order)
+                if h[0].created_at >= stale:
+                    break
+                old.append(mid)
+            for mid in old:
+                del ho[mid]
+            room = self._handoff_max - len(ho)
+        for h in items[:room] if room < len(items) else items:
+            ho[h[0].id] = h
+
+    def not_accepted(self, message_ids: Iterable[str]) -> None:
+        """Take back records handed over with ``accepted`` whose commit failed."""
+        ho = self._handoff
+        if ho:
+            for mid in message_ids:
+                ho.pop(mid, None)
 
     def pending_carrier_id(self, carrier: str, keys: Iterable[str]) -> tuple[str, int] | None:
         """(message id, part) of a carrier id answered but not committed yet, or None."""
@@ -468,6 +536,7 @@ class Dispatcher:
         """Stop taking outbox entries; wait (bounded) until every message taken has its
         outcomes committed. True when nothing is left in flight."""
         self._stopping = True
+        self._handoff.clear()
         self._wake.set()
         with trio.move_on_after(grace):
             while self._flights or self._outcomes or self._committing or self._dispatching:
@@ -494,6 +563,7 @@ class Dispatcher:
             oldest_due=None if oldest is None else oldest.due,
             by_carrier={c: dict(v) for c, v in self._by_carrier.items()},
             rejected_by_status={c: dict(v) for c, v in self._rejected_by_status.items()},
+            handoff_used=n["handoff_used"], handoff_missed=n["handoff_missed"],
         )
 
     async def _commit(self, batch: WriteBatch) -> None:
@@ -613,6 +683,7 @@ class Dispatcher:
                     # +245 B/message and ~33 commits/s with 1,000,000 waiting). Leave the
                     # outbox alone until a bind comes up (the carrier watchers set _wake);
                     # memory and disk stay flat however long the outage.
+                    self._handoff.clear()
                     with trio.move_on_after(IDLE_MAX_S):
                         await self._wake.wait()
                     continue
@@ -694,7 +765,8 @@ class Dispatcher:
         self._park_pending = []
         flights = self._flights
         parked = self._parked
-        fresh: list[OutboxEntry] = []
+        ho = self._handoff
+        fresh: list[tuple[OutboxEntry, Handed | None]] = []
         unread: list[str] = []
         for e in entries:
             mid = e.message_id
@@ -709,13 +781,23 @@ class Dispatcher:
                 continue
             if parked:
                 parked.pop(mid, None)
-            unread.append(mid)
-            fresh.append(e)
+            # The accepter's hand-off: taken at this first sight whatever happens next
+            # (see ``accepted``), used only while the entry is still the one accepted.
+            h = ho.pop(mid, None) if ho else None
+            if h is not None:
+                due = h[0].outbox_due
+                if e.lease or due is None or not -_DUE_EPS < due - e.due < _DUE_EPS:
+                    h = None
+            if h is None:
+                unread.append(mid)
+            fresh.append((e, h))
+        self._n["handoff_used"] += len(fresh) - len(unread)
+        self._n["handoff_missed"] += len(unread)
         records = self._store.get_messages(unread) if unread else {}
-        ready: list[tuple[OutboxEntry, MessageRecord]] = []
+        ready: list[tuple[OutboxEntry, MessageRecord, Handed | None]] = []
         scheduled: list[tuple[OutboxEntry, MessageRecord]] = []
-        for e in fresh:
-            rec = records.get(e.message_id)
+        for e, h in fresh:
+            rec = records.get(e.message_id) if h is None else h[0]
             if rec is None:
                 batch.outbox_remove(e.due, e.message_id)  # an orphan entry
             elif rec.status == SCHEDULED:
@@ -724,17 +806,17 @@ class Dispatcher:
                     p.status == PENDING for p in rec.parts):
                 batch.outbox_remove(e.due, e.message_id)
             else:
-                ready.append((e, rec))
+                ready.append((e, rec, h))
         if scheduled:
-            ready += await self._reevaluate(scheduled, now)
+            ready += [(e, rec, None) for e, rec in await self._reevaluate(scheduled, now)]
         per_carrier: dict[str, tuple[list[tuple[_Flight, int]], list[P.SubmitSm]]] = {}
         new_flights: list[_Flight] = []
         parked_routes: set[tuple[str, ...]] = set()
         # Liveness as of this round (nothing below awaits until the commit).
         live = {n for n, c in self._carriers.items() if c.can_submit}
-        for e, rec in ready:
+        for e, rec, h in ready:
             fl = self._route_one(batch, e, rec, now, per_carrier=per_carrier,
-                                 parked_routes=parked_routes, live=live)
+                                 parked_routes=parked_routes, live=live, handed=h)
             if fl is not None:
                 new_flights.append(fl)
         for route in parked_routes:
@@ -772,7 +854,8 @@ class Dispatcher:
 
     def _route_one(self, batch: WriteBatch, e: OutboxEntry, rec: MessageRecord, now: float, *,
                    per_carrier: dict[str, tuple[list[tuple[_Flight, int]], list[P.SubmitSm]]],
-                   parked_routes: set[tuple[str, ...]], live: set[str]) -> _Flight | None:
+                   parked_routes: set[tuple[str, ...]], live: set[str],
+                   handed: Handed | None = None) -> _Flight | None:
         route = self._router.route(rec.to)
         if not route:
             self._n["no_route"] += 1
@@ -802,10 +885,16 @@ class Dispatcher:
         if opts.national_languages and self._recipients is not None:
             r = self._recipients.get(rec.to)
             country = r.region if r is not None else None
-        # The accepter stored the resolved smart-encoding flag and the concatenation
-        # reference it planned with: the same plan again (unless the carrier differs).
-        p = plan(rec.text, opts, ref=self._ref(rec), country=country,
-                 smart=rec.smart_encoding)
+        p: SegmentPlan | PlanRejected
+        if (handed is not None and name == rec.carrier and handed[2] is opts
+                and (not opts.national_languages or handed[3] == country)):
+            # The accepter's own plan for this carrier: the one computed below.
+            p = handed[1]
+        else:
+            # The accepter stored the resolved smart-encoding flag and the concatenation
+            # reference it planned with: the same plan again (unless the carrier differs).
+            p = plan(rec.text, opts, ref=self._ref(rec), country=country,
+                     smart=rec.smart_encoding)
         if isinstance(p, PlanRejected):
             self._fail_all(batch, e, rec, now, reason=p.reason, detail=p.message)
             return None

@@ -182,6 +182,7 @@ async def rig(store: Store, *, sim: dict[str, object] | None = None,
         accepter = Accepter(store, config, recipients, clock=trio.current_time)
         dispatcher = Dispatcher(store, config, cs, Router(config.routes), accepter, clock=clock,
                                 recipients=recipients)
+        accepter.handoff = dispatcher
         inbound = InboundProcessor(store, config, recipients, accepter, dispatcher, inbound=recv,
                                    keyword_sets=keyword_sets, clock=clock)
         r = Rig(store, config, server, cs, recipients, accepter, dispatcher, inbound, base_t,
