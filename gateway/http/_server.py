@@ -5,13 +5,18 @@ Why not hypercorn: its ASGI layers cost ~400 us a request on this machine, h11 o
 
 Shape (trio ``serve_listeners`` idiom): ``Server.serve`` runs accept loops and one task per
 connection in its own nurseries and calls ``task_status.started(server)`` once listening.
-Each connection is a loop of request/response cycles. h11 parses every request and keeps
-pipelined bytes buffered, so pipelining is handled by answering in order.
+Each connection is a loop of request/response cycles. Pipelined bytes stay buffered (in
+``_Conn.buf`` or in h11), so pipelining is handled by answering in order.
 
-Two things keep the per-request cost down (bench/http.py measures it):
+Three things keep the per-request cost down (bench/http.py measures it):
+- A request that is whole in the bytes received and plainly well-formed is parsed by
+  ``_fastparse.parse_head`` (about half the server's cost per request when h11 did it);
+  anything else goes to h11 exactly as before, so h11 judges every error and every
+  unusual request. A differential test holds the fast parser to h11's results.
 - Responses with a ``bytes`` body (nearly all: small JSON) are written by hand, head and
-  body in one ``send``; the next cycle runs on a fresh ``h11.Connection`` fed with the
-  bytes pipelined behind the request. Streamed bodies and 1xx/204/304 go through h11.
+  body in one ``send``; the next cycle runs on a fresh ``h11.Connection`` (or the same,
+  untouched one after a fast-parsed request). Streamed bodies and 1xx/204/304 go
+  through h11.
 - One cancel scope per connection, whose deadline follows the phase (idle, head, body,
   write), instead of a scope per read and write. Every read has a deadline and every
   write a timeout, so a slow or silent client holds a task and a socket for a bounded
@@ -494,9 +499,9 @@ class Server:
 
         h11's writer validates and re-derives everything per response, a large share of a
         small request's cost. A Content-Length response is simple to write, so this path
-        writes it directly and runs the next cycle on a fresh h11.Connection fed with
-        whatever the client pipelined behind this request. h11 still parses every
-        request, and streamed bodies still go through h11.
+        writes it directly and runs the next cycle on a fresh h11.Connection (whatever the
+        client pipelined behind this request waits in ``cx.buf``), or on the untouched
+        one if the fast path parsed the request. Streamed bodies still go through h11.
         """
         for name, value in headers:
             if name == b"connection" and b"close" in value.lower():
