@@ -13,7 +13,7 @@ import hmac
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated, Any, TypeVar
 from urllib.parse import unquote
 
@@ -45,7 +45,7 @@ from gateway.api_types import (
     StoreUnavailable,
     SubmitResponse,
 )
-from gateway.http import Request, Response
+from gateway.http import Request, Response, ndjson_response
 from gateway.marketing.api_routes import MARKETING_ROUTES, MarketingHandlers
 from gateway.openapi import QueryParam, ResponseSpec, RouteSpec, openapi_document
 
@@ -218,7 +218,6 @@ class _Bound:
 
 
 _CT_JSON = (b"content-type", b"application/json")
-_CT_NDJSON = (b"content-type", b"application/x-ndjson")
 _JSON_HEADERS = (_CT_JSON,)
 _NO_STORE = (b"cache-control", b"no-store")
 
@@ -493,29 +492,7 @@ class Api(MarketingHandlers):
 
     async def _sms_error_segment(self, request: Request) -> Response:
         days = self._query(request, DAYS)
-        lines = self._backend.error_segment(days)
-        # Pull the first line before answering, so a backend fault (store unavailable)
-        # is still a proper status code rather than a truncated 200.
-        try:
-            first = await anext(lines)
-        except StopAsyncIteration:
-            return Response(200, b"", (_CT_NDJSON, _NO_STORE))
-        except BaseException:
-            await _aclose(lines)
-            raise
-        return Response(200, self._ndjson(first, lines), (_CT_NDJSON, _NO_STORE))
-
-    async def _ndjson(
-        self, first: ErrorSegmentLine, lines: AsyncIterator[ErrorSegmentLine],
-    ) -> AsyncIterator[bytes]:
-        # One chunk per line: a line is written as soon as the backend produces it.
-        encode = self._encode
-        try:
-            yield encode(first) + b"\n"
-            async for line in lines:
-                yield encode(line) + b"\n"
-        finally:
-            await _aclose(lines)
+        return await ndjson_response(self._backend.error_segment(days), self._encode)
 
     async def _list_events(self, request: Request) -> Response:
         after = self._query(request, AFTER)
@@ -547,9 +524,4 @@ def _hostname(request: Request) -> bytes:
         return host[:host.find(b"]") + 1]
     return host.partition(b":")[0]
 
-
-async def _aclose(iterator: object) -> None:
-    aclose = getattr(iterator, "aclose", None)
-    if aclose is not None:
-        await aclose()
 

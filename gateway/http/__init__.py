@@ -16,7 +16,14 @@ from gateway.http._client import (
     HttpProtocolError,
     HttpTimeout,
 )
-from gateway.http._message import BodyStream, Handler, Limits, Request, Response
+from gateway.http._message import (
+    BodyStream,
+    Handler,
+    Limits,
+    Request,
+    Response,
+    ndjson_response,
+)
 from gateway.http._server import ErrorResponder, Server, ServerStats, json_error, serve
 
 __all__ = [
@@ -35,5 +42,6 @@ __all__ = [
     "Server",
     "ServerStats",
     "json_error",
+    "ndjson_response",
     "serve",
 ]

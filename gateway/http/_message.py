@@ -7,7 +7,7 @@ from urllib.parse import parse_qsl
 
 import msgspec
 
-__all__ = ["BodyStream", "Handler", "Limits", "Request", "Response"]
+__all__ = ["BodyStream", "Handler", "Limits", "Request", "Response", "ndjson_response"]
 
 
 class Limits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -123,3 +123,40 @@ class Response:
 
 #: The one entry point of an application.
 Handler = Callable[[Request], Awaitable[Response]]
+
+
+_NDJSON_HEADERS = ((b"content-type", b"application/x-ndjson"), (b"cache-control", b"no-store"))
+
+
+async def ndjson_response(lines: AsyncIterator[object],
+                          encode: Callable[[object], bytes]) -> Response:
+    """A streamed NDJSON 200: one chunk per line, written as soon as ``lines`` yields it.
+
+    The first line is pulled before answering, so a fault of the source (a store that is
+    unavailable) still becomes a proper status code rather than a truncated 200; ``lines``
+    is closed however the response ends.
+    """
+    try:
+        first = await anext(lines)
+    except StopAsyncIteration:
+        return Response(200, b"", _NDJSON_HEADERS)
+    except BaseException:
+        await _aclose(lines)
+        raise
+    return Response(200, _ndjson_chunks(first, lines, encode), _NDJSON_HEADERS)
+
+
+async def _ndjson_chunks(first: object, lines: AsyncIterator[object],
+                         encode: Callable[[object], bytes]) -> AsyncIterator[bytes]:
+    try:
+        yield encode(first) + b"\n"
+        async for line in lines:
+            yield encode(line) + b"\n"
+    finally:
+        await _aclose(lines)
+
+
+async def _aclose(iterator: object) -> None:
+    aclose = getattr(iterator, "aclose", None)
+    if aclose is not None:
+        await aclose()

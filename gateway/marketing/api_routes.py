@@ -8,7 +8,7 @@ and subscriber segments.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any, Final, TypeVar
 
 import msgspec
@@ -24,7 +24,7 @@ from gateway.api_types import (
     OptinVerifyOut,
     SubscriberSegmentLine,
 )
-from gateway.http import Request, Response
+from gateway.http import Request, Response, ndjson_response
 from gateway.openapi import QueryParam, ResponseSpec, RouteSpec
 
 if TYPE_CHECKING:
@@ -54,7 +54,6 @@ LANGUAGE_Q = QueryParam(name="language", type=LanguageParam,
                         description="ISO 639-1 (opt-in keyword or consent); absent = any")
 _NDJSON = "application/x-ndjson"
 _CT_JSON: Final = (b"content-type", b"application/json")
-_CT_NDJSON: Final = (b"content-type", b"application/x-ndjson")
 _NO_STORE: Final = (b"cache-control", b"no-store")
 
 MARKETING_ROUTES: tuple[RouteSpec, ...] = (
@@ -135,36 +134,11 @@ class MarketingHandlers:
         if word is None:
             raise InvalidRequest("`word` is required", field="word", code="missing_field")
         days = self._query(request, KW_DAYS)
-        return await _stream(self._backend.keyword_segment(word, days))
+        return await ndjson_response(self._backend.keyword_segment(word, days), _encode)
 
     async def _subscriber_segment(self, request: Request) -> Response:
         country = self._query(request, COUNTRY_Q)
         language = self._query(request, LANGUAGE_Q)
-        return await _stream(self._backend.subscriber_segment(country, language))
+        return await ndjson_response(self._backend.subscriber_segment(country, language),
+                                     _encode)
 
-
-async def _stream(lines: AsyncIterator[Any]) -> Response:
-    # Pull the first line before answering (a store fault is still a proper status).
-    try:
-        first = await anext(lines)
-    except StopAsyncIteration:
-        return Response(200, b"", (_CT_NDJSON, _NO_STORE))
-    except BaseException:
-        await _aclose(lines)
-        raise
-    return Response(200, _ndjson(first, lines), (_CT_NDJSON, _NO_STORE))
-
-
-async def _ndjson(first: Any, lines: AsyncIterator[Any]) -> AsyncIterator[bytes]:
-    try:
-        yield _encode(first) + b"\n"
-        async for line in lines:
-            yield _encode(line) + b"\n"
-    finally:
-        await _aclose(lines)
-
-
-async def _aclose(iterator: object) -> None:
-    aclose = getattr(iterator, "aclose", None)
-    if aclose is not None:
-        await aclose()
