@@ -219,7 +219,6 @@ class _Bound:
 
 _CT_JSON = (b"content-type", b"application/json")
 _JSON_HEADERS = (_CT_JSON,)
-_NO_STORE = (b"cache-control", b"no-store")
 
 # msgspec.ValidationError texts: "<what> - at `$.messages[3].to`"
 _AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$\.?(?P<path>[^`]*)`)?$", re.DOTALL)
