@@ -49,7 +49,12 @@ from tests.reliability.helpers import (  # noqa: E402
     wait_receipts_recorded,
 )
 from tests.reliability.test_crash import crash_run  # noqa: E402
-from tests.reliability.test_resources import RECIPIENTS, proc_mem  # noqa: E402
+from tests.reliability.test_resources import (  # noqa: E402
+    RECIPIENTS,
+    open_fds,
+    proc_mem,
+    trio_tasks,
+)
 
 
 async def metric_value(gut: GatewayUnderTest, name: str) -> float:
@@ -153,19 +158,6 @@ async def reconnects(work: Path, scale: float) -> dict[str, Any]:
                    "reconnect_max_s": 0.002}],
         extra={"sandbox": {"enabled": True, "listen": f"127.0.0.1:{port}", "dlr_delay_ms": 0}})
 
-    def fds() -> int:
-        return len(os.listdir("/proc/self/fd"))
-
-    def tasks() -> int:
-        stack = [trio.lowlevel.current_root_task()]
-        count = 0
-        while stack:
-            t = stack.pop()
-            count += 1
-            for nursery in t.child_nurseries:
-                stack.extend(nursery.child_tasks)
-        return count
-
     async with gut.in_process() as api:
         assert gut.gateway is not None
         sim = gut.gateway.components["sandbox"]
@@ -179,7 +171,7 @@ async def reconnects(work: Path, scale: float) -> dict[str, Any]:
         for _ in range(20):
             await cycle()
         await trio.sleep(0.1)
-        fd0, task0, mem0 = fds(), tasks(), proc_mem(os.getpid())
+        fd0, task0, mem0 = open_fds(), trio_tasks(), proc_mem(os.getpid())
         t0 = time.monotonic()
         for i in range(n):
             if i % 100 == 0:
@@ -189,10 +181,10 @@ async def reconnects(work: Path, scale: float) -> dict[str, Any]:
         await carrier.wait_until(lambda c: bool(c.live_binds))
 
         async def settled() -> bool | None:
-            return True if fds() <= fd0 and tasks() <= task0 else None
+            return True if open_fds() <= fd0 and trio_tasks() <= task0 else None
         with trio.move_on_after(5):
             await poll(settled, 0.05)
-        fd1, task1, mem1 = fds(), tasks(), proc_mem(os.getpid())
+        fd1, task1, mem1 = open_fds(), trio_tasks(), proc_mem(os.getpid())
     return {"reconnects": n, "seconds": round(took, 2),
             "per_s": round(n / took, 1), "fds": [fd0, fd1], "tasks": [task0, task1],
             "rss_anon": [mem0["RssAnon"], mem1["RssAnon"]]}

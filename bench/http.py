@@ -15,8 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import selectors
-import socket
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -34,62 +32,18 @@ ROOT = _HERE.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench._loadclient import run_load  # noqa: E402
 
 # --- the load generator (runs in its own process) ----------------------------------------
 
 def run_client(port: int, request: bytes, connections: int, duration: float,
                warmup: float) -> dict[str, Any]:
-    sel = selectors.DefaultSelector()
-    for _ in range(connections):
-        conn = socket.create_connection(("127.0.0.1", port))
-        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        conn.setblocking(False)
-        sel.register(conn, selectors.EVENT_READ, [bytearray(), 0.0])
-    begin = time.perf_counter()
-    measure_from = begin + warmup
-    end = measure_from + duration
-    for key in sel.get_map().values():
-        key.data[1] = time.perf_counter()
-        key.fileobj.send(request)  # type: ignore[union-attr]
-    done = 0
-    statuses: dict[int, int] = {}
-    latencies: list[float] = []
-    now = begin
-    while now < end:
-        for key, _ in sel.select(timeout=1.0):
-            sock: socket.socket = key.fileobj  # type: ignore[assignment]
-            state = key.data
-            chunk = sock.recv(65536)
-            if not chunk:
-                raise SystemExit("server closed a connection")
-            buf = state[0]
-            buf += chunk
-            while True:
-                head_end = buf.find(b"\r\n\r\n")
-                if head_end < 0:
-                    break
-                at = buf.find(b"content-length: ", 0, head_end)
-                length = int(buf[at + 16:buf.find(b"\r\n", at)])
-                total = head_end + 4 + length
-                if len(buf) < total:
-                    break
-                now = time.perf_counter()
-                if now >= measure_from:
-                    status = int(buf[9:12])
-                    statuses[status] = statuses.get(status, 0) + 1
-                    latencies.append(now - state[1])
-                    done += 1
-                del buf[:total]
-                state[1] = now
-                sock.send(request)
-        now = time.perf_counter()
-    elapsed = now - measure_from
-    latencies.sort()
+    load = run_load(port, [request], connections, duration, warmup)
 
     def pct(p: float) -> float:
-        return round(latencies[int(p * (len(latencies) - 1))] * 1e6, 1) if latencies else 0.0
+        return round(load.percentile(p) * 1e6, 1)
 
-    return {"requests": done, "seconds": round(elapsed, 3), "statuses": statuses,
+    return {"requests": load.done, "seconds": round(load.seconds, 3), "statuses": load.statuses,
             "latency_us": {"p50": pct(0.5), "p99": pct(0.99), "max": pct(1.0)}}
 
 

@@ -21,8 +21,6 @@ import argparse
 import os
 import platform
 import random
-import selectors
-import socket
 import sys
 import time
 from pathlib import Path
@@ -38,6 +36,8 @@ ROOT = _HERE.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench._loadclient import run_load  # noqa: E402
+
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
@@ -52,62 +52,15 @@ def run_client(port: int, n_links: int, connections: int, duration: float,
                warmup: float) -> dict[str, Any]:
     requests = [b"GET /%s HTTP/1.1\r\nHost: sms.example.com\r\nUser-Agent: bench\r\n\r\n"
                 % t.encode() for t in tokens(n_links)]
-    sel = selectors.DefaultSelector()
-    for _ in range(connections):
-        conn = socket.create_connection(("127.0.0.1", port))
-        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        conn.setblocking(False)
-        sel.register(conn, selectors.EVENT_READ, [bytearray(), 0.0])
-    nxt = 0
-    begin = time.perf_counter()
-    measure_from = begin + warmup
-    end = measure_from + duration
-    for key in sel.get_map().values():
-        key.data[1] = time.perf_counter()
-        key.fileobj.send(requests[nxt % n_links])  # type: ignore[union-attr]
-        nxt += 1
-    done = 0
-    statuses: dict[int, int] = {}
-    latencies: list[float] = []
-    now = begin
-    while now < end:
-        for key, _ in sel.select(timeout=1.0):
-            sock: socket.socket = key.fileobj  # type: ignore[assignment]
-            state = key.data
-            chunk = sock.recv(65536)
-            if not chunk:
-                raise SystemExit("server closed a connection")
-            buf = state[0]
-            buf += chunk
-            while True:
-                head_end = buf.find(b"\r\n\r\n")
-                if head_end < 0:
-                    break
-                at = buf.find(b"content-length: ", 0, head_end)
-                length = int(buf[at + 16:buf.find(b"\r\n", at)])
-                total = head_end + 4 + length
-                if len(buf) < total:
-                    break
-                now = time.perf_counter()
-                if now >= measure_from:
-                    status = int(buf[9:12])
-                    statuses[status] = statuses.get(status, 0) + 1
-                    latencies.append(now - state[1])
-                    done += 1
-                del buf[:total]
-                state[1] = now
-                sock.send(requests[nxt % n_links])
-                nxt += 1
-        now = time.perf_counter()
-    elapsed = now - measure_from
-    latencies.sort()
+    load = run_load(port, requests, connections, duration, warmup)
+    done, elapsed = load.done, load.seconds
 
     def pct(p: float) -> float:
-        return round(latencies[int(p * (len(latencies) - 1))] * 1e3, 3) if latencies else 0.0
+        return round(load.percentile(p) * 1e3, 3)
 
     return {"redirects": done, "seconds": round(elapsed, 3),
             "redirects_per_s": round(done / elapsed) if elapsed else 0,
-            "statuses": statuses,
+            "statuses": load.statuses,
             "latency_ms": {"p50": pct(0.5), "p99": pct(0.99), "max": pct(1.0)}}
 
 

@@ -42,6 +42,23 @@ def proc_mem(pid: int) -> dict[str, int]:
     return out
 
 
+def open_fds() -> int:
+    """File descriptors this process has open."""
+    return len(os.listdir("/proc/self/fd"))
+
+
+def trio_tasks() -> int:
+    """Tasks in the running trio run (walks the tree from the root task)."""
+    stack = [trio.lowlevel.current_root_task()]
+    n = 0
+    while stack:
+        t = stack.pop()
+        n += 1
+        for nursery in t.child_nurseries:
+            stack.extend(nursery.child_tasks)
+    return n
+
+
 def down_carrier() -> dict[str, Any]:
     """A carrier whose port nobody listens on (connect refused, backoff up to 0.5 s)."""
     return sim_carrier(free_port(), "gw", "pw")
@@ -121,19 +138,6 @@ async def test_no_fd_or_task_leak_across_1000_reconnects(tmp_path: Path) -> None
         extra={"sandbox": {"enabled": True, "listen": f"127.0.0.1:{port}",
                            "dlr_delay_ms": 0}})
 
-    def fds() -> int:
-        return len(os.listdir("/proc/self/fd"))
-
-    def tasks() -> int:
-        stack = [trio.lowlevel.current_root_task()]
-        n = 0
-        while stack:
-            t = stack.pop()
-            n += 1
-            for nursery in t.child_nurseries:
-                stack.extend(nursery.child_tasks)
-        return n
-
     with trio.fail_after(120):
         async with gut.in_process() as api:
             assert gut.gateway is not None
@@ -148,7 +152,7 @@ async def test_no_fd_or_task_leak_across_1000_reconnects(tmp_path: Path) -> None
             for _ in range(20):  # warm-up
                 await cycle()
             await trio.sleep(0.1)
-            fd0, task0 = fds(), tasks()
+            fd0, task0 = open_fds(), trio_tasks()
             t0 = trio.current_time()
             for i in range(1000):
                 if i % 100 == 0:  # some traffic across the cuts too
@@ -158,10 +162,10 @@ async def test_no_fd_or_task_leak_across_1000_reconnects(tmp_path: Path) -> None
             await carrier.wait_until(lambda c: bool(c.live_binds))
 
             async def settled() -> bool | None:
-                return True if fds() <= fd0 + 2 and tasks() <= task0 + 2 else None
+                return True if open_fds() <= fd0 + 2 and trio_tasks() <= task0 + 2 else None
             with trio.move_on_after(5):
                 await poll(settled, 0.05)
-            fd1, task1 = fds(), tasks()
+            fd1, task1 = open_fds(), trio_tasks()
             attempts = carrier.statistics().attempts
     print(f"\n1000 reconnects in {took:.2f} s: fds {fd0}->{fd1}, tasks {task0}->{task1}, "
           f"bind attempts {attempts}")
