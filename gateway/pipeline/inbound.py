@@ -197,9 +197,8 @@ class InboundStats(msgspec.Struct, frozen=True, kw_only=True):
     ack_latency_count: int = 0
 
 
-def _epoch(d: datetime | None) -> float | None:
-    if d is None:
-        return None
+def _epoch(d: datetime) -> float:
+    """Epoch seconds of a receipt date (a naive one is taken as UTC)."""
     return (d if d.tzinfo is not None else d.replace(tzinfo=UTC)).timestamp()
 
 
@@ -646,14 +645,15 @@ class InboundProcessor:
             batch.run_in_txn(_WriteReceipts(items))
 
     def _epoch(self, d: datetime | None) -> float | None:
-        """``_epoch(d)``, remembered per value: receipts of one minute share their date."""
+        """:func:`_epoch` of ``d`` (None stays None), remembered per value: receipts of one
+        minute share their date."""
         if d is None:
             return None
         t = self._epochs.get(d)
         if t is None:
             if len(self._epochs) >= 1024:
                 self._epochs.clear()
-            t = self._epochs[d] = (d if d.tzinfo is not None else d.replace(tzinfo=UTC)).timestamp()
+            t = self._epochs[d] = _epoch(d)
         return t
 
     def _unmatched(self, batch: WriteBatch, h: _Held, now: float) -> None:
