@@ -301,13 +301,9 @@ class _ApplyReceipt:
         p = parts[self.part]
         if p.status in RECEIPT_FINAL and p.status != UNKNOWN_RECEIPT:
             return None  # a final receipt is kept (re-deliveries, late contradictions)
-        if self.status is not None:
-            parts[self.part] = _replace(p, receipt_stat=self.stat, receipt_err=self.err,
-                                        done_at=self.done_at, error_class=self.error_class,
-                                        status=self.status)
-        else:
-            parts[self.part] = _replace(p, receipt_stat=self.stat, receipt_err=self.err,
-                                        done_at=self.done_at, error_class=self.error_class)
+        parts[self.part] = _replace(p, receipt_stat=self.stat, receipt_err=self.err,
+                                    done_at=self.done_at, error_class=self.error_class,
+                                    status=p.status if self.status is None else self.status)
         st = rollup(parts)
         if st is not None and st != old.status:
             return _replace(old, parts=tuple(parts), updated_at=self.now, status=st,
