@@ -168,14 +168,13 @@ class TokenBucket:
         opened = self._open
         while order and order[0] not in opened:  # answered meanwhile
             order.popleft()
-        if order and order[0] + self._bound <= now:
-            bound = self._bound
-            while order and order[0] + bound <= now:
-                at = order.popleft()
-                k = opened.pop(at, 0)
-                if k:
-                    self._open_n -= k
-                    self._finish(k, at + bound)
+        bound = self._bound
+        while order and order[0] + bound <= now:  # reached their bound unanswered
+            at = order.popleft()
+            k = opened.pop(at, 0)
+            if k:
+                self._open_n -= k
+                self._finish(k, at + bound)
         done = self._done
         while done and done[0][0] + WINDOW_S <= now:
             self._done_n -= int(done.popleft()[1])
@@ -251,14 +250,15 @@ class TokenBucket:
         order = self._open_order
         while n > 0 and order:
             at = order[-1]
-            k = min(n, opened.get(at, 0))
+            have = opened.get(at, 0)  # 0: answered meanwhile, a stale entry
+            k = min(n, have)
             n -= k
             self._open_n -= k
-            if k == opened.get(at, 0):
+            if k == have:
                 opened.pop(at, None)
                 order.pop()
             else:
-                opened[at] -= k
+                opened[at] = have - k
         done = self._done
         while n > 0 and done:  # receive_bound 0: they were recorded as done
             last = done[-1]
