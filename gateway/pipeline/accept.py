@@ -331,11 +331,6 @@ class Accepter:
         if self._depth >= 0:
             self._depth = max(0, self._depth - n)
 
-    def outbox_added(self, n: int = 1) -> None:
-        """Someone else committed ``n`` new outbox entries (e.g. retries re-queued)."""
-        if self._depth >= 0:
-            self._depth += n
-
     def _check_backpressure(self) -> None:
         if self.outbox_depth >= self._outbox_max:
             self.stats.backpressure += 1

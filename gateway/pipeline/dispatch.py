@@ -120,7 +120,6 @@ MESSAGE_FINAL: Final = frozenset({SUBMITTED, DELIVERED, PARTIALLY_DELIVERED, UND
 REASON_CARRIER_REJECTED: Final = "carrier_rejected"
 REASON_RETRIES_EXHAUSTED: Final = "retries_exhausted"
 REASON_NO_RESPONSE: Final = "no_response"
-REASON_SEGMENTATION: Final = "segmentation_mismatch"
 
 PARK_MIN_S: Final = 0.5
 PARK_MAX_S: Final = 30.0
