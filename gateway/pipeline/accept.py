@@ -443,6 +443,18 @@ class Accepter:
                 p.ok = True
                 p.done.set()
 
+    async def _commit_or_forget(self, batch: WriteBatch, phones: list[str]) -> None:
+        """Commit ``batch`` (if any); on failure count it and drop the cached recipients
+        it changed in memory (nothing of it is stored), then re-raise."""
+        if not batch:
+            return
+        try:
+            await self._commit(batch, phones)
+        except BaseException:
+            self.stats.commit_failures += 1
+            self._recipients.invalidate(phones)
+            raise
+
     async def _commit(self, batch: WriteBatch, phones: list[str]) -> None:
         rc = self._recipients
         rc.pin(phones)
@@ -718,13 +730,7 @@ class Accepter:
             now = time.time()
         async with self._lock:
             batch, outcomes, phones, removed = self._build_reeval(records, now)
-        if batch:
-            try:
-                await self._commit(batch, phones)
-            except BaseException:
-                self.stats.commit_failures += 1
-                self._recipients.invalidate(phones)
-                raise
+        await self._commit_or_forget(batch, phones)
         self.outbox_removed(removed)
         self.stats.reevaluated += len(records)
         by_reason = self.stats.rejected_by_reason
@@ -908,13 +914,7 @@ class Accepter:
         async with self._lock:
             results = self.build_replies(batch, replies, now)
         phones = list({r.phone for r in replies})
-        if batch:
-            try:
-                await self._commit(batch, phones)
-            except BaseException:
-                self.stats.commit_failures += 1
-                self._recipients.invalidate(phones)
-                raise
+        await self._commit_or_forget(batch, phones)
         return results
 
     def statistics(self) -> AcceptStats:
