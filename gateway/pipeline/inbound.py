@@ -386,10 +386,11 @@ class InboundProcessor:
     (``rules.load_keyword_sets``); without them every MO is keyword-less.
     """
 
-    #: ``(carrier, seconds)`` for each receipt that gave a part its (first) final state,
-    #: submit_sm accepted -> receipt received, called once the batch is committed (the
-    #: app feeds ``smsgw_submit_receipt_latency_seconds``). None = not measured.
-    on_receipt_latency: Callable[[str, float], None] | None = None
+    #: Called once per committed batch with its ``(carrier, seconds)`` pairs, one for
+    #: each receipt that gave a part its (first) final state: submit_sm accepted ->
+    #: receipt received (the app feeds ``smsgw_submit_receipt_latency_seconds``; one call
+    #: per batch, not per receipt). None = not measured.
+    on_receipt_latencies: Callable[[list[tuple[str, float]]], None] | None = None
 
     def __init__(
         self,
@@ -500,7 +501,7 @@ class InboundProcessor:
         acks: list[Inbound] = []
         phones: set[str] = set()
         self._n["batches"] += 1
-        self._latencies.clear()
+        self._latencies = []
         receipts: list[_Held] = []
         receipts.extend(self._held)
         self._held = []
@@ -528,9 +529,8 @@ class InboundProcessor:
                             "SMSC will re-send", len(acks), e)
                 return
         self._remember_mo(now)
-        if self._latencies and self.on_receipt_latency is not None:
-            for carrier, seconds in self._latencies:
-                self.on_receipt_latency(carrier, seconds)
+        if self._latencies and self.on_receipt_latencies is not None:
+            self.on_receipt_latencies(self._latencies)
         self._ack(acks)
 
     def _ack(self, acks: list[Inbound]) -> None:

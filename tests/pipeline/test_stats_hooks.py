@@ -40,7 +40,7 @@ async def test_receipt_latency_is_reported_after_the_commit(
         mem_store: Store, autojump_clock: trio.testing.MockClock) -> None:
     seen: list[tuple[str, float]] = []
     async with rig(mem_store, sim={"dlr_stats": stats("DELIVRD"), "dlr_delay": 3.0}) as r:
-        r.inbound.on_receipt_latency = lambda carrier, s: seen.append((carrier, s))
+        r.inbound.on_receipt_latencies = seen.extend
         [mid] = await r.send(LA)
         await r.wait([mid], "delivered")
         assert len(seen) == 1
