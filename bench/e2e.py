@@ -448,16 +448,30 @@ def http_get(port: int, path: str) -> int:
         conn.close()
 
 
-def scrape_histograms(port: int, names: tuple[str, ...]) -> dict[str, dict[str, float]]:
-    """p50/p99 (bucket upper bounds) and mean, in ms, of unlabelled histograms on /metrics."""
+def metrics_text(port: int) -> str:
+    """The gateway's /metrics exposition."""
     import http.client
 
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
         conn.request("GET", "/metrics")
-        text = conn.getresponse().read().decode()
+        return conn.getresponse().read().decode()
     finally:
         conn.close()
+
+
+def scrape_counters(text: str, names: tuple[str, ...]) -> dict[str, float]:
+    """Values of unlabelled samples ``names`` (full sample names) in an exposition."""
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in names:
+            out[name] = float(value)
+    return out
+
+
+def scrape_histograms(text: str, names: tuple[str, ...]) -> dict[str, dict[str, float]]:
+    """p50/p99 (bucket upper bounds) and mean, in ms, of unlabelled histograms on /metrics."""
     out: dict[str, dict[str, float]] = {}
     for name in names:
         buckets: list[tuple[float, float]] = []
@@ -721,8 +735,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             spy.wait(timeout=30)
         mem = proc_mem(pid)
         try:
+            text = metrics_text(metrics_port)
             out["latency_histograms"] = scrape_histograms(
-                metrics_port, ("smsgw_inbound_ack_latency_seconds", "smsgw_store_commit_seconds"))
+                text, ("smsgw_inbound_ack_latency_seconds", "smsgw_store_commit_seconds"))
+            # commit groups vs batches: how well group commit is grouping
+            out["store"] = scrape_counters(
+                text, ("smsgw_store_write_txns_total", "smsgw_store_commits_total"))
         except (OSError, ValueError) as e:
             out["latency_histograms"] = {"error": str(e)}
         assert load is not None
