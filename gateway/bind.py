@@ -181,6 +181,7 @@ class SubmitOutcome(msgspec.Struct, frozen=True, kw_only=True):
     latency: float = 0.0
 
 
+_ACCEPTED = OutcomeKind.ACCEPTED
 _NOT_SENT_SHUTDOWN = SubmitOutcome(kind=OutcomeKind.NOT_SENT, reason="carrier shut down")
 _NOT_SENT_WITHDRAWN = SubmitOutcome(kind=OutcomeKind.NOT_SENT, reason="withdrawn")
 
@@ -397,6 +398,10 @@ class WorkQueue:
         received it by ``now``, which is what the token bucket's window ledger needs."""
         self.bucket.answered(taken_at, now)
 
+    def answered_all(self, taken_at: list[float], now: float) -> None:
+        """``answered`` for each of ``taken_at`` (the answers of one read, in one call)."""
+        self.bucket.answered_all(taken_at, now)
+
     def ended(self, taken_at: Sequence[float], now: float) -> None:
         """Parts that ended without an answer (response timeout, lost link, not encodable):
         the ledger counts them as received by ``now``. Wakes every bind, since the window
@@ -480,9 +485,9 @@ class WorkQueue:
             self.adaptive_tps = rate
             self.bucket.set_tps(rate, now)
 
-    def accepted(self, now: float) -> None:
-        """A submit was accepted after the pause: keep the next pause short."""
-        self._accepted_since_cut += 1
+    def accepted(self, now: float, n: int = 1) -> None:
+        """``n`` submits were accepted (after a pause: keep the next pause short)."""
+        self._accepted_since_cut += n
         if self._throttle_backoff.failures and now >= self.bucket.paused_until:
             # The SMSC takes parts again: we are at its rate, not over it. Resetting keeps
             # pauses short (throughput near the carrier's limit) instead of growing them
@@ -909,64 +914,110 @@ class Bind:
                 return
 
     def _dispatch(self, events: list[ev.Event], now: float) -> list[Inbound]:
-        """Apply Session events; returns the inbound deliveries to hand to the consumer."""
+        """Apply Session events; returns the inbound deliveries to hand to the consumer.
+
+        Hot path: a submit_sm_resp with status 0 resolves its part here; the carrier's
+        queue hears about the accepted parts once per call (``_flush_accepted``: their
+        grant times for the window ledger, and how many), and before any other answer
+        is handled, so the throttling bookkeeping sees them in order.
+        """
         inbound: list[Inbound] = []
         inflight = self._inflight
         freed = False
+        taken: list[float] = []  # grant times of the parts accepted, not yet flushed
+        name = self.name
+        link = self._link
         for event in events:
-            if isinstance(event, ev.ResponseReceived):
+            if type(event) is ev.ResponseReceived:
                 entry = inflight.pop(event.seq, None)
-                if entry is not None:
-                    freed = True
+                if entry is None:
+                    if event.seq == self._unbind_seq:
+                        self._stop(None)
+                    continue
+                freed = True
+                if event.status == 0 and event.command_id != GENERIC_NACK:
+                    batch, index, sent_at = entry
+                    pdu = event.pdu
+                    taken.append(sent_at)
+                    batch.resolve(index, SubmitOutcome(
+                        kind=_ACCEPTED,
+                        message_id=(pdu.message_id if type(pdu) is P.SubmitSmResp
+                                    else getattr(pdu, "message_id", "") or ""),
+                        bind=name, latency=now - sent_at))
+                else:
+                    if taken:
+                        self._flush_accepted(taken, now)
+                        taken = []
                     self._submit_answered(entry, event, now)
-                elif event.seq == self._unbind_seq:
-                    self._stop(None)
-            elif isinstance(event, ev.RequestReceived):
+            elif type(event) is ev.RequestReceived:
                 pdu = event.pdu
                 if isinstance(pdu, P.DeliverSm | P.DataSm):
-                    assert self._link is not None
-                    inbound.append(Inbound(self._link, event.seq, pdu, now))
-                    self.inbound_count += 1
-            elif isinstance(event, ev.ResponseTimedOut | ev.RequestAbandoned):
-                entry = inflight.pop(event.seq, None)
-                if entry is not None:
-                    freed = True
-                    self.unknown += 1
-                    if self.queue is not None:
-                        # An SMSC silent this long has read the part by now, if ever.
-                        self.queue.ended((entry[2],), now)
-                    reason = (
-                        f"no submit_sm_resp within {self.settings.response_timeout:g} s"
-                        if isinstance(event, ev.ResponseTimedOut) else
-                        "no submit_sm_resp: session closed")
-                    entry[0].resolve(entry[1], SubmitOutcome(
-                        kind=OutcomeKind.UNKNOWN, bind=self.name, reason=reason))
-                elif event.seq == self._unbind_seq:
-                    self._stop(None)
-            elif isinstance(event, ev.Unbound):
-                if event.by_peer:
-                    self._peer_unbound = True
-                    log.info("%s: SMSC %s sent unbind; answered, will reconnect",
-                             self.name, self._where())
-                    self._closing = True
-                else:
-                    self._stop(None)
-            elif isinstance(event, ev.LinkDead):
-                self._stop(LinkLost(f"link {self.name} to {self._where()} dead: {event.reason}"))
-            elif isinstance(event, ev.ConnectionClosed):
-                pass  # the reader sees EOF and decides (peer unbind vs lost link)
-            elif isinstance(event, ev.PeerProtocolError):
-                # The Session already answered (generic_nack / error resp), or a LinkDead
-                # follows (lost framing). Say which PDU once per cause, summarised if it
-                # repeats (a peer sending garbage must not flood the log), never silently.
-                line = self._protocol_log.failure(
-                    f"peer protocol error from {self._where()}: "
-                    f"{_status_name(event.status)} ({event.detail})", now)
-                if line is not None:
-                    log.warning("%s: %s", self.name, line)
+                    assert link is not None
+                    inbound.append(Inbound(link, event.seq, pdu, now))
+            else:
+                if taken:
+                    self._flush_accepted(taken, now)
+                    taken = []
+                freed = self._on_event(event, now) or freed
+        if taken:
+            self._flush_accepted(taken, now)
+        if inbound:
+            self.inbound_count += len(inbound)
         if freed:
             self._writer_wake.set()
         return inbound
+
+    def _flush_accepted(self, taken: list[float], now: float) -> None:
+        """Parts granted at ``taken`` were accepted by ``now`` (see ``_dispatch``)."""
+        self.accepted += len(taken)
+        queue = self.queue
+        if queue is not None:
+            # sent_at is the ``now`` the writer took the part at (``_feed``): the key of
+            # its grant in the carrier's window ledger.
+            queue.answered_all(taken, now)
+            queue.accepted(now, len(taken))
+
+    def _on_event(self, event: ev.Event, now: float) -> bool:
+        """The Session's other events (not a response or a request); True if a part left
+        the window."""
+        if isinstance(event, ev.ResponseTimedOut | ev.RequestAbandoned):
+            entry = self._inflight.pop(event.seq, None)
+            if entry is not None:
+                self.unknown += 1
+                if self.queue is not None:
+                    # An SMSC silent this long has read the part by now, if ever.
+                    self.queue.ended((entry[2],), now)
+                reason = (
+                    f"no submit_sm_resp within {self.settings.response_timeout:g} s"
+                    if isinstance(event, ev.ResponseTimedOut) else
+                    "no submit_sm_resp: session closed")
+                entry[0].resolve(entry[1], SubmitOutcome(
+                    kind=OutcomeKind.UNKNOWN, bind=self.name, reason=reason))
+                return True
+            if event.seq == self._unbind_seq:
+                self._stop(None)
+        elif isinstance(event, ev.Unbound):
+            if event.by_peer:
+                self._peer_unbound = True
+                log.info("%s: SMSC %s sent unbind; answered, will reconnect",
+                         self.name, self._where())
+                self._closing = True
+            else:
+                self._stop(None)
+        elif isinstance(event, ev.LinkDead):
+            self._stop(LinkLost(f"link {self.name} to {self._where()} dead: {event.reason}"))
+        elif isinstance(event, ev.ConnectionClosed):
+            pass  # the reader sees EOF and decides (peer unbind vs lost link)
+        elif isinstance(event, ev.PeerProtocolError):
+            # The Session already answered (generic_nack / error resp), or a LinkDead
+            # follows (lost framing). Say which PDU once per cause, summarised if it
+            # repeats (a peer sending garbage must not flood the log), never silently.
+            line = self._protocol_log.failure(
+                f"peer protocol error from {self._where()}: "
+                f"{_status_name(event.status)} ({event.detail})", now)
+            if line is not None:
+                log.warning("%s: %s", self.name, line)
+        return False
 
     def _submit_answered(self, entry: Sent, event: ev.ResponseReceived, now: float) -> None:
         batch, index, sent_at = entry

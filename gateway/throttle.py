@@ -289,6 +289,25 @@ class TokenBucket:
         self._open_n -= k
         self._finish(k, now)
 
+    def answered_all(self, granted_at: list[float], now: float) -> None:
+        """``answered(t, now)`` for every ``t`` in ``granted_at`` (the answers of one read).
+
+        Equal grant times are usually adjacent (one ``take`` grants many parts, answered
+        in order), so they are counted in runs: one ledger update per run, not per part.
+        """
+        if not self._open or not granted_at:
+            return  # nothing open: unlimited, or receive_bound 0 (the carrier's view)
+        run_at = granted_at[0]
+        run = 0
+        for t in granted_at:
+            if t == run_at:
+                run += 1
+            else:
+                self.answered(run_at, now, run)
+                run_at = t
+                run = 1
+        self.answered(run_at, now, run)
+
     def ready_at(self, now: float) -> float:
         """Earliest time >= ``now`` at which ``take(1)`` grants a token."""
         if now < self._paused_until:

@@ -88,6 +88,8 @@ __all__ = [
     "decode",
     "decode_header",
     "encode",
+    "fast_deliver_sm",
+    "fast_submit_sm_resp",
 ]
 
 MAX_SHORT_MESSAGE: Final = 254
@@ -635,15 +637,23 @@ def _dec_submit_sm(frame: bytes) -> Pdu:
     return _dec_short_message(frame, SubmitSm)
 
 
-def _dec_deliver_sm(frame: bytes) -> Pdu:
-    return _dec_short_message(frame, DeliverSm)
+def fast_deliver_sm(frame: bytes) -> DeliverSm:
+    """The body of a deliver_sm frame, by the fast path alone.
+
+    For a caller that has read the header itself (the Session's receive loop): no Frame,
+    no dispatch table. It never diagnoses: on anything the fast path does not take it
+    raises some exception, and the caller hands the frame to ``decode()``, which names
+    the fault or takes the generic path. Tests hold it to ``decode()``'s answer.
+    """
+    return _dec_short_message(frame, DeliverSm)  # type: ignore[return-value]
 
 
 _EMPTY_SUBMIT_SM_RESP: Final = SubmitSmResp()
 _EMPTY_DELIVER_SM_RESP: Final = DeliverSmResp()
 
 
-def _dec_submit_sm_resp(frame: bytes) -> Pdu:
+def fast_submit_sm_resp(frame: bytes) -> SubmitSmResp:
+    """The body of a submit_sm_resp frame, by the fast path alone (see fast_deliver_sm)."""
     n = len(frame)
     if n == 16:
         return _EMPTY_SUBMIT_SM_RESP
@@ -681,8 +691,8 @@ _Encoder = Callable[[Pdu], bytes]
 
 _FAST_DECODERS: Final[dict[type[Pdu], _Decoder]] = {
     SubmitSm: _dec_submit_sm,
-    DeliverSm: _dec_deliver_sm,
-    SubmitSmResp: _dec_submit_sm_resp,
+    DeliverSm: fast_deliver_sm,
+    SubmitSmResp: fast_submit_sm_resp,
     DeliverSmResp: _dec_deliver_sm_resp,
     EnquireLink: _constant(EnquireLink()),
     EnquireLinkResp: _constant(EnquireLinkResp()),

@@ -32,7 +32,7 @@ from typing import Final
 
 import msgspec
 
-from .codec import decode, decode_header, encode
+from .codec import decode, decode_header, encode, fast_deliver_sm, fast_submit_sm_resp
 from .constants import (
     GENERIC_NACK,
     HEADER_LENGTH,
@@ -96,8 +96,11 @@ from .timers import EnquireLinkDue, Expired, LinkDeadReason, ResponseOverdue, Ti
 
 __all__ = ["Role", "Session", "SessionConfig", "SessionState", "SessionStats", "WindowFull"]
 
-_LENGTH: Final = struct.Struct(">I").unpack_from  # command_length, SMPP 3.4 §3.2
+_HEADER: Final = struct.Struct(">IIII").unpack_from  # the PDU header, SMPP 3.4 §3.2
 _ENQUIRE_LINK: Final = int(CommandId.ENQUIRE_LINK)
+_SUBMIT_SM: Final = int(CommandId.SUBMIT_SM)
+_SUBMIT_SM_RESP: Final = int(CommandId.SUBMIT_SM_RESP)
+_DELIVER_SM: Final = int(CommandId.DELIVER_SM)
 _UNBIND: Final = int(CommandId.UNBIND)
 _OPEN: Final = SessionState.OPEN
 _BINDING: Final = SessionState.BINDING
@@ -199,6 +202,7 @@ class Session:
         "_enquire_links_sent",
         "_enquire_seq",
         "_events",
+        "_fast_deliver",
         "_frames",
         "_inflight",
         "_nacks_received",
@@ -266,6 +270,7 @@ class Session:
         self._state = _OPEN
         self._send_moves: Transitions = SEND_REQUEST[role][_OPEN]
         self._recv_moves: Transitions = RECEIVE_REQUEST[role][_OPEN]
+        self._fast_deliver = False
 
     # --- read-only views ---------------------------------------------------------------
 
@@ -343,17 +348,59 @@ class Session:
             # through the PduBuffer (~250 ns/PDU saved). Any length the buffer would
             # refuse, and a trailing partial frame, go through the PduBuffer below,
             # which stays the one judge of framing errors.
+            #
+            # The two PDUs of every message's way back (submit_sm_resp answering our
+            # submit_sm, the carrier's deliver_sm) are handled right here from the
+            # header read once: the codec's fast decoder and the event, with no Frame
+            # and no _on_frame. Everything else, and whatever these fast decoders
+            # decline, goes through _on_frame/decode(), which judges and diagnoses; the
+            # tests hold both ways to the same events (fed whole vs. byte by byte).
             pos = 0
             n = len(data)
             max_length = frames.max_length
             on_frame = self._on_frame
+            inflight = self._inflight
+            pending = self._pending_in
+            append = self._events.append
+            n_resp = n_deliver = 0
             while n - pos >= HEADER_LENGTH:
-                (length,) = _LENGTH(data, pos)
+                length, command_id, status, seq = _HEADER(data, pos)
                 end = pos + length
                 if length < HEADER_LENGTH or length > max_length or end > n:
                     break
-                on_frame(data[pos:end])
+                frame = data[pos:end]
                 pos = end
+                if command_id == _SUBMIT_SM_RESP:
+                    entry = inflight.get(seq)
+                    if entry is not None and entry[0].command_id == _SUBMIT_SM:
+                        try:
+                            resp = fast_submit_sm_resp(frame)
+                        except Exception:  # decode() says what is wrong
+                            on_frame(frame)
+                            continue
+                        del inflight[seq]
+                        append(ResponseReceived(seq, command_id, status, resp, entry[0]))
+                        n_resp += 1
+                        continue
+                elif command_id == _DELIVER_SM and self._fast_deliver and seq not in pending:
+                    # (_fast_deliver is read per frame: an unbind earlier in this same
+                    # chunk makes deliver_sm illegal.)
+                    try:
+                        deliver = fast_deliver_sm(frame)
+                    except Exception:  # decode() says what is wrong
+                        on_frame(frame)
+                        continue
+                    pending[seq] = command_id
+                    append(RequestReceived(seq, deliver))
+                    n_deliver += 1
+                    continue
+                on_frame(frame)
+            if n_resp or n_deliver:
+                received = self._received
+                if n_resp:
+                    received[_SUBMIT_SM_RESP] = received.get(_SUBMIT_SM_RESP, 0) + n_resp
+                if n_deliver:
+                    received[_DELIVER_SM] = received.get(_DELIVER_SM, 0) + n_deliver
             if pos:
                 if pos == n:
                     return
@@ -361,16 +408,16 @@ class Session:
         frames.feed(data)
         while True:
             try:
-                frame = frames.next_frame()
+                buffered = frames.next_frame()
             except FramingError as exc:
                 # SMPP 3.4 §3.2: nothing after a bad command_length can be delimited.
                 self._peer_error(exc.status, str(exc), None)
                 self._events.append(LinkDead(LinkDeadReason.FRAMING_ERROR))
                 self._finish(_ERROR)
                 return
-            if frame is None:
+            if buffered is None:
                 return
-            self._on_frame(frame)
+            self._on_frame(buffered)
 
     def _on_frame(self, frame: bytes) -> None:
         try:
@@ -734,7 +781,9 @@ class Session:
         self._state = state
         role = self._role
         self._send_moves = SEND_REQUEST[role][state]
-        self._recv_moves = RECEIVE_REQUEST[role][state]
+        self._recv_moves = recv_moves = RECEIVE_REQUEST[role][state]
+        # deliver_sm legal here and moving no state: receive_data may take its fast path.
+        self._fast_deliver = _DELIVER_SM in recv_moves and recv_moves[_DELIVER_SM] is None
         timers = self._timers
         timers.binding = state in INIT_STATES
         timers.keepalive = state in BOUND_STATES

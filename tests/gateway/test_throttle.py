@@ -303,3 +303,31 @@ def test_ready_at_is_when_take_succeeds_after_answers(tps: int, now: float, rtt:
     t = b.ready_at(now)
     assert t > now and math.isfinite(t)
     assert b.take(1, t + 1e-9 * max(1.0, t)) == 1
+
+
+@given(grants=st.lists(st.integers(1, 5), min_size=1, max_size=6),
+       answers=st.lists(st.integers(0, 30), max_size=30))
+def test_answered_all_is_answered_one_by_one(grants: list[int], answers: list[int]) -> None:
+    """``answered_all`` (a bind's answers of one read) leaves the ledger exactly as one
+    ``answered`` per part would, including unknown and repeated grant times."""
+    one, many = (TokenBucket(50, now=0.0, burst=50, receive_bound=1.0) for _ in range(2))
+    times = []
+    for i, n in enumerate(grants):
+        at = i / 100
+        assert one.take(n, at) == many.take(n, at) == n
+        times += [at] * n
+    times.append(9.0)  # never granted: ignored
+    picked = [times[a % len(times)] for a in answers]
+    for t in picked:
+        one.answered(t, 0.2)
+    many.answered_all(picked, 0.2)
+    for now in (0.2, 0.5, 1.0, 1.2, 1.5):
+        assert one.available(now) == many.available(now)
+        assert one.ready_at(now) == many.ready_at(now)
+
+
+def test_answered_all_with_nothing_open() -> None:
+    b = TokenBucket(0, now=0.0)
+    b.answered_all([], 1.0)
+    b.answered_all([0.0, 0.0], 1.0)  # unlimited: nothing is ever open
+    assert b.take(5, 1.0) == 5
