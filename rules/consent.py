@@ -35,6 +35,14 @@ _CONFIRMED_ALREADY = Decision(action=Action.REJECT, reason=Reason.OPTED_OUT,
                               detail="opt-out confirmation already sent")
 _NO_CONSENT = Decision(action=Action.REJECT, reason=Reason.NO_CONSENT,
                        detail="no active SMS subscription")
+# Enum members read as module globals: ``EnumClass.MEMBER`` goes through the enum
+# metaclass (~50 ns on 3.11), a global ~7 ns; this check runs for every message.
+_UNSUBSCRIBED = ConsentStatus.UNSUBSCRIBED
+_SUBSCRIBED = ConsentStatus.SUBSCRIBED
+_REPLY = MessageKind.REPLY
+_TRANSACTIONAL = MessageKind.TRANSACTIONAL
+_OPT_OUT = ReplyKind.OPT_OUT
+_HELP = ReplyKind.HELP
 
 
 def check(message: Message, facts: RecipientFacts, policy: Policy,
@@ -42,20 +50,20 @@ def check(message: Message, facts: RecipientFacts, policy: Policy,
     """Reject messages the recipient did not consent to."""
     cp = policy.consent
     kind = message.kind
-    if facts.consent is ConsentStatus.UNSUBSCRIBED:
-        if kind is MessageKind.REPLY:
-            if message.reply_to is ReplyKind.OPT_OUT:
+    if facts.consent is _UNSUBSCRIBED:
+        if kind is _REPLY:
+            if message.reply_to is _OPT_OUT:
                 return _CONFIRMED_ALREADY if facts.opt_out_confirmed else None
-            if message.reply_to is ReplyKind.HELP and cp.help_after_opt_out:
+            if message.reply_to is _HELP and cp.help_after_opt_out:
                 return None
             return _OPTED_OUT
-        if kind is MessageKind.TRANSACTIONAL and cp.transactional_after_opt_out:
+        if kind is _TRANSACTIONAL and cp.transactional_after_opt_out:
             return None
         return _OPTED_OUT
-    if not cp.enabled or kind is MessageKind.REPLY:
+    if not cp.enabled or kind is _REPLY:
         return None
-    if kind is MessageKind.TRANSACTIONAL and not cp.transactional_requires_consent:
+    if kind is _TRANSACTIONAL and not cp.transactional_requires_consent:
         return None
-    if facts.consent is not ConsentStatus.SUBSCRIBED:
+    if facts.consent is not _SUBSCRIBED:
         return _NO_CONSENT
     return None

@@ -104,6 +104,16 @@ _MARKETING = frozenset({MessageKind.CAMPAIGN, MessageKind.FLOW})
 _INVALID = Decision(action=Action.REJECT, reason=Reason.INVALID_NUMBER,
                     detail="not a valid phone number")
 
+# Enum members as globals: ``EnumClass.MEMBER`` goes through the enum metaclass (~50 ns
+# on 3.11), a global ~7 ns; ``evaluate`` runs for every message.
+_SEND, _DEFER, _OK = Action.SEND, Action.DEFER, Reason.OK
+_OPT_OUT = ReplyKind.OPT_OUT
+
+#: The last marketing SEND built, with what it was built from: ``(now, flow mark, text,
+#: decision)``. Memoisation only (the Decision depends on those three values alone, and
+#: is immutable): a campaign batch evaluates one text for many recipients at one ``now``.
+_LAST_SEND: list[tuple[datetime, str | None, str, Decision] | None] = [None]
+
 
 def rules_for(kind: MessageKind) -> tuple[str, ...]:
     """The rule ids that run for a message kind, in order."""
@@ -149,20 +159,25 @@ def evaluate(message: Message, facts: RecipientFacts, policy: Policy,
     for rule in _PIPELINES[message.kind]:
         decision = rule(message, facts, policy, now)
         if decision is not None:
-            if decision.action is Action.DEFER:
+            if decision.action is _DEFER:
                 return _check_deadline(message, decision, policy)
             return decision
     kind = message.kind
     if kind in _MARKETING:
         text = content.final_text(message, facts, policy)
-        marks = Marks(marketing_send_at=now, flow_mark=flows.flow_mark_key(message, policy))
-    elif kind is MessageKind.REPLY and message.reply_to is ReplyKind.OPT_OUT:
-        text = message.text
+        mark = flows.flow_mark_key(message, policy) if kind is _F else None
+        last = _LAST_SEND[0]
+        if last is not None and last[0] is now and last[1] == mark and last[2] == text:
+            return last[3]
+        decision = Decision(action=_SEND, reason=_OK, text=text,
+                            marks=Marks(marketing_send_at=now, flow_mark=mark))
+        _LAST_SEND[0] = (now, mark, text, decision)
+        return decision
+    if kind is _R and message.reply_to is _OPT_OUT:
         marks = Marks(opt_out_confirmation=True)
     else:
-        text = message.text
         marks = NO_MARKS
-    return Decision(action=Action.SEND, reason=Reason.OK, text=text, marks=marks)
+    return Decision(action=_SEND, reason=_OK, text=message.text, marks=marks)
 
 
 def apply_send(facts: RecipientFacts, message: Message, decision: Decision,
@@ -173,7 +188,7 @@ def apply_send(facts: RecipientFacts, message: Message, decision: Decision,
     confirmation flag. ``now`` is the commit time, used when the marks carry no time.
     The caller prunes ``marketing_sends`` older than its longest window when storing.
     """
-    if decision.action is not Action.SEND or decision.marks is NO_MARKS:
+    if decision.action is not _SEND or decision.marks is NO_MARKS:
         return facts
     marks = decision.marks
     changes: dict[str, object] = {}

@@ -25,6 +25,8 @@ _UNDELIVERABLE = Decision(action=Action.REJECT, reason=Reason.UNDELIVERABLE_NUMB
                           detail="number is permanently undeliverable")
 _SEGMENT = Decision(action=Action.REJECT, reason=Reason.ERROR_SEGMENT,
                     detail="recent delivery errors: excluded from campaigns")
+# An enum member as a global (``EnumClass.MEMBER`` costs ~50 ns on 3.11).
+_TRANSACTIONAL = MessageKind.TRANSACTIONAL
 
 
 def check_undeliverable(message: Message, facts: RecipientFacts, policy: Policy,
@@ -33,7 +35,7 @@ def check_undeliverable(message: Message, facts: RecipientFacts, policy: Policy,
     ep = policy.error_segment
     if not ep.suppress_undeliverable or not facts.errors.permanent:
         return None
-    if message.kind is MessageKind.TRANSACTIONAL and not ep.suppress_undeliverable_transactional:
+    if message.kind is _TRANSACTIONAL and not ep.suppress_undeliverable_transactional:
         return None
     return _UNDELIVERABLE
 

@@ -41,12 +41,15 @@ _NO_TRIGGER = Decision(action=Action.REJECT, reason=Reason.MISSING_TRIGGER,
                        detail="abandoned-cart message without trigger_at")
 _LIMIT = Decision(action=Action.REJECT, reason=Reason.FLOW_LIMIT_REACHED,
                   detail="flow already sent a message for this trigger")
+# Enum members as globals (``EnumClass.MEMBER`` costs ~50 ns on 3.11; runs per message).
+_FLOW = MessageKind.FLOW
+_CONFIRMED = DoubleOptIn.CONFIRMED
 
 
 def is_cart(message: Message, policy: Policy) -> bool:
     """Whether the cart rules apply to the message."""
     cart = policy.cart
-    return (message.kind is MessageKind.FLOW and cart.enabled
+    return (message.kind is _FLOW and cart.enabled
             and message.flow_type is not None and message.flow_type in cart.flow_types)
 
 
@@ -64,7 +67,7 @@ def check_cart(message: Message, facts: RecipientFacts, policy: Policy,
         return None
     num = facts.number
     if (num is not None and num.region in policy.cart.double_opt_in_regions
-            and facts.double_opt_in is not DoubleOptIn.CONFIRMED):
+            and facts.double_opt_in is not _CONFIRMED):
         return _DOI
     if message.trigger_at is None:
         return _NO_TRIGGER
@@ -82,7 +85,7 @@ def flow_mark_key(message: Message, policy: Policy) -> str | None:
     ``trigger_at`` in ISO form, else empty: one message per flow, ever). The gateway uses
     the same function to load only the marks a batch needs.
     """
-    if message.kind is not MessageKind.FLOW:
+    if message.kind is not _FLOW:
         return None
     limited = policy.flows.once_per_trigger
     if "*" not in limited and (message.flow_type is None or message.flow_type not in limited):

@@ -310,7 +310,7 @@ class _Plan:
     every recipient with the same plan gets the same opening.
     """
 
-    __slots__ = ("_memo", "fallback", "fallback_zone", "schedule", "zones")
+    __slots__ = ("_memo", "fallback", "fallback_zone", "open_at", "schedule", "zones")
 
     def __init__(self, zones: tuple[ZoneInfo, ...], schedule: Schedule,
                  fallback_zone: ZoneInfo, fallback: Schedule) -> None:
@@ -319,6 +319,9 @@ class _Plan:
         self.fallback_zone = fallback_zone
         self.fallback = fallback
         self._memo: tuple[datetime, int, datetime | None, bool] | None = None
+        #: The last instant found open in every zone (``check``'s fast path, memoised:
+        #: a batch checks many recipients of one plan at the same ``now``).
+        self.open_at: datetime | None = None
 
     def next_allowed(self, now: datetime, horizon_days: int) -> tuple[datetime | None, bool]:
         """(earliest allowed instant or None, whether the fallback was used)."""
@@ -383,6 +386,8 @@ _DETAIL = "outside the local sending window"
 _FALLBACK_DETAIL = "outside the fallback sending window (zone unknown or windows disjoint)"
 _APPLIES = {MessageKind.CAMPAIGN: "campaigns", MessageKind.FLOW: "flows",
             MessageKind.TRANSACTIONAL: "transactional"}
+# An enum member as a global (``EnumClass.MEMBER`` costs ~50 ns on 3.11; runs per message).
+_BYPASS = Bypass.QUIET_HOURS
 
 
 def check(message: Message, facts: RecipientFacts, policy: Policy,
@@ -394,7 +399,7 @@ def check(message: Message, facts: RecipientFacts, policy: Policy,
     message's deadline into a rejection.
     """
     qp = policy.quiet_hours
-    if not qp.enabled or Bypass.QUIET_HOURS in message.bypass:
+    if not qp.enabled or _BYPASS in message.bypass:
         return None
     flag = _APPLIES.get(message.kind)
     if flag is None or not getattr(qp, flag):
@@ -405,11 +410,14 @@ def check(message: Message, facts: RecipientFacts, policy: Policy,
     plan = plan_for(qp, num.region, num.state, num.zones)
     if plan.zones:
         # fast path: open now in every candidate zone (one astimezone per zone)
+        if plan.open_at == now:
+            return None
         sched = plan.schedule
         for zone in plan.zones:
             if not _is_open(sched, now.astimezone(zone)):
                 break
         else:
+            plan.open_at = now
             return None
     t, fallback = plan.next_allowed(now, qp.horizon_days)
     if t is None:

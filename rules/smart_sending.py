@@ -22,14 +22,18 @@ if TYPE_CHECKING:
 
 __all__ = ["check"]
 
+# Enum members as globals (``EnumClass.MEMBER`` costs ~50 ns on 3.11; runs per message).
+_BYPASS = Bypass.SMART_SENDING
+_CAMPAIGN = MessageKind.CAMPAIGN
+
 
 def check(message: Message, facts: RecipientFacts, policy: Policy,
           now: datetime) -> Decision | None:
     """Skip when a marketing SMS went out within the window."""
     sp = policy.smart_sending
-    if not sp.enabled or not facts.marketing_sends or Bypass.SMART_SENDING in message.bypass:
+    if not sp.enabled or not facts.marketing_sends or _BYPASS in message.bypass:
         return None
-    if not (sp.campaigns if message.kind is MessageKind.CAMPAIGN else sp.flows):
+    if not (sp.campaigns if message.kind is _CAMPAIGN else sp.flows):
         return None
     last = max(facts.marketing_sends)
     if now - last < timedelta(hours=sp.hours):

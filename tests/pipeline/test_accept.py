@@ -323,3 +323,97 @@ async def test_national_invalid_and_fr(mem_store: MemoryStore, config: GatewayCo
                              msg("12", country="FR")], NOW)
     assert a.status == "queued"
     assert (b.status, b.reason) == ("rejected", "invalid_number")
+
+
+async def test_records_built_positionally_equal_keyword_built(mem_store: MemoryStore,
+                                                              config: GatewayConfig) -> None:
+    # The accept path builds MessageRecords positionally (speed): the same records as
+    # keyword construction, field for field, for queued, scheduled and rejected ones.
+    from gateway.store import HistoryEntry, MessageRecord, PartRecord
+
+    await put_recipients(mem_store, [LA, NY])
+    acc, _ = make(mem_store, config)
+    trig = datetime.fromtimestamp(NOW, UTC) - timedelta(hours=1)
+    full = {"from_": "ACME", "campaign_id": "c", "flow_id": "f", "flow_type": "welcome",
+            "trigger_id": "t1", "trigger_at": trig, "metadata": {"k": 1},
+            "smart_encoding": True, "bypass": ["smart_sending"], "idempotency_key": "k1"}
+    q, r = await acc.accept([msg(LA, "Hello", kind="flow", **full),
+                             msg("+1555", "x", **{**full, "idempotency_key": "k2"})], NOW)
+    [s] = await acc.accept([msg(NY, "Night")], NIGHT)
+    common = {"sender": "ACME", "campaign_id": "c", "flow_id": "f", "flow_type": "welcome",
+              "trigger_id": "t1", "trigger_at": trig.timestamp(), "metadata": b'{"k":1}',
+              "smart_encoding": True, "bypass": ("smart_sending",)}
+    assert mem_store.get_message(q.id) == MessageRecord(
+        id=q.id, created_at=NOW, to=LA, text="Hello\nReply STOP to opt out", kind="flow",
+        **common, status="queued", encoding="gsm7", data_coding=0, segments=1,
+        carrier="c1", route="+", outbox_due=NOW, parts=(PartRecord(0),),
+        history=(HistoryEntry(NOW, "queued", None, None),), idempotency_key="k1",
+        updated_at=NOW, ref=None)
+    assert mem_store.get_message(r.id) == MessageRecord(
+        id=r.id, created_at=NOW, to="+1555", text="x", kind="campaign", **common,
+        status="rejected", reason="invalid_number",
+        history=(HistoryEntry(NOW, "rejected", "invalid_number",
+                              "not a valid phone number"),),
+        idempotency_key="k2", updated_at=NOW)
+    rec = mem_store.get_message(s.id)
+    assert rec is not None and s.defer_until is not None
+    until = s.defer_until.timestamp()
+    assert until == datetime(2026, 1, 2, 13, 0, tzinfo=UTC).timestamp()  # 08:00 in NY
+    assert rec == MessageRecord(
+        id=s.id, created_at=NIGHT, to=NY, text="Night\nReply STOP to opt out",
+        kind="campaign", status="scheduled", reason="quiet_hours", defer_until=until,
+        encoding="gsm7", segments=1, carrier="c1", route="+", outbox_due=until,
+        parts=(PartRecord(0),),
+        history=(HistoryEntry(NIGHT, "scheduled", "quiet_hours",
+                              "outside the local sending window"),),
+        updated_at=NIGHT)
+
+
+async def test_plans_reused_per_text_and_refs_still_counted(mem_store: MemoryStore,
+                                                            config: GatewayConfig) -> None:
+    # One-part plans are kept per (text, carrier, region, smart) and equal a fresh plan();
+    # multipart plans carry a reference number and are never reused.
+    from gateway.encoding import DEFAULT_OPTIONS, plan
+
+    await put_recipients(mem_store, [LA, LA2, NY])
+    acc, _ = make(mem_store, config)
+    handed: list[tuple[object, ...]] = []
+
+    class Sink:
+        def accepted(self, items: object) -> None:
+            handed.extend(items)  # type: ignore[call-overload]
+
+        def not_accepted(self, ids: object) -> None:
+            pass
+
+    acc.handoff = Sink()
+    res = await acc.accept([msg(LA, "Same text", kind="transactional"),
+                            msg(LA2, "Same text", kind="transactional"),
+                            msg(NY, "d" * 300, kind="transactional"),
+                            msg(LA, "d" * 300, kind="transactional")], NOW)
+    assert [r.status for r in res] == ["queued"] * 4
+    plans = [h[1] for h in handed]
+    assert plans[0] is plans[1]
+    assert plans[0] == plan("Same text", DEFAULT_OPTIONS, ref=99, country="US")
+    assert [p.ref for p in plans[2:]] == [0, 1]  # type: ignore[attr-defined]
+    assert plans[3] == plan("d" * 300, DEFAULT_OPTIONS, ref=1, country="US")
+    recs = [mem_store.get_message(r.id) for r in res]
+    assert [r.ref for r in recs if r is not None] == [None, None, 0, 1]
+
+
+async def test_repeated_recipient_sees_every_earlier_send(mem_store: MemoryStore,
+                                                          config: GatewayConfig) -> None:
+    # Florida's cap (3 per 24 h): the SENDs of a batch are applied to the facts when the
+    # recipient comes again, also across batches (the cache converts the new record).
+    fl = "+13055550100"
+    await put_recipients(mem_store, [fl])
+    acc, rc = make(mem_store, config)
+    sale = {"bypass": ["smart_sending"]}
+    res = await acc.accept([msg(fl, f"Sale {i}", **sale) for i in range(2)], NOW)
+    res += await acc.accept([msg(fl, f"Sale {i}", **sale) for i in range(2, 5)], NOW + 1)
+    assert [(r.status, r.reason) for r in res] == [("queued", None)] * 3 + [
+        ("rejected", "state_frequency_cap")] * 2
+    assert rc.facts(fl).marketing_sends == tuple(
+        datetime.fromtimestamp(t, UTC) for t in (NOW, NOW, NOW + 1))
+    stored = mem_store.get_recipient(fl)
+    assert stored is not None and stored.marketing_sends == (NOW, NOW, NOW + 1)

@@ -69,3 +69,43 @@ async def test_lru_bound_pins_and_invalidate(mem_store: MemoryStore) -> None:
     rc.invalidate([LA])
     assert LA not in rc
     assert rc.statistics()["size"] == 1
+
+
+async def test_facts_stored_is_facts_and_is_stored_in_one(mem_store: MemoryStore) -> None:
+    await put_recipients(mem_store, [LA], region="US", state="CA",
+                         zones=("America/Los_Angeles",))
+    rc = RecipientCache(mem_store)
+    la = rc.facts_stored(LA)
+    ny = rc.facts_stored(NY)
+    assert la is not None and ny is not None
+    assert la == (rc.facts(LA), True) and la[0] is rc.facts(LA)
+    assert ny == (rc.facts(NY), False)
+    assert rc.facts_stored("+15550000000") is None
+    assert rc.facts_stored("+15550000000") is None and not rc.is_valid("+15550000000")
+
+
+def test_txn_fn_returns_the_cached_result_when_the_store_holds_the_base() -> None:
+    # The writer-thread shortcut: fn is pure, so fn(stored) == fn(base) when they are equal.
+    from gateway.pipeline.recipients import _TxnFn
+
+    calls: list[RecipientRecord] = []
+
+    def fn(r: RecipientRecord) -> RecipientRecord:
+        calls.append(r)
+        return msgspec.structs.replace(r, marketing_sends=(*r.marketing_sends, NOW))
+
+    base = RecipientRecord(phone=LA, consent="subscribed", region="US", state="CA",
+                           zones=("America/Los_Angeles",), marketing_sends=(NOW - 1,))
+    new = fn(base)
+    calls.clear()
+    tf = _TxnFn(fn, base, new)
+    stored = msgspec.msgpack.decode(msgspec.msgpack.encode(base), type=RecipientRecord)
+    assert tf(stored) is new and calls == []
+    # The store changed behind the cache: fn runs on what it holds (the general path).
+    other = msgspec.structs.replace(stored, consent="unsubscribed")
+    assert tf(other) == fn(other) and tf(other).consent == "unsubscribed"
+    assert calls and all(c is other for c in calls)
+    # Without a cached result, or with no stored record: fn as before.
+    assert _TxnFn(fn, base)(stored) == new
+    fresh = tf(None)
+    assert fresh is not None and fresh.marketing_sends == (NOW,) and fresh.consent == "none"
