@@ -11,7 +11,18 @@ Each case cycles through 4,096 distinct receipts (consecutive ids, the dates cha
 every 64 receipts, a mix of stats), decoded once by our codec, so the timed loop sees
 what the bind hands the inbound processor: a ``DeliverSm`` with ``Tlv`` objects.
 
-    .venv/bin/python bench/receipts.py [--seconds 0.5]
+``inbound_us`` (``--inbound N``, default 20,000; 0 = skip): the whole inbound processor,
+``InboundProcessor.process`` on batches of 64 simulator-shaped DELIVRD receipts (hex ids)
+against an LMDB store (``durability = "os"``: no fsync, the CPU is what is measured)
+holding N submitted 1-part messages: CPU per receipt of the trio thread
+(``time.thread_time``, everything but the store's writer thread) and of the whole process
+(the writer thread's ``_WriteReceipts`` and event puts included), best of ``--rounds``
+fresh stores. Acks go to a no-op (the bind's deliver_sm_resp is not measured).
+``--store memory`` runs it against the ``MemoryStore`` instead, whose commit applies the
+batch on the calling thread: one thread, steadier figures on a busy machine.
+
+    .venv/bin/python bench/receipts.py [--seconds 0.5] [--inbound 20000] [--rounds 3]
+                                       [--store lmdb|memory]
 """
 
 from __future__ import annotations
@@ -107,9 +118,113 @@ def parse_only(pdus: list[DeliverSm]) -> Callable[[], object]:
     return run
 
 
+class _Inbound:
+    """What the bind hands the inbound processor (``gateway.bind.Inbound``), ack a no-op."""
+
+    __slots__ = ("acked", "bind", "carrier", "pdu", "received_at")
+    is_receipt = True
+
+    def __init__(self, pdu: DeliverSm, received_at: float) -> None:
+        self.pdu = pdu
+        self.bind = "sim#0"
+        self.carrier = "sim"
+        self.received_at = received_at
+        self.acked = False
+
+    def ack(self, status: int = 0) -> bool:
+        self.acked = True
+        return True
+
+
+def inbound(n: int, rounds: int, store_kind: str = "lmdb") -> dict[str, float]:
+    """CPU us per receipt of ``InboundProcessor.process`` (see the module docstring)."""
+    import tempfile
+
+    import trio
+
+    from gateway.config import CarrierConfig, GatewayConfig
+    from gateway.pipeline.inbound import InboundProcessor
+    from gateway.pipeline.recipients import RecipientCache
+    from gateway.store import (
+        HistoryEntry,
+        MessageRecord,
+        PartRecord,
+        WriteBatch,
+        open_memory_store,
+        open_store,
+    )
+
+    config = GatewayConfig(carriers=(CarrierConfig(name="sim", host="127.0.0.1",
+                                                   system_id="sys"),))
+    now = 1_795_361_967.0
+    base = 1_795_361_967_996_000
+    pdus = []
+    for i in range(n):
+        mid = format(base + i, "x")
+        text = (f"id:{mid} sub:001 dlvrd:001 submit date:{_date(i)} done date:{_date(i + 16)} "
+                f"stat:DELIVRD err:000 text:{TEXTS[i % len(TEXTS)]}")
+        pdu = DeliverSm(source_addr_ton=1, source_addr_npi=1, source_addr=f"1555{i:07d}",
+                        dest_addr_ton=5, destination_addr="ShopCo", esm_class=0x04,
+                        short_message=text.encode("latin-1"),
+                        tlvs=(receipted_message_id_tlv(mid), message_state_tlv(2)))
+        frame = decode(encode(pdu, seq=i + 1))
+        assert isinstance(frame.pdu, DeliverSm)
+        pdus.append(frame.pdu)
+
+    async def one_round() -> tuple[float, float]:
+        with tempfile.TemporaryDirectory() as tmp:
+            async with (open_store(f"{tmp}/db", durability="os") if store_kind == "lmdb"
+                        else open_memory_store()) as store:
+                for start in range(0, n, 1000):
+                    batch = WriteBatch()
+                    for i in range(start, min(n, start + 1000)):
+                        mid, cid = f"m{i:08d}", format(base + i, "X")
+                        batch.put_message(MessageRecord(
+                            id=mid, created_at=now, to=f"+1555{i:07d}",
+                            text=TEXTS[i % len(TEXTS)], kind="campaign", campaign_id="bench",
+                            status="submitted", encoding="gsm7", segments=1, carrier="sim",
+                            route="+", parts=(PartRecord(
+                                index=0, carrier="sim", carrier_msg_id=cid, submit_status=0,
+                                submitted_at=now + 1, status="accepted"),),
+                            history=(HistoryEntry(now, "queued"),
+                                     HistoryEntry(now + 1, "submitted")),
+                            updated_at=now + 1))
+                        batch.put_carrier_id("sim", cid, mid, 0, now + 1)
+                    await store.commit(batch)
+                proc = InboundProcessor(store, config,
+                                        RecipientCache(store, policy=config.rules), None, None,
+                                        clock=lambda: now + 3)
+                t = trio.current_time()
+                batches = [[_Inbound(p, t) for p in pdus[i:i + 64]] for i in range(0, n, 64)]
+                per_batch = []
+                thread0, proc0 = time.thread_time(), time.process_time()
+                for items in batches:
+                    t0 = time.thread_time()
+                    await proc.process(items)  # type: ignore[arg-type]
+                    per_batch.append((time.thread_time() - t0) * 1e6 / len(items))
+                thread1, proc1 = time.thread_time(), time.process_time()
+                assert proc.statistics().receipts == n and all(b[-1].acked for b in batches)
+        per_batch.sort()
+        return ((thread1 - thread0) * 1e6 / n, (proc1 - proc0) * 1e6 / n,
+                per_batch[len(per_batch) // 10])
+
+    results = [trio.run(one_round) for _ in range(rounds)]
+    return {"trio_thread_us_per_receipt": round(min(r[0] for r in results), 2),
+            "process_us_per_receipt": round(min(r[1] for r in results), 2),
+            # the 10th percentile of the batches' trio-thread CPU: what a batch costs
+            # when nothing else preempts it (steadier than the totals on a busy machine)
+            "trio_thread_us_per_receipt_p10": round(min(r[2] for r in results), 2)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--seconds", type=float, default=0.5, help="time per measurement")
+    ap.add_argument("--inbound", type=int, default=20_000,
+                    help="receipts through InboundProcessor.process (0 = skip)")
+    ap.add_argument("--rounds", type=int, default=3, help="fresh stores for --inbound")
+    ap.add_argument("--store", choices=("lmdb", "memory"), default="lmdb",
+                    help="--inbound's store (memory: the writes run on the one thread too, "
+                         "steadier on a busy machine)")
     args = ap.parse_args()
     us: dict[str, float] = {}
     for kind in ("sim_hex", "sim_dec", "sim_hex_nec", "text_only_dec"):
@@ -120,6 +235,7 @@ def main() -> None:
         "python": platform.python_version(),
         "unit": "microseconds per receipt (best of repeated passes over 4,096 receipts)",
         "receipts_us": us,
+        "inbound_us": inbound(args.inbound, args.rounds, args.store) if args.inbound else None,
     }))
 
 

@@ -65,6 +65,7 @@ _ESM_TYPE_MASK = 0x3C
 _ESM_RECEIPT = 0x04
 _ESM_INTERMEDIATE = 0x20
 _ESM_UDHI = 0x40
+_RECEIPT_TYPES = (_ESM_RECEIPT, _ESM_INTERMEDIATE)
 
 #: How a carrier writes its submit_sm_resp message ids (the config's ``message_id_format``).
 MessageIdFormat = Literal["auto", "hex", "dec", "raw"]
@@ -434,6 +435,11 @@ def parse_receipt(esm_class: int, short_message: bytes, tlvs: Tlvs = (), *,
     A receipt with no usable id still returns a receipt with ``message_id == ""``, so the
     caller counts it as unmatched instead of treating it as an MO.
     """
+    if type(short_message) is bytes and short_message and not esm_class & _ESM_UDHI \
+            and data_coding != 0x08:
+        fast = _parse_standard_receipt(esm_class, short_message, tlvs, sniff)
+        if fast is not _NOT_STANDARD:
+            return fast
     tlv = _tlv_map(tlvs)
     body = short_message or tlv.get(TAG_MESSAGE_PAYLOAD, b"")
     parsed = parse_receipt_text(_body_text(body, esm_class, data_coding))
@@ -476,6 +482,64 @@ def parse_receipt(esm_class: int, short_message: bytes, tlvs: Tlvs = (), *,
         dlvrd=pt.dlvrd,
         text=pt.text,
         intermediate=(esm_class & _ESM_TYPE_MASK) == _ESM_INTERMEDIATE,
+    )
+
+
+#: ``_parse_standard_receipt``: "not the standard layout, take the general path".
+_NOT_STANDARD = DeliveryReceipt(message_id="", state=ReceiptState.UNKNOWN)
+
+
+def _parse_standard_receipt(esm_class: int, short_message: bytes, tlvs: Tlvs,
+                            sniff: bool) -> DeliveryReceipt | None:
+    """:func:`parse_receipt` of a text in the standard layout (``_STANDARD``), in one step.
+
+    The receipt the general path builds, without its intermediate ``ReceiptText`` and
+    calls (this runs once per receipt on the gateway's trio thread). Only for what that
+    path would read as ``short_message.decode("latin-1")`` (bytes, no UDHI, not UCS-2);
+    anything else returns ``_NOT_STANDARD``. The general path replaces NULs by spaces
+    before matching; the layout up to the ``text:`` value has no NUL, so a text that
+    matches as it is matches the same way after that replacement (and one that only
+    matches after it takes the general path): only the ``text`` value needs the
+    replacement here. ``tests/test_receipts_fastpath.py`` compares both paths.
+    """
+    s = short_message.decode("latin-1")
+    m = _STANDARD.match(s)
+    if m is None:
+        return _NOT_STANDARD
+    tlv = _tlv_map(tlvs)
+    msg_id, sub, dlvrd, submit_date, done_date, stat, err, text = m.groups()
+    tlv_id = _c_string(tlv[TAG_RECEIPTED_MESSAGE_ID]) if TAG_RECEIPTED_MESSAGE_ID in tlv else None
+    etype = esm_class & _ESM_TYPE_MASK
+    if etype not in _RECEIPT_TYPES and not sniff:
+        return None  # an MO (with sniff, the text's id and stat make it a receipt)
+    stat = stat.upper()
+    state = _BY_STAT.get(stat, ReceiptState.UNKNOWN)
+    ms = tlv.get(TAG_MESSAGE_STATE, b"")
+    if len(ms) >= 1 and ms[-1] in _BY_MESSAGE_STATE:
+        state = _BY_MESSAGE_STATE[ms[-1]]
+    # ``err`` is ASCII letters and digits (``_STANDARD``): as _int_or_none
+    error_code = int(err) if len(err) <= 9 and err.isdigit() else None
+    network_type: int | None = None
+    nec = tlv.get(TAG_NETWORK_ERROR_CODE, b"")
+    if len(nec) >= 3:
+        # SMPP 3.4 §5.3.2.31: network type (1 octet) + error code (2 octets, big-endian)
+        network_type = nec[0]
+        error_code = int.from_bytes(nec[1:3], "big")
+    return DeliveryReceipt(
+        message_id=tlv_id or msg_id,
+        state=state,
+        stat=stat,
+        error_code=error_code,
+        network_type=network_type,
+        err=err,
+        tlv_message_id=tlv_id,
+        text_message_id=msg_id,
+        submit_date=_parse_date(submit_date),
+        done_date=_parse_date(done_date),
+        sub=int(sub) if len(sub) <= 9 else None,       # as _int_or_none
+        dlvrd=int(dlvrd) if len(dlvrd) <= 9 else None,
+        text=s[m.end():].replace("\x00", " ").strip() if text is not None else None,
+        intermediate=etype == _ESM_INTERMEDIATE,
     )
 
 

@@ -405,6 +405,50 @@ def test_parse_receipt_agrees_with_the_reference(esm: int, sm: str | bytes, tlvs
             assert receipt_lookup_keys(got[1], fmt) == ref_receipt_lookup_keys(got[1], fmt)
 
 
+# ``parse_receipt`` reads a standard-layout text in one step (``_parse_standard_receipt``);
+# these cases pin which inputs take that step, and that each agrees with the reference.
+SIM_TLVS = (Tlv(TAG_RECEIPTED_MESSAGE_ID, b"660df48587c60\x00"), Tlv(TAG_MESSAGE_STATE, b"\x02"))
+STANDARD_RECEIPT_CASES: list[tuple[str, int, bytes, Any, int, bool, bool]] = [
+    # (name, esm_class, short_message, tlvs, data_coding, sniff, takes the one-step path)
+    ("simulator", 0x04, _STD.format(id="660df48587c60").encode() + b" text:Hello", SIM_TLVS,
+     0, False, True),
+    ("text only", 0x04, _STD.format(id="1603202138").encode(), (), 0, False, True),
+    ("intermediate", 0x20, _STD.format(id="1").encode(), (), 0, False, True),
+    ("NULs in the text", 0x04, _STD.format(id="1").encode() + b" text:a\x00b\x00", (), 0,
+     False, True),
+    ("network error code", 0x04, _STD.format(id="1").replace("err:000", "err:0x1A").encode(),
+     ((TAG_NETWORK_ERROR_CODE, b"\x03\x00\x45"),), 0, False, True),
+    ("state TLV overrides the stat", 0x04, _STD.format(id="1").encode(),
+     {TAG_MESSAGE_STATE: b"\x05"}, 0, False, True),
+    ("long sub", 0x04, _STD.format(id="1").replace("sub:001", "sub:1234567890").encode(), (),
+     0, False, True),
+    ("MO shaped like a receipt", 0x00, _STD.format(id="1").encode(), (), 0, False, True),
+    ("MO shaped like a receipt, sniffed", 0x00, _STD.format(id="1").encode(), (), 0, True,
+     True),
+    ("UDHI", 0x44, b"\x00" + _STD.format(id="1").encode(), (), 0, False, False),
+    ("UCS-2", 0x04, _STD.format(id="1").encode("utf-16-be"), (), 0x08, False, False),
+    ("NUL before the text", 0x04, _STD.format(id="1").replace(" stat", "\x00stat").encode(),
+     (), 0, False, False),
+    ("payload TLV", 0x04, b"", ((TAG_MESSAGE_PAYLOAD, _STD.format(id="1").encode()),), 0,
+     False, False),
+    ("bytearray", 0x04, bytearray(_STD.format(id="1").encode()), (), 0, False, False),
+    ("bent", 0x04, b"ID:1 STAT:DELIVRD", (), 0, False, False),
+]
+
+
+@pytest.mark.parametrize(("esm", "sm", "tlvs", "dc", "sniff", "one_step"),
+                         [c[1:] for c in STANDARD_RECEIPT_CASES],
+                         ids=[c[0] for c in STANDARD_RECEIPT_CASES])
+def test_standard_receipts_in_one_step_agree(esm: int, sm: bytes, tlvs: Any, dc: int,
+                                             sniff: bool, one_step: bool) -> None:
+    got = parse_receipt(esm, sm, tlvs, data_coding=dc, sniff=sniff)
+    assert got == ref_parse_receipt(esm, sm, tlvs, data_coding=dc, sniff=sniff)
+    eligible = type(sm) is bytes and bool(sm) and not esm & 0x40 and dc != 0x08
+    taken = eligible and R._parse_standard_receipt(esm, sm, tlvs, sniff) \
+        is not R._NOT_STANDARD
+    assert taken is one_step
+
+
 NT = collections.namedtuple("NT", "tag value")
 
 #: TLV containers and values of every odd kind: same receipt or same exception.

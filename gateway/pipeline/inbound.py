@@ -77,6 +77,7 @@ from gateway.pipeline.dispatch import (
 )
 from gateway.pipeline.events import (
     MESSAGE_STATUS,
+    RECEIPT,
     ConsentData,
     MoData,
     ReceiptData,
@@ -89,7 +90,13 @@ from gateway.pipeline.events import (
     status_event,
 )
 from gateway.pipeline.recipients import RecipientCache, errors_from_facts, record_with_facts
-from gateway.receipts import DeliveryReceipt, ReceiptState, parse_receipt, receipt_lookup_keys
+from gateway.receipts import (
+    DeliveryReceipt,
+    MessageIdFormat,
+    ReceiptState,
+    parse_receipt,
+    receipt_lookup_keys,
+)
 from gateway.smpp import pdu as P
 from gateway.store import (
     ErrorEntry,
@@ -139,6 +146,13 @@ ACK_LATENCY_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25
                               2.5, 5.0, 10.0)
 
 _replace = msgspec.structs.replace
+_DELIVER_SM = P.DeliverSm
+#: esm_class message-type bits (0x3C) of a receipt (0x04) and of an intermediate
+#: notification (0x20, §5.2.12): both are parsed as receipts.
+_RECEIPT_TYPES: Final = frozenset({0x04, 0x20})
+#: ``gateway.pipeline.events.encode_data``'s encoding (a default JSON Encoder), without
+#: the Python call around it, for the per-receipt event payload.
+_encode_payload = msgspec.json.Encoder().encode
 #: The store's record encoding (``gateway.store.batch``: a default msgpack Encoder).
 _encode_record = msgspec.msgpack.Encoder().encode
 _UNREACH = ErrorClass.TEMPORARY_UNREACHABLE.value
@@ -295,22 +309,36 @@ class _ApplyReceipt:
 
     def apply(self, old: MessageRecord | None) -> tuple[MessageRecord, str | None] | None:
         """``(new record, roll-up of its parts)``, or None when nothing changes."""
-        if old is None or self.part >= len(old.parts):
-            return None
-        parts = list(old.parts)
-        p = parts[self.part]
-        if p.status in RECEIPT_FINAL and p.status != UNKNOWN_RECEIPT:
-            return None  # a final receipt is kept (re-deliveries, late contradictions)
-        parts[self.part] = _replace(p, receipt_stat=self.stat, receipt_err=self.err,
-                                    done_at=self.done_at, error_class=self.error_class,
-                                    status=p.status if self.status is None else self.status)
-        st = rollup(parts)
-        if st is not None and st != old.status:
-            return _replace(old, parts=tuple(parts), updated_at=self.now, status=st,
-                            history=(*old.history, HistoryEntry(
-                                self.now, st, None, f"part {self.part + 1}: {self.stat}"
-                                + (f" err {self.err}" if self.err else "")))), st
-        return _replace(old, parts=tuple(parts), updated_at=self.now), st
+        return _apply_receipt(old, (self.part, self.status, self.stat, self.err, self.done_at,
+                                    self.error_class, self.now))
+
+
+#: One receipt's change to its message: ``(part, status, stat, err, done_at, error_class,
+#: now)`` as ``_ApplyReceipt`` holds them; what ``_matched`` keeps per receipt for
+#: ``_WriteReceipts`` (a tuple: no object to build per receipt).
+_ReceiptChange = tuple[int, str | None, str, str | None, float | None, str | None, float]
+
+
+def _apply_receipt(old: MessageRecord | None,
+                   change: _ReceiptChange) -> tuple[MessageRecord, str | None] | None:
+    """:meth:`_ApplyReceipt.apply` of the receipt ``change``."""
+    part, status, stat, err, done_at, error_class, now = change
+    if old is None or part >= len(old.parts):
+        return None
+    parts = list(old.parts)
+    p = parts[part]
+    if p.status in RECEIPT_FINAL and p.status != UNKNOWN_RECEIPT:
+        return None  # a final receipt is kept (re-deliveries, late contradictions)
+    parts[part] = _replace(p, receipt_stat=stat, receipt_err=err, done_at=done_at,
+                           error_class=error_class,
+                           status=p.status if status is None else status)
+    st = rollup(parts)
+    if st is not None and st != old.status:
+        return _replace(old, parts=tuple(parts), updated_at=now, status=st,
+                        history=(*old.history, HistoryEntry(
+                            now, st, None, f"part {part + 1}: {stat}"
+                            + (f" err {err}" if err else "")))), st
+    return _replace(old, parts=tuple(parts), updated_at=now), st
 
 
 class _Work:
@@ -324,7 +352,8 @@ class _Work:
         self.raw = raw
         #: The record after the batch's receipts so far.
         self.rec = rec
-        self.fns: list[_ApplyReceipt] = []
+        #: The receipts applied, in order (``_apply_receipt``'s arguments).
+        self.fns: list[_ReceiptChange] = []
 
 
 class _WriteReceipts:
@@ -334,13 +363,14 @@ class _WriteReceipts:
     events), so the new record is known: when the stored bytes are still the ones read
     (nothing committed the message since, the usual case) the new bytes are put as they
     are, without a second decode, roll-up and encode on the writer thread. Otherwise (a
-    dispatcher outcome or another batch got there first) the same functions are applied,
-    in order, to the stored record, as ``WriteBatch.update_message`` would.
+    dispatcher outcome or another batch got there first) the same changes are applied
+    (``_apply_receipt``), in order, to the stored record, as ``WriteBatch.update_message``
+    would.
     """
 
     __slots__ = ("items",)
 
-    def __init__(self, items: list[tuple[bytes, bytes, bytes, list[_ApplyReceipt]]]) -> None:
+    def __init__(self, items: list[tuple[bytes, bytes, bytes, list[_ReceiptChange]]]) -> None:
         self.items = items
 
     def __call__(self, tx: KvTxn) -> tuple[()]:
@@ -355,10 +385,10 @@ class _WriteReceipts:
                 continue  # deleted meanwhile: ``_ApplyReceipt`` would leave it absent
             rec = MESSAGE_DECODER.decode(stored)
             changed = False
-            for fn in fns:
-                got = fn(rec)
+            for change in fns:
+                got = _apply_receipt(rec, change)
                 if got is not None:
-                    rec, changed = got, True
+                    rec, changed = got[0], True
             if changed:
                 put(key, _encode_record(rec))
         return ()
@@ -422,6 +452,8 @@ class InboundProcessor:
         self._grace = unmatched_grace_s
         self._cfg: dict[str, CarrierConfig] = {c.name: c for c in config.carriers}
         self._carrier_of_bind: dict[str, str] = {}
+        #: carrier -> its ``message_id_format`` ("auto" for a carrier not configured).
+        self._id_formats: dict[str, MessageIdFormat] = {}
         self._reassemblers: dict[str, Reassembler] = {}
         self._ttl = reassembly_ttl_s
         #: Unacked fragments of incomplete MOs: (carrier, source, ref, total) ->
@@ -506,13 +538,26 @@ class InboundProcessor:
         receipts.extend(self._held)
         self._held = []
         self._batch_mo = {}
+        formats = self._id_formats
         for inb in items:
             pdu = inb.pdu
-            carrier = self._carrier(inb)
-            r = self._parse_receipt(pdu) if inb.is_receipt or self._looks_like_receipt(pdu) \
-                else None
+            carrier = getattr(inb, "carrier", None)  # (test fakes may have only a bind)
+            if type(carrier) is not str:
+                carrier = self._carrier(inb)
+            # ``Inbound.is_receipt`` (0x04) or an intermediate notification (0x20).
+            esm = int(pdu.esm_class) & 0x3C
+            if esm not in _RECEIPT_TYPES:
+                r = None
+            elif type(pdu) is _DELIVER_SM:  # (_parse_receipt inlined)
+                r = parse_receipt(pdu.esm_class, pdu.short_message, pdu.tlvs,
+                                  data_coding=pdu.data_coding)
+            else:
+                r = self._parse_receipt(pdu)
             if r is not None:
-                fmt = self._cfg[carrier].message_id_format if carrier in self._cfg else "auto"
+                fmt = formats.get(carrier)
+                if fmt is None:
+                    fmt = formats[carrier] = self._cfg[carrier].message_id_format \
+                        if carrier in self._cfg else "auto"
                 receipts.append(_Held(inb, r, carrier, receipt_lookup_keys(r, fmt), now))
             else:
                 self._mo(batch, inb, carrier, now=now, acks=acks, phones=phones)
@@ -561,11 +606,6 @@ class InboundProcessor:
             return parse_receipt(pdu.esm_class, b"", pdu.tlvs, data_coding=pdu.data_coding)
         return parse_receipt(pdu.esm_class, pdu.short_message, pdu.tlvs,
                              data_coding=pdu.data_coding)
-
-    @staticmethod
-    def _looks_like_receipt(pdu: P.DeliverSm | P.DataSm) -> bool:
-        # esm_class 0x20 (intermediate notification) is a receipt too (§5.2.12).
-        return (int(pdu.esm_class) & 0x3C) == 0x20
 
     def _lookup(self, receipts: Sequence[_Held]) -> list[tuple[str, int, bytes | None] | None]:
         """Per receipt: ``(message id, part, stored record bytes)`` of its carrier id, or
@@ -623,6 +663,7 @@ class InboundProcessor:
         if not found:
             return
         works: dict[str, _Work] = {}
+        matched = 0
         for h, mid, part, raw in found:
             acks.append(h.inbound)
             w = works.get(mid)
@@ -634,7 +675,9 @@ class InboundProcessor:
             if part >= len(w.rec.parts):
                 self._unmatched(batch, h, now)
                 continue
+            matched += 1
             self._matched(batch, h, w, part, now=now, phones=phones)
+        self._n["receipts"] += matched
         # The records last, in one op: no event or other op of the batch reads them.
         items = [(w.key, w.raw, _encode_record(w.rec), w.fns) for w in works.values() if w.fns]
         if items:
@@ -662,65 +705,80 @@ class InboundProcessor:
 
     def _matched(self, batch: WriteBatch, h: _Held, w: _Work, part: int, *, now: float,
                  phones: set[str]) -> None:
+        # Runs once per matched receipt on the trio thread: attribute reads are kept in
+        # locals and the event helpers (``receipt_event``, ``_epoch``) are inlined.
         r = h.receipt
         stat = (r.stat or r.state.value).upper()
         rec = w.rec
         p = rec.parts[part]
-        self._n["receipts"] += 1
+        p_status = p.status
         self._by_stat[stat] += 1
-        final_here = p.status in RECEIPT_FINAL and p.status != UNKNOWN_RECEIPT
-        if final_here or (p.receipt_stat == stat and (r.intermediate or not r.final)):
+        if (p_status in RECEIPT_FINAL and p_status != UNKNOWN_RECEIPT) \
+                or (p.receipt_stat == stat and (r.intermediate or not r.final)):
             self._n["duplicates"] += 1
             return
+        carrier = h.carrier
         status = None if r.intermediate else PART_STATUS.get(r.state)
         cls = None
+        error_class = None
         if status is not None and status != DELIVERED:
-            cfg = self._cfg.get(h.carrier)
+            cfg = self._cfg.get(carrier)
             nec = (r.network_type, r.error_code) if r.network_type is not None \
                 and r.error_code is not None else None
             got = classify_delivery_error(stat, r.err, nec,
                                           cfg.error_codes if cfg is not None else None)
             # (a config built in code may hold plain strings: normalise to the enum)
-            cls = ErrorClass(got) if got is not None else None
-        done_at = self._epoch(r.done_date) or now
+            if got is not None:
+                cls = ErrorClass(got)
+                error_class = cls.value
+        done = r.done_date
+        if done is None:
+            done_at = now
+        else:
+            epoch = self._epochs.get(done)
+            done_at = (epoch if epoch is not None else self._epoch(done)) or now
         # Receipt dates are the SMSC's clock (often local time, no zone): for ordering the
         # recipient's history we use our own receive time.
         at = now
         if status is not None and p.submitted_at is not None:
             took = now - p.submitted_at
-            self._latencies.append((h.carrier, took if took > 0.0 else 0.0))
-        fn = _ApplyReceipt(part, status, stat, err=r.err, done_at=done_at,
-                           error_class=cls.value if cls is not None else None, now=now)
-        applied = fn.apply(rec)
+            self._latencies.append((carrier, took if took > 0.0 else 0.0))
+        err = r.err
+        change = (part, status, stat, err, done_at, error_class, now)
+        applied = _apply_receipt(rec, change)
         if applied is None:  # pragma: no cover - the checks above are the same
             return
         w.rec, new_status = applied
-        w.fns.append(fn)
+        w.fns.append(change)
         old_status = rollup(rec.parts) or rec.status
         meta = metadata_raw(rec.metadata) if rec.metadata else None
-        batch.append_event(receipt_event(now, rec.id, rec.to, status or p.status, ReceiptData(
-            carrier=h.carrier, carrier_message_id=r.message_id, stat=stat, err=r.err,
-            part=part + 1, error_class=cls.value if cls is not None else None,
-            done_at=done_at, metadata=meta)))
+        rid = rec.id
+        to = rec.to
+        # ``receipt_event(...)`` inlined: the same Event and payload bytes.
+        batch.append_event(Event(0, now, RECEIPT, rid, to, status or p_status, _encode_payload(
+            ReceiptData(carrier=carrier, carrier_message_id=r.message_id, stat=stat, err=err,
+                        part=part + 1, error_class=error_class, done_at=done_at,
+                        metadata=meta))))
         if new_status is not None and new_status != old_status:
             if meta is None:
                 # Without metadata the payload depends on these only: encoded once.
-                key = (part, stat, rec.kind, rec.campaign_id, rec.flow_id, h.carrier)
+                key = (part, stat, rec.kind, rec.campaign_id, rec.flow_id, carrier)
                 data = self._status_data.get(key)
                 if data is None:
                     if len(self._status_data) >= 4096:
                         self._status_data.clear()
                     data = self._status_data[key] = encode_data(StatusData(
                         detail=f"part {part + 1}: {stat}", kind=rec.kind,
-                        campaign_id=rec.campaign_id, flow_id=rec.flow_id, carrier=h.carrier,
+                        campaign_id=rec.campaign_id, flow_id=rec.flow_id, carrier=carrier,
                         part=part + 1))
-                batch.append_event(Event(0, now, MESSAGE_STATUS, rec.id, rec.to, new_status,
-                                         data))
+                batch.append_event(Event(0, now, MESSAGE_STATUS, rid, to, new_status, data))
             else:
-                batch.append_event(status_event(now, rec.id, rec.to, new_status, StatusData(
+                batch.append_event(status_event(now, rid, to, new_status, StatusData(
                     detail=f"part {part + 1}: {stat}", kind=rec.kind,
-                    campaign_id=rec.campaign_id, flow_id=rec.flow_id, carrier=h.carrier,
+                    campaign_id=rec.campaign_id, flow_id=rec.flow_id, carrier=carrier,
                     part=part + 1, metadata=meta)))
+        if cls is None and status != DELIVERED:
+            return
         rc = self._recipients
         if cls is not None:
             self._by_class[cls.value] += 1
