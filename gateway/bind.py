@@ -555,7 +555,7 @@ class Inbound:
         if self.acked:
             return False
         self.acked = True
-        return self._link.respond(self.seq, self.pdu, status)
+        return self._link.respond(self.seq, status)
 
     def __repr__(self) -> str:
         return f"<Inbound {self.bind} seq={self.seq} {type(self.pdu).__name__}>"
@@ -625,12 +625,12 @@ class _Link:
         self.wake_writer = wake_writer
         self.alive = True
 
-    def respond(self, seq: int, pdu: P.DeliverSm | P.DataSm, status: int) -> bool:
+    def respond(self, seq: int, status: int) -> bool:
         if not self.alive:
             return False
-        resp: P.Pdu = P.DataSmResp() if isinstance(pdu, P.DataSm) else P.DeliverSmResp()
         try:
-            self.session.send_response(seq, resp, status)
+            # deliver_sm_resp / data_sm_resp, body empty (a template for status 0).
+            self.session.acknowledge(seq, status)
         except LocalProtocolError:
             return False  # the session closed or unbound meanwhile: the SMSC re-delivers
         self.wake_writer()

@@ -96,6 +96,7 @@ MAX_SHORT_MESSAGE: Final = 254
 """SMPP 3.4 §4.4.1: sm_length 0-254; longer messages go in message_payload."""
 
 _HDR: Final = struct.Struct(">IIII")
+_HDR_NUL: Final = struct.Struct(">IIIIx")  # a header and one NUL: a response with no message_id
 _TL: Final = struct.Struct(">HH")
 _U32: Final = struct.Struct(">I")
 
@@ -540,7 +541,7 @@ def _enc_message_id_resp(p: SubmitSmResp | DeliverSmResp, seq: int, status: int)
         if p.tlvs or (status and not mid):
             raise ValueError
         if not mid:
-            return _HDR.pack(17, p.command_id, status, seq) + b"\0"
+            return _HDR_NUL.pack(17, p.command_id, status, seq)
         raw = mid.encode("latin-1")
         if len(raw) > 64 or b"\0" in raw:
             raise ValueError

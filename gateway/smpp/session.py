@@ -101,6 +101,10 @@ _ENQUIRE_LINK: Final = int(CommandId.ENQUIRE_LINK)
 _SUBMIT_SM: Final = int(CommandId.SUBMIT_SM)
 _SUBMIT_SM_RESP: Final = int(CommandId.SUBMIT_SM_RESP)
 _DELIVER_SM: Final = int(CommandId.DELIVER_SM)
+_DELIVER_SM_RESP: Final = int(CommandId.DELIVER_SM_RESP)
+# deliver_sm_resp, status 0: the header and a NULL message_id (SMPP 3.4 §4.6.2), 17 octets
+# of which only the sequence_number varies; the same bytes as encode(DeliverSmResp(), seq=).
+_DELIVER_SM_RESP_OK: Final = struct.Struct(">IIIIx").pack
 _UNBIND: Final = int(CommandId.UNBIND)
 _OPEN: Final = SessionState.OPEN
 _BINDING: Final = SessionState.BINDING
@@ -634,7 +638,8 @@ class Session:
             )
         data = encode(pdu, seq=seq, status=status)
         del pending[seq]
-        self._queue(data)
+        self._out.append(data)
+        self._bytes_sent += len(data)
         sent = self._sent
         sent[command_id] = sent.get(command_id, 0) + 1
         if command_id == GENERIC_NACK:
@@ -644,6 +649,30 @@ class Session:
                 self._set_state(BIND_RESPONSE_STATE[command_id])
             else:
                 self._set_state(BIND_FAILED_STATE)
+
+    def acknowledge(self, seq: int, status: int = 0) -> None:
+        """Answer the peer's request ``seq`` with its response type, body left empty.
+
+        Same as ``send_response(seq, DeliverSmResp(), status)`` (or DataSmResp, ...: the
+        response matching the request), made cheap for the case of every message's
+        receipt: a deliver_sm answered with status 0 is written from a template.
+        Raises LocalProtocolError like send_response.
+        """
+        pending = self._pending_in
+        if status == 0 and pending.get(seq) == _DELIVER_SM and self._state in RESPONSE_STATES:
+            del pending[seq]
+            self._out.append(_DELIVER_SM_RESP_OK(17, _DELIVER_SM_RESP, 0, seq))
+            self._bytes_sent += 17
+            sent = self._sent
+            sent[_DELIVER_SM_RESP] = sent.get(_DELIVER_SM_RESP, 0) + 1
+            return
+        state = self._state
+        if state not in RESPONSE_STATES:
+            raise LocalProtocolError(f"cannot respond: the session is {state.value}")
+        request_id = pending.get(seq)
+        if request_id is None:
+            raise LocalProtocolError(f"no request with sequence_number {seq} awaits a response")
+        self.send_response(seq, _EMPTY_RESPONSE[request_id | RESPONSE_BIT], status)
 
     def close(self) -> None:
         """We are closing the connection: state CLOSED, inflight requests abandoned.

@@ -18,9 +18,12 @@ from hypothesis import strategies as st
 
 from gateway.smpp.codec import decode, encode, fast_deliver_sm, fast_submit_sm_resp
 from gateway.smpp.constants import MessageState, NetworkType
+from gateway.smpp.errors import LocalProtocolError
 from gateway.smpp.events import Event
 from gateway.smpp.pdu import (
     BindTransmitter,
+    DataSm,
+    DataSmResp,
     DeliverSm,
     DeliverSmResp,
     EnquireLink,
@@ -207,3 +210,47 @@ def test_fast_decoders_agree_with_decode(frame: bytes) -> None:
         except Exception:
             continue
         assert decode(frame).pdu == body
+
+
+# --- acknowledge: send_response of the empty response, from a template for status 0 -------
+
+
+def delivered(pdus: list[Pdu]) -> tuple[SessionPair, list[int]]:
+    p = pair()
+    p.esme.receive_data(b"".join(encode(d, seq=10 + i) for i, d in enumerate(pdus)), 1.0)
+    return p, [e.seq for e in p.esme.events()]  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("status", [0, 8, 0x45])
+@pytest.mark.parametrize("request_pdu", [RECEIPT, MO, DataSm(destination_addr="1")])
+def test_acknowledge_equals_send_response(request_pdu: Pdu, status: int) -> None:
+    a, seqs = delivered([request_pdu, request_pdu])
+    b, _ = delivered([request_pdu, request_pdu])
+    resp = DataSmResp() if isinstance(request_pdu, DataSm) else DeliverSmResp()
+    for seq in seqs:
+        a.esme.acknowledge(seq, status)
+        b.esme.send_response(seq, resp, status)
+    assert a.esme.data_to_send() == b.esme.data_to_send()
+    assert a.esme.statistics() == b.esme.statistics()
+    with pytest.raises(LocalProtocolError, match="no request"):
+        a.esme.acknowledge(seqs[0])  # answered already
+
+
+def test_acknowledge_misuse() -> None:
+    p, (seq,) = delivered([RECEIPT])
+    with pytest.raises(LocalProtocolError, match="no request with sequence_number 99"):
+        p.esme.acknowledge(99)
+    p.esme.close()
+    with pytest.raises(LocalProtocolError, match="cannot respond"):
+        p.esme.acknowledge(seq)
+    assert p.esme.data_to_send() == b""
+
+
+def test_acknowledge_bind_in_the_smsc_role() -> None:
+    p = SessionPair(CONFIG, CONFIG)
+    p.esme.send_request(BindTransmitter(system_id="x"), 0)
+    (req,) = p.to_smsc()
+    p.smsc.acknowledge(req.seq)  # type: ignore[union-attr]
+    assert p.smsc.state is SessionState.BOUND_TX
+    (ok,) = p.to_esme()
+    assert type(ok).__name__ == "BindSucceeded"
