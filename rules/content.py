@@ -69,6 +69,8 @@ class _Compiled:
             self.shorteners = re.compile(
                 rf"(?:^|(?<=[\s(\[<\"'])|(?<=://))(?:www\.)?(?:{hosts})(?![\w-])")
         self.memo: dict[str, tuple[bool, bool, bool]] = {}
+        #: ``final_text`` per (text, region, language), memoised like ``analyze``.
+        self.finals: dict[tuple[str, str, str | None], str] = {}
 
     def has_marker(self, folded: str) -> bool:
         for sub in self.marker_subs:
@@ -96,7 +98,7 @@ class _Compiled:
             self.memo[text] = hit
         return hit
 
-    __slots__ = ("hosts", "marker_subs", "markers", "memo", "policy", "shorteners")
+    __slots__ = ("finals", "hosts", "marker_subs", "markers", "memo", "policy", "shorteners")
 
 
 _CACHE: dict[int, _Compiled] = {}
@@ -165,13 +167,23 @@ def final_text(message: Message, facts: RecipientFacts, policy: Policy) -> str:
     if not cp.enabled:
         return text
     region = facts.number.region if facts.number is not None else ""
+    comp = _compiled(cp)
+    # Memoised (a campaign: one text, many recipients); the same object comes back, so
+    # later uses of it (hashing, comparisons) are cheap too.
+    key = (text, region, message.language)
+    hit = comp.finals.get(key)
+    if hit is not None:
+        return hit
     if cp.brand_prefix and cp.brand_prefix_mode == "prepend":
         prefix = brand_prefix_for(cp, region)
         if prefix and not _has_prefix(text, prefix):
             text = f"{prefix.rstrip()} {text.lstrip()}"
-    if cp.opt_out_mode == "append" and not _compiled(cp).analyze(text)[2]:
+    if cp.opt_out_mode == "append" and not comp.analyze(text)[2]:
         lang = message.language or cp.country_language.get(region) or cp.default_language
         instruction = cp.opt_out_text.get(lang) or cp.opt_out_text.get(cp.default_language)
         if instruction:
             text = f"{text.rstrip()}\n{instruction}"
+    if len(comp.finals) >= 4096:
+        comp.finals.clear()
+    comp.finals[key] = text
     return text

@@ -27,15 +27,25 @@ class TextPreparer:
                  make_token: Callable[[], str] = new_token) -> None:
         self._cfg = links
         self._make = unique_token_maker(link_store, make_token)
+        #: The last text passed through unchanged, and its Prepared (immutable): a
+        #: campaign prepares one text for many recipients.
+        self._plain: Prepared | None = None
 
     def prepare(self, text: str, vars: Mapping[str, str] | None, shorten_links: bool | None,
                 sender: str | None) -> Prepared | TemplateError:
         """The text to check, encode and send (``Prepared.text``), or why it can't be."""
-        shorten = self._cfg.shorten_links if shorten_links is None else shorten_links
-        if "{{" not in text and (not shorten or "://" not in text):
-            return Prepared(text=text, rendered=text)  # the common case: nothing to do
+        cfg = self._cfg
+        shorten = cfg.shorten_links if shorten_links is None else shorten_links
+        if "{{" not in text and (not shorten or "://" not in text
+                                 or not cfg.domain_for(sender)):
+            # The common case, nothing to do: no placeholder, and no link to shorten or
+            # no short-link domain for the sender (what ``prepare_text`` answers then).
+            plain = self._plain
+            if plain is None or plain.text != text:
+                plain = self._plain = Prepared(text=text, rendered=text)
+            return plain
         return prepare_text(text, vars, shorten_links=shorten,
-                            domain=self._cfg.domain_for(sender), make_token=self._make)
+                            domain=cfg.domain_for(sender), make_token=self._make)
 
     def preview(self, text: str, vars: Mapping[str, str] | None, shorten_links: bool | None,
                 sender: str | None) -> tuple[Prepared | TemplateError, list[PreviewLink]]:

@@ -132,6 +132,8 @@ if MessageRecord.__struct_fields__[:len(_RECORD_FIELDS)] != _RECORD_FIELDS:  # p
 #: Plans kept per (text, carrier, region, smart) when they do not depend on the reference
 #: number (one part, or rejected): a campaign plans one text for many recipients.
 PLAN_MEMO: Final = 1024
+#: Routes kept per number prefix (see ``Accepter._route``).
+ROUTE_MEMO: Final = 4096
 
 
 #: A new ``queued`` record about to be committed, with the encoding plan made for it:
@@ -312,7 +314,10 @@ class Accepter:
         self._clock = clock
         self._ids = ids if ids is not None else IdGenerator()
         self._router = Router(config.routes)
-        self._prefix_of: dict[tuple[str, ...], str] = {}
+        #: (carriers, matched prefix) per number prefix of the longest route's length:
+        #: longest-prefix routing looks at no more of the number than that.
+        self._routes: dict[str, tuple[tuple[str, ...], str | None]] = {}
+        self._route_len = max((len(r.prefix) for r in config.routes), default=0)
         self._options: dict[str, EncodingOptions] = {}
         self._senders: dict[str, str | None] = {}
         for c in config.carriers:
@@ -385,13 +390,15 @@ class Accepter:
         return s
 
     def _route(self, e164: str) -> tuple[tuple[str, ...], str | None]:
-        carriers = self._router.route(e164)
-        if not carriers:
-            return carriers, None
-        prefix = self._prefix_of.get(carriers)
-        if prefix is None:
-            prefix = self._router.matched_prefix(e164)
-        return carriers, prefix
+        key = e164[:self._route_len]
+        hit = self._routes.get(key)
+        if hit is None:
+            carriers = self._router.route(e164)
+            hit = (carriers, self._router.matched_prefix(e164) if carriers else None)
+            if len(self._routes) >= ROUTE_MEMO:
+                self._routes.clear()
+            self._routes[key] = hit
+        return hit
 
     def _plan(self, text: str, carrier: str, region: str | None, smart: bool | None,
               ) -> tuple[SegmentPlan | PlanRejected, bool]:
@@ -578,13 +585,14 @@ class Accepter:
             mid = ids[i]
             e164 = e164s[i]
             # render the template, shorten the links: rules and encoding see the result
-            prepared = self._prep.prepare(m.text, m.vars, m.shorten_links, m.from_)
-            text = m.text if isinstance(prepared, TemplateError) else prepared.text
+            text = m.text
+            prepared = self._prep.prepare(text, m.vars, m.shorten_links, m.from_)
             if isinstance(prepared, TemplateError):
                 rec = self._rejected(mid, now, m, to=m.to if e164 is None else e164,
                                      text=text, reason=prepared.reason,
                                      detail=f"{prepared.field}: {prepared.detail}")
-            elif text is not m.text and len(text) > MAX_TEXT_CHARS:
+            # (an unchanged text may come back as an equal object: keep the client's)
+            elif prepared.text != text and len(text := prepared.text) > MAX_TEXT_CHARS:
                 rec = self._rejected(mid, now, m, to=m.to if e164 is None else e164,
                                      text=text, reason=TEXT_TOO_LONG,
                                      detail=f"longer than {MAX_TEXT_CHARS} characters "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+from collections.abc import Callable
 from pathlib import Path
 
 from gateway.marketing.links import TOKEN_LENGTH, is_token
@@ -83,3 +84,34 @@ def test_link_targets() -> None:
             for t in targets] == [
         ("xxxxxxx1", "https://x.com/a", "m1", "+1", 5.0, "c", "f"),
         ("xxxxxxx2", "https://y.com/b", "m1", "+1", 5.0, "c", "f")]
+
+
+def test_text_preparer_fast_path_answers_like_prepare_text() -> None:
+    # TextPreparer.prepare skips prepare_text when nothing can change (no placeholder; no
+    # link, shortening off, or no domain for the sender) and keeps the last such answer:
+    # differential against prepare_text over the combinations.
+    import itertools
+
+    from gateway.marketing.config import LinksConfig
+    from gateway.marketing.store import MemoryMarketingStore
+    from gateway.marketing.textprep import TextPreparer
+
+    def counter() -> Callable[[], str]:
+        n = iter(range(1, 1000))
+        return lambda: f"tok{next(n):04d}"
+
+    texts = ["Plain sale", "Sale at https://acme.example/s now", "Hi {{ name }}",
+             "Hi {{ name }} https://acme.example/s", "Hi {{ missing }}"]
+    domains = [{}, {"*": "go.acme.example"}, {"ACME": "a.example"}, {"*": ""}]
+    for text, shorten, domain_map, sender in itertools.product(
+            texts, [None, True, False], domains, [None, "ACME"]):
+        cfg = LinksConfig(domains=domain_map)
+        prep = TextPreparer(cfg, MemoryMarketingStore(), make_token=counter())
+        want = prepare_text(text, {"name": "Ann"}, shorten_links=cfg.shorten_links
+                            if shorten is None else shorten, domain=cfg.domain_for(sender),
+                            make_token=counter())
+        for attempt in range(2):  # the second time from the kept answer when it applies
+            got = prep.prepare(text, {"name": "Ann"}, shorten, sender)
+            if isinstance(want, Prepared) and want.links and attempt:
+                continue  # shortened again: new tokens
+            assert got == want

@@ -417,3 +417,19 @@ async def test_repeated_recipient_sees_every_earlier_send(mem_store: MemoryStore
         datetime.fromtimestamp(t, UTC) for t in (NOW, NOW, NOW + 1))
     stored = mem_store.get_recipient(fl)
     assert stored is not None and stored.marketing_sends == (NOW, NOW, NOW + 1)
+
+
+async def test_route_memo_matches_the_router(mem_store: MemoryStore) -> None:
+    # Routes are remembered per number prefix of the longest route's length: the same
+    # answers as the router, for numbers longer and shorter than that length.
+    from gateway.pipeline.routing import Router
+
+    cfg = make_config(routes=[("+1", ("c1",)), ("+1212", ("c2", "c1")), ("+33", ("c2",))],
+                      carriers=("c1", "c2"))
+    acc, _ = make(mem_store, cfg)
+    router = Router(cfg.routes)
+    numbers = ["+12125550100", "+12135550100", "+1212", "+121", "+1", "+33612345678",
+               "+4412345678", "+3", "+"]
+    for n in numbers + numbers:  # computed, then remembered
+        carriers = router.route(n)
+        assert acc._route(n) == (carriers, router.matched_prefix(n) if carriers else None)
