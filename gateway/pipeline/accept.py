@@ -49,7 +49,7 @@ from gateway.encoding import DEFAULT_OPTIONS, EncodingOptions, PlanRejected, Seg
 from gateway.marketing.store import TokenTakenError
 from gateway.marketing.templates import TemplateError
 from gateway.marketing.textprep import TextPreparer
-from gateway.pipeline.events import StatusData, status_event
+from gateway.pipeline.events import MESSAGE_STATUS, StatusData, encode_data, status_event
 from gateway.pipeline.ids import IdGenerator
 from gateway.pipeline.recipients import RecipientCache
 from gateway.pipeline.routing import NO_ROUTE, Router
@@ -67,6 +67,7 @@ from gateway.store import (
     WriteBatch,
 )
 from gateway.store.marketing import StoreMarketing
+from gateway.store.records import Event
 from rules import content
 from rules.engine import apply_send, evaluate
 from rules.model import (
@@ -546,7 +547,7 @@ class Accepter:
         results: list[MessageResult] = []
         #: per message: (key to follow, pending of another request) or (key, None) = mine
         follow: list[tuple[str | None, _Pending | None]] = []
-        e164s = [self._e164(m) for m in messages]
+        e164s = [m.to if m.to[0] == "+" else self._e164(m) for m in messages]
         rc.load({e for e in e164s if e is not None})
         #: phone -> (facts, (message, decision)): the facts as of this batch, and its last
         #: SEND not yet applied to them (None once applied).
@@ -700,13 +701,13 @@ class Accepter:
                 stats.queued += 1
             else:
                 stats.scheduled += 1
-        batch.append_event(status_event(
-            now, rec.id, rec.to, status,
+        # ``status_event`` without its call (per message).
+        batch.append_event(Event(0, now, MESSAGE_STATUS, rec.id, rec.to, status, encode_data(
             StatusData(reason=rec.reason, detail=rec.history[0].detail,
                        defer_until=du, segments=rec.segments or None,
                        encoding=rec.encoding, kind=rec.kind,
                        campaign_id=rec.campaign_id, flow_id=rec.flow_id,
-                       metadata=msgspec.Raw(rec.metadata) if rec.metadata else None)))
+                       metadata=msgspec.Raw(rec.metadata) if rec.metadata else None))))
         return MessageResult(id=rec.id, status=status,  # type: ignore[arg-type]
                              reason=rec.reason if status != QUEUED else None,
                              defer_until=_fromts(du, UTC) if du is not None else None,
