@@ -55,16 +55,23 @@ import trio
 
 from gateway.api_types import StoreFull, StoreUnavailable
 from gateway.bind import OutcomeKind, SubmitBatch, SubmitOutcome
-from gateway.config import CarrierConfig, GatewayConfig
-from gateway.encoding import PlanRejected, SegmentPlan, plan
+from gateway.config import GatewayConfig
+from gateway.encoding import EncodingOptions, PlanRejected, SegmentPlan, plan
 from gateway.pipeline.accept import Handed, ReevalOutcome
-from gateway.pipeline.events import StatusData, metadata_raw, status_event
+from gateway.pipeline.events import (
+    MESSAGE_STATUS,
+    StatusData,
+    encode_data,
+    metadata_raw,
+    status_event,
+)
 from gateway.pipeline.routing import NO_ROUTE, Router
 from gateway.pipeline.submit_pdus import SubmitBuilder
 from gateway.receipts import normalise_message_id
 from gateway.smpp import pdu as P
 from gateway.smpp.constants import CommandStatus, RetryClass, retry_class
 from gateway.store import (
+    Event,
     HistoryEntry,
     Lease,
     MessageRecord,
@@ -155,10 +162,14 @@ _DUE_EPS: Final = 0.001
 
 _replace = msgspec.structs.replace
 _ACCEPTED: Final = OutcomeKind.ACCEPTED
+_REJECTED: Final = OutcomeKind.REJECTED
 _KIND_VALUE: Final = {k: k.value for k in OutcomeKind}
 _LEASE: Final = msgspec.msgpack.Decoder(Lease)
 _SENDING_ONLY: Final = frozenset({SENDING})
 _IN_FLIGHT: Final = frozenset({PENDING, SENDING})
+#: Distinct ``message.status`` payloads of submitted messages kept encoded (per kind,
+#: campaign, flow and carrier: a handful in practice).
+_STATUS_DATA_MAX: Final = 4096
 #: Counters ``_complete`` moves (taken back when a batch is decided again).
 _COMPLETE_COUNTERS: Final = ("submitted", "retries", "failed", "unknown")
 
@@ -294,7 +305,8 @@ class _Flight:
 
 
 #: (flight, part, outcome, the carrier message id as normalised for the carrier's
-#: ``message_id_format`` when accepted, else None): computed once, in ``_on_outcome``.
+#: ``message_id_format`` when accepted, else None): computed once, in ``_enqueue``'s
+#: ``on_outcome``.
 _Outcome: TypeAlias = tuple[_Flight, int, SubmitOutcome, str | None]
 
 
@@ -326,6 +338,62 @@ class _MarkSending:
         status = QUEUED if old.status == SCHEDULED else old.status
         return _replace(old, parts=tuple(parts), carrier=self.carrier, route=self.route,
                         outbox_due=self.lease, status=status, updated_at=self.now)
+
+
+#: ``_ApplyAccepted.route`` when the record's ``carrier``/``route`` stay as they are.
+_KEEP: Final = "\0keep"
+
+
+class _ApplyAccepted:
+    """In the write txn: every part of a flight accepted by the carrier (pure).
+
+    The same record as ``_Apply(changes, fields, history, roll=True, expect=expect)``
+    with, per ``(part, carrier message id)`` of ``accepted``, the change
+    ``_accepted_change`` makes, and ``fields`` = ``updated_at``, ``outbox_due = None``
+    (plus ``carrier`` and ``route`` unless ``route`` is ``_KEEP``), built without the
+    per-part change dicts and keyword unpacking (tests/pipeline/test_dispatch_fast.py).
+    """
+
+    __slots__ = ("accepted", "carrier", "expect", "history", "now", "route")
+
+    def __init__(self, accepted: list[tuple[int, str]], carrier: str, route: str | None,
+                 now: float, history: HistoryEntry | None, *,
+                 expect: tuple[float | None] | None) -> None:
+        self.accepted = accepted
+        self.carrier = carrier
+        self.route = route
+        self.now = now
+        self.history = history
+        self.expect = expect
+
+    def __call__(self, old: MessageRecord | None) -> MessageRecord | None:
+        if old is None:
+            return None
+        expect = self.expect
+        if expect is not None and old.updated_at != expect[0]:
+            raise _StaleRecord(old.id)
+        parts = list(old.parts)
+        n = len(parts)
+        carrier = self.carrier
+        now = self.now
+        for i, mid in self.accepted:
+            if i < n:
+                p = parts[i]
+                if p.status in _IN_FLIGHT:
+                    parts[i] = _replace(p, status=ACCEPTED, carrier=carrier,
+                                        carrier_msg_id=mid, submit_status=0,
+                                        submitted_at=now)
+                else:  # a receipt got there first (or the part is final): keep its status
+                    parts[i] = _replace(p, carrier=carrier, carrier_msg_id=mid,
+                                        submit_status=0, submitted_at=now)
+        st = _rollup([p.status for p in parts]) if parts else None
+        history = old.history if self.history is None else (*old.history, self.history)
+        if self.route == _KEEP:
+            return _replace(old, parts=tuple(parts), status=QUEUED if st is None else st,
+                            updated_at=now, outbox_due=None, history=history)
+        return _replace(old, parts=tuple(parts), status=QUEUED if st is None else st,
+                        updated_at=now, outbox_due=None, carrier=carrier, route=self.route,
+                        history=history)
 
 
 class _Apply:
@@ -411,8 +479,10 @@ class Dispatcher:
         self._batch_size = batch_size
         self._lease_s = lease_s
         self._ambiguous_retries = ambiguous_retries
-        self._cfg: dict[str, CarrierConfig] = {c.name: c for c in config.carriers}
-        self._builders = {c.name: SubmitBuilder(c) for c in config.carriers}
+        #: What ``_route_one`` needs of a carrier (encoding options, PDU builder), in one
+        #: lookup.
+        self._settings: dict[str, tuple[EncodingOptions, SubmitBuilder]] = {
+            c.name: (c.encoding, SubmitBuilder(c)) for c in config.carriers}
         self._id_format = {c.name: c.message_id_format for c in config.carriers}
         self._cap = {c.name: c.window * c.binds + max(1, int(INFLIGHT_HEADROOM * c.window))
                      * c.binds for c in config.carriers}
@@ -436,6 +506,8 @@ class Dispatcher:
         #: (popped) at the first sight of its outbox entry, whatever is done with it.
         self._handoff: dict[str, Handed] = {}
         self._handoff_max = handoff_max
+        #: Encoded ``message.status`` payloads of submitted messages (``_submitted_event``).
+        self._status_data: dict[tuple[str, str | None, str | None, str], bytes] = {}
         self._stopping = False
         self._committing = False
         # Dispatch rounds under way: a round commits "sending" *before* its flights are
@@ -811,11 +883,14 @@ class Dispatcher:
         per_carrier: dict[str, tuple[list[tuple[_Flight, int]], list[P.SubmitSm]]] = {}
         new_flights: list[_Flight] = []
         parked_routes: set[tuple[str, ...]] = set()
-        # Liveness as of this round (nothing below awaits until the commit).
+        # Liveness as of this round (nothing below awaits until the commit), and the
+        # carrier each route's prefix goes to in this round (the first live one).
         live = {n for n, c in self._carriers.items() if c.can_submit}
+        picks: dict[str, str | None] = {}
         for e, rec, h in ready:
             fl = self._route_one(batch, e, rec, now, per_carrier=per_carrier,
-                                 parked_routes=parked_routes, live=live, handed=h)
+                                 parked_routes=parked_routes, live=live, handed=h,
+                                 picks=picks)
             if fl is not None:
                 new_flights.append(fl)
         for route in parked_routes:
@@ -854,32 +929,40 @@ class Dispatcher:
     def _route_one(self, batch: WriteBatch, e: OutboxEntry, rec: MessageRecord, now: float, *,
                    per_carrier: dict[str, tuple[list[tuple[_Flight, int]], list[P.SubmitSm]]],
                    parked_routes: set[tuple[str, ...]], live: set[str],
-                   handed: Handed | None = None) -> _Flight | None:
-        route = self._router.route(rec.to)
-        if not route:
+                   handed: Handed | None = None,
+                   picks: dict[str, str | None] | None = None) -> _Flight | None:
+        hit = self._router.lookup(rec.to)  # route and matched prefix in one probe
+        if hit is None or not hit[1]:
             self._n["no_route"] += 1
             self._fail_all(batch, e, rec, now, reason=NO_ROUTE,
                            detail=f"no route for {rec.to[:4]}...")
             return None
+        prefix, route = hit
+        parts = rec.parts
         taken = False
-        for pt in rec.parts:
+        for pt in parts:
             if pt.status not in _IN_FLIGHT:
                 taken = True
                 break
-        name: str | None = None
+        name: str | None
         if taken and rec.carrier is not None and rec.carrier in live:
             name = rec.carrier  # the rest of a message goes where its first parts went
-        if name is None:
+        elif picks is not None and prefix in picks:
+            name = picks[prefix]  # this round's pick for the same route
+        else:
+            name = None
             for c in route:  # Router.pick: the first carrier of the route that is live
                 if c in live:
                     name = c
                     break
-        cfg = self._cfg.get(name) if name is not None else None
-        if name is None or cfg is None:
+            if picks is not None:
+                picks[prefix] = name
+        settings = self._settings.get(name) if name is not None else None
+        if name is None or settings is None:
             self._park(batch, e, rec, route, now)
             parked_routes.add(route)
             return None
-        opts = cfg.encoding
+        opts, builder = settings
         country = None
         if opts.national_languages and self._recipients is not None:
             r = self._recipients.get(rec.to)
@@ -898,7 +981,6 @@ class Dispatcher:
             self._fail_all(batch, e, rec, now, reason=p.reason, detail=p.message)
             return None
         new_parts: tuple[PartRecord, ...] | None = None
-        parts = rec.parts
         if len(parts) != p.segments:
             if taken:
                 # Some parts went out with another layout: the rest must match them.
@@ -906,7 +988,10 @@ class Dispatcher:
                 parked_routes.add(route)
                 return None
             parts = new_parts = tuple(PartRecord(index=i) for i in range(p.segments))
-        idx = [i for i, pt in enumerate(parts) if pt.status == PENDING]
+        if len(parts) == 1:  # the common case, without a comprehension's frame
+            idx = [0] if parts[0].status == PENDING else []
+        else:
+            idx = [i for i, pt in enumerate(parts) if pt.status == PENDING]
         if not idx:
             # Nothing left to send (an entry that outlived its message's last part).
             batch.outbox_remove(e.due, rec.id)
@@ -915,14 +1000,13 @@ class Dispatcher:
             if st != rec.status:
                 self._status_event(batch, rec, st, now)
             return None
-        pdus = self._builders[name].build(
+        pdus = builder.build(
             rec.to, rec.sender, p.data_coding,
             p.parts if len(idx) == len(p.parts) else [p.parts[i] for i in idx])
         lease = now + self._lease_s
         fl = _Flight(rec, name, idx, lease, now)
         fl.fast = new_parts is None and rec.status != SCHEDULED
         batch.outbox_remove(e.due, rec.id)
-        prefix = self._router.matched_prefix(rec.to)
         if fl.fast:
             # The in-flight mark goes into the outbox entry only (durable in this commit,
             # before any part reaches a bind); the record is written once, at the outcome.
@@ -994,32 +1078,36 @@ class Dispatcher:
 
     async def _enqueue(self, name: str, metas: list[tuple[_Flight, int]],
                        pdus: list[P.SubmitSm]) -> None:
+        # What every outcome of this batch needs, looked up once per batch, not per part.
         carrier = name
+        outstanding = self._outstanding
+        counts = self._by_carrier[carrier]
+        fmt = self._id_format.get(carrier, "auto")
+        uncommitted = self._uncommitted
+        cap = self._cap.get(carrier, 0)
+        refill_at = self._refill_at.get(carrier, 1)
 
-        def on_outcome(index: int, outcome: SubmitOutcome) -> None:
+        def on_outcome(index: int, o: SubmitOutcome) -> None:
+            # Runs synchronously in the bind's reader: append and wake, nothing more.
             fl, part = metas[index]
-            self._on_outcome(carrier, fl, part, outcome)
+            left = outstanding[carrier] - 1
+            outstanding[carrier] = left
+            kind = o.kind
+            counts[_KIND_VALUE[kind]] += 1
+            key: str | None = None
+            if kind is _ACCEPTED:
+                # Normalised once here; the commit and its clean-up use the same key.
+                key = normalise_message_id(o.message_id, fmt)
+                uncommitted[(carrier, key)] = (fl.message_id, part)
+            elif kind is _REJECTED:
+                self._rejected_by_status[carrier][status_name(o.status)] += 1
+            self._outcomes.append((fl, part, o, key))
+            self._outcome_evt.set()
+            if self._room_waiting and cap - left >= refill_at:
+                self._wake.set()  # some window room again: the feed refills it
 
-        self._outstanding[name] += len(pdus)
+        outstanding[name] += len(pdus)
         await self._carriers[name].enqueue(SubmitBatch(pdus, on_outcome))
-
-    def _on_outcome(self, carrier: str, fl: _Flight, part: int, o: SubmitOutcome) -> None:
-        # Runs synchronously in the bind's reader: append and wake, nothing more.
-        self._outstanding[carrier] -= 1
-        kind = o.kind
-        self._by_carrier[carrier][_KIND_VALUE[kind]] += 1
-        key: str | None = None
-        if kind is _ACCEPTED:
-            # Normalised once here; the commit and its clean-up use the same key.
-            key = normalise_message_id(o.message_id, self._id_format.get(carrier, "auto"))
-            self._uncommitted[(carrier, key)] = (fl.message_id, part)
-        elif kind is OutcomeKind.REJECTED:
-            self._rejected_by_status[carrier][status_name(o.status)] += 1
-        self._outcomes.append((fl, part, o, key))
-        self._outcome_evt.set()
-        if self._room_waiting and (self._cap.get(carrier, 0) - self._outstanding[carrier]
-                                   >= self._refill_at.get(carrier, 1)):
-            self._wake.set()  # some window room again: the feed refills it
 
     # -- carrier watchers ---------------------------------------------------------------
 
@@ -1082,41 +1170,46 @@ class Dispatcher:
                                reread: bool = False) -> None:
         batch = WriteBatch(urgent=True)  # receipts may wait for these carrier ids
         touched: dict[str, _Flight] = {}
+        put_carrier_id = batch.put_carrier_id
         for fl, part, o, key in items:
             fl.outcomes[part] = o
             touched[fl.message_id] = fl
             if key is not None:
-                batch.put_carrier_id(fl.carrier, key, fl.message_id, part, now)
+                put_carrier_id(fl.carrier, key, fl.message_id, part, now)
         # A flight answered in one go (none of its outcomes committed before) is decided
         # from the dispatcher's own copy of the record: nothing but its ``sending`` mark
-        # can have changed it (no receipt without a committed carrier id); ``_Apply``
+        # can have changed it (no receipt without a committed carrier id); the update
         # verifies that in the write txn (``updated_at`` of the mark) and otherwise the
         # whole batch is decided again from a fresh read.
-        unread = [fl.message_id for fl in touched.values()
-                  if len(fl.outcomes) >= len(fl.parts)
-                  and (reread or not fl.fast or fl.applied)]
-        current = self._store.get_messages(unread) if unread else {}
-        counted = {k: self._n[k] for k in _COMPLETE_COUNTERS}
         done: list[_Flight] = []
+        partial: list[_Flight] = []
+        unread: list[str] = []
         for fl in touched.values():
             if len(fl.outcomes) >= len(fl.parts):
-                rec = current.get(fl.message_id) if current else None
-                if rec is None:
-                    self._complete(batch, fl, fl.record, now,
-                                   expect=(fl.mark_at,) if fl.fast and not fl.applied
-                                   and not reread else None)
-                else:
-                    self._complete(batch, fl, rec, now)
                 done.append(fl)
+                if reread or not fl.fast or fl.applied:
+                    unread.append(fl.message_id)
             else:
-                changes = {}
-                for part, o in fl.outcomes.items():
-                    if part not in fl.applied and o.kind is OutcomeKind.ACCEPTED:
-                        changes[part] = self._accepted_change(fl, o, now)
-                if changes:
-                    batch.update_message(fl.message_id, _Apply(
-                        changes, {} if fl.lease is None else
-                        {"carrier": fl.carrier, "route": fl.route}, None, roll=False))
+                partial.append(fl)
+        current = self._store.get_messages(unread) if unread else {}
+        counted = {k: self._n[k] for k in _COMPLETE_COUNTERS}
+        for fl in done:
+            rec = current.get(fl.message_id) if current else None
+            if rec is None:
+                self._complete(batch, fl, fl.record, now,
+                               expect=(fl.mark_at,) if fl.fast and not fl.applied
+                               and not reread else None)
+            else:
+                self._complete(batch, fl, rec, now)
+        for fl in partial:
+            changes = {}
+            for part, o in fl.outcomes.items():
+                if part not in fl.applied and o.kind is OutcomeKind.ACCEPTED:
+                    changes[part] = self._accepted_change(fl, o, now)
+            if changes:
+                batch.update_message(fl.message_id, _Apply(
+                    changes, {} if fl.lease is None else
+                    {"carrier": fl.carrier, "route": fl.route}, None, roll=False))
         counted = {k: self._n[k] - v for k, v in counted.items()}
         try:
             await self._commit(batch)
@@ -1125,12 +1218,14 @@ class Dispatcher:
                 self._n[k] -= v
             await self._commit_outcomes(items, now, reread=True)
             return
-        for fl in touched.values():
+        # Done flights leave now: only those still waiting for parts need ``applied``.
+        for fl in partial:
             for part, o in fl.outcomes.items():
                 if o.kind is OutcomeKind.ACCEPTED:
                     fl.applied.add(part)
+        flights = self._flights
         for fl in done:
-            self._flights.pop(fl.message_id, None)
+            flights.pop(fl.message_id, None)
         if done:
             self._wake.set()  # retries may be due soon, and NOT_SENT ones now
 
@@ -1153,6 +1248,11 @@ class Dispatcher:
             else:
                 self._complete_accepted(batch, fl, rec, now, expect)
                 return
+        self._complete_general(batch, fl, rec, now, expect=expect)
+
+    def _complete_general(self, batch: WriteBatch, fl: _Flight, rec: MessageRecord,
+                          now: float, *, expect: tuple[float | None] | None = None) -> None:
+        """``_complete`` for any mix of outcomes (retries, failures, unknowns, not sent)."""
         changes: dict[int, dict[str, Any]] = {}
         retry: list[int] = []
         not_sent: list[int] = []
@@ -1257,32 +1357,58 @@ class Dispatcher:
     def _complete_accepted(self, batch: WriteBatch, fl: _Flight, rec: MessageRecord,
                            now: float, expect: tuple[float | None] | None) -> None:
         """``_complete`` when the carrier accepted every part of the flight and no part of
-        the message failed before (the common case): the same decision, made directly."""
+        the message failed before (the common case): the decision of
+        ``_complete_general``, made directly (tests/pipeline/test_dispatch_fast.py holds
+        them equal), written with ``_ApplyAccepted`` instead of a general ``_Apply``."""
         outs = fl.outcomes
         applied = fl.applied
-        changes: dict[int, dict[str, Any]] = {}
-        statuses = [p.status for p in rec.parts]
-        n = len(statuses)
-        for part in fl.parts:
-            if part not in applied:
-                changes[part] = self._accepted_change(fl, outs[part], now)
-                if part < n and statuses[part] in _IN_FLIGHT:
-                    statuses[part] = ACCEPTED
+        parts = rec.parts
+        accepted: list[tuple[int, str]] = []
+        if len(parts) == 1 and fl.parts == [0]:  # one part: no list of statuses to roll up
+            st = parts[0].status
+            if not applied:
+                accepted.append((0, outs[0].message_id))
+                if st in _IN_FLIGHT:
+                    st = ACCEPTED
+            new_status = SUBMITTED if st == ACCEPTED else (_rollup([st]) or QUEUED)
+        else:
+            statuses = [p.status for p in parts]
+            n = len(statuses)
+            for part in fl.parts:
+                if part not in applied:
+                    accepted.append((part, outs[part].message_id))
+                    if part < n and statuses[part] in _IN_FLIGHT:
+                        statuses[part] = ACCEPTED
+            new_status = (_rollup(statuses) if statuses else None) or QUEUED
         self._n["submitted"] += len(fl.parts)
-        fields: dict[str, Any] = {"updated_at": now, "outbox_due": None}
-        if fl.lease is not None:  # what the ``sending`` mark would have set
-            fields["carrier"] = fl.carrier
-            fields["route"] = fl.route
         batch.outbox_remove(fl.lease_due, rec.id)
-        new_status = (_rollup(statuses) if statuses else None) or QUEUED
         changed = new_status != rec.status
-        batch.update_message(rec.id, _Apply(
-            changes, fields, HistoryEntry(now, new_status, None, None) if changed else None,
-            roll=True, expect=expect))
+        batch.update_message(rec.id, _ApplyAccepted(
+            accepted, fl.carrier, fl.route if fl.lease is not None else _KEEP, now,
+            HistoryEntry(now, new_status, None, None) if changed else None, expect=expect))
         if changed:
             if new_status == UNKNOWN:
                 self._n["unknown"] += 1
-            self._status_event(batch, rec, new_status, now, carrier=fl.carrier)
+            self._submitted_event(batch, rec, new_status, now, fl.carrier)
+
+    def _submitted_event(self, batch: WriteBatch, rec: MessageRecord, status: str,
+                         now: float, carrier: str) -> None:
+        """``_status_event(batch, rec, status, now, carrier=carrier)`` without a reason or
+        detail: the payload (kind, campaign, flow, carrier; no metadata) is the same for
+        a whole campaign, so its JSON is encoded once and reused."""
+        if rec.metadata:
+            self._status_event(batch, rec, status, now, carrier=carrier)
+            return
+        key = (rec.kind, rec.campaign_id, rec.flow_id, carrier)
+        cache = self._status_data
+        data = cache.get(key)
+        if data is None:
+            if len(cache) >= _STATUS_DATA_MAX:
+                cache.clear()
+            data = cache[key] = encode_data(StatusData(
+                kind=rec.kind, campaign_id=rec.campaign_id, flow_id=rec.flow_id,
+                carrier=carrier))
+        batch.append_event(Event(0, now, MESSAGE_STATUS, rec.id, rec.to, status, data))
 
     def _move_from_lease(self, batch: WriteBatch, fl: _Flight, message_id: str,
                          due: float) -> None:

@@ -60,6 +60,20 @@ class Router:
                     return hit
         return ()
 
+    def lookup(self, e164: str) -> tuple[str, tuple[str, ...]] | None:
+        """``(matched prefix, ordered carriers)`` for ``e164`` in one probe, or None when
+        no prefix matches: :meth:`route` and :meth:`matched_prefix` together (the
+        dispatcher needs both for every message)."""
+        table = self._by_prefix
+        n = len(e164)
+        for length in self._lengths:
+            if length <= n:
+                prefix = e164[:length]
+                hit = table.get(prefix)
+                if hit is not None:
+                    return prefix, hit
+        return None
+
     def matched_prefix(self, e164: str) -> str | None:
         """The prefix that routes ``e164`` (for records and logs), or None."""
         n = len(e164)

@@ -34,6 +34,21 @@ def test_matched_prefix() -> None:
     assert router(("+33", ("a",))).matched_prefix("+44") is None
 
 
+@pytest.mark.parametrize("number", [
+    "+33612345678", "+33112345678", "+14155550100", "+447700900123", "+33", "+3", "+", "",
+    "33612345678",
+])
+def test_lookup_is_route_and_matched_prefix_in_one(number: str) -> None:
+    for r in (R, router(("+33", ("a",))), router(("+33", ())), Router([])):
+        hit = r.lookup(number)
+        prefix = r.matched_prefix(number)
+        if prefix is None:
+            assert hit is None
+            assert r.route(number) == ()
+        else:
+            assert hit == (prefix, r.route(number))
+
+
 def test_pick_fails_over_to_next_live_carrier() -> None:
     live = {"fr1"}
     assert R.pick("+33612345678", live.__contains__) == "fr1"
