@@ -6,6 +6,8 @@ timed with ``timeit`` (min of ``--repeat``), in us per message:
 
 * ``route``: ``Dispatcher._route_one`` for every message of a round (route, carrier,
   plan from the hand-off, submit_sm, lease ops);
+* ``route_read``: the same for messages read back from the store (no hand-off: restart,
+  retries, a backlog beyond the hand-off's bound);
 * ``outcome``: the ``on_outcome`` callback a bind calls per submit_sm_resp;
 * ``commit``: ``Dispatcher._commit_outcomes`` of one batch of all those outcomes (the
   decisions and the ops of the outcome commit; the store's ``commit`` is a no-op here);
@@ -114,7 +116,7 @@ def main() -> None:
     if "picks" in Dispatcher._route_one.__code__.co_varnames:
         kw["picks"] = {}
 
-    def route() -> tuple[WriteBatch, dict[str, Any], list[Any]]:
+    def route(handed: bool = True) -> tuple[WriteBatch, dict[str, Any], list[Any]]:
         batch = WriteBatch(urgent=True)
         per_carrier: dict[str, Any] = {}
         flights = []
@@ -122,12 +124,15 @@ def main() -> None:
             kw["picks"] = {}
         for e, rec, h in items:
             flights.append(d._route_one(batch, e, rec, now, per_carrier=per_carrier,
-                                        parked_routes=set(), live=live, handed=h, **kw))
+                                        parked_routes=set(), live=live,
+                                        handed=h if handed else None, **kw))
         return batch, per_carrier, flights
 
     out: dict[str, Any] = {"bench": "dispatch_funcs", "n": n,
                            "tree": str(Path(sys.modules["gateway"].__file__ or "").parent.parent)}
     out["route_us"] = min(timeit.repeat(route, number=1, repeat=args.repeat)) / n * 1e6
+    out["route_read_us"] = min(timeit.repeat(lambda: route(handed=False), number=1,
+                                             repeat=args.repeat)) / n * 1e6
 
     # outcomes: the callback of a SubmitBatch, as a bind reader calls it
     _batch, per_carrier, flights = route()

@@ -167,6 +167,9 @@ _KIND_VALUE: Final = {k: k.value for k in OutcomeKind}
 _LEASE: Final = msgspec.msgpack.Decoder(Lease)
 _SENDING_ONLY: Final = frozenset({SENDING})
 _IN_FLIGHT: Final = frozenset({PENDING, SENDING})
+#: Plans kept per carrier (``Dispatcher._plan``): distinct texts of messages read back
+#: from the store; at ~0.5 KB each, <= ~1 MB per carrier.
+_PLANS_MAX: Final = 2048
 #: Distinct ``message.status`` payloads of submitted messages kept encoded (per kind,
 #: campaign, flow and carrier: a handful in practice).
 _STATUS_DATA_MAX: Final = 4096
@@ -354,17 +357,21 @@ class _ApplyAccepted:
     per-part change dicts and keyword unpacking (tests/pipeline/test_dispatch_fast.py).
     """
 
-    __slots__ = ("accepted", "carrier", "expect", "history", "now", "route")
+    __slots__ = ("accepted", "carrier", "expect", "history", "now", "route", "status")
 
     def __init__(self, accepted: list[tuple[int, str]], carrier: str, route: str | None,
                  now: float, history: HistoryEntry | None, *,
-                 expect: tuple[float | None] | None) -> None:
+                 expect: tuple[float | None] | None, status: str | None = None) -> None:
         self.accepted = accepted
         self.carrier = carrier
         self.route = route
         self.now = now
         self.history = history
         self.expect = expect
+        #: The roll-up the dispatcher decided from its copy of the record: with
+        #: ``expect`` checked, the stored record is that copy, so the writer need not
+        #: roll the parts up again.
+        self.status = status
 
     def __call__(self, old: MessageRecord | None) -> MessageRecord | None:
         if old is None:
@@ -386,14 +393,15 @@ class _ApplyAccepted:
                 else:  # a receipt got there first (or the part is final): keep its status
                     parts[i] = _replace(p, carrier=carrier, carrier_msg_id=mid,
                                         submit_status=0, submitted_at=now)
-        st = _rollup([p.status for p in parts]) if parts else None
+        st = self.status
+        if st is None or expect is None:
+            st = (_rollup([p.status for p in parts]) if parts else None) or QUEUED
         history = old.history if self.history is None else (*old.history, self.history)
         if self.route == _KEEP:
-            return _replace(old, parts=tuple(parts), status=QUEUED if st is None else st,
-                            updated_at=now, outbox_due=None, history=history)
-        return _replace(old, parts=tuple(parts), status=QUEUED if st is None else st,
-                        updated_at=now, outbox_due=None, carrier=carrier, route=self.route,
-                        history=history)
+            return _replace(old, parts=tuple(parts), status=st, updated_at=now,
+                            outbox_due=None, history=history)
+        return _replace(old, parts=tuple(parts), status=st, updated_at=now, outbox_due=None,
+                        carrier=carrier, route=self.route, history=history)
 
 
 class _Apply:
@@ -483,6 +491,9 @@ class Dispatcher:
         #: lookup.
         self._settings: dict[str, tuple[EncodingOptions, SubmitBuilder]] = {
             c.name: (c.encoding, SubmitBuilder(c)) for c in config.carriers}
+        #: Plans without a concatenation reference, per carrier (``_plan``).
+        self._plans: dict[str, dict[tuple[str, str | None, bool], SegmentPlan]] = {
+            c.name: {} for c in config.carriers}
         self._id_format = {c.name: c.message_id_format for c in config.carriers}
         self._cap = {c.name: c.window * c.binds + max(1, int(INFLIGHT_HEADROOM * c.window))
                      * c.binds for c in config.carriers}
@@ -975,8 +986,7 @@ class Dispatcher:
         else:
             # The accepter stored the resolved smart-encoding flag and the concatenation
             # reference it planned with: the same plan again (unless the carrier differs).
-            p = plan(rec.text, opts, ref=self._ref(rec), country=country,
-                     smart=rec.smart_encoding)
+            p = self._plan(name, opts, rec, country)
         if isinstance(p, PlanRejected):
             self._fail_all(batch, e, rec, now, reason=p.reason, detail=p.message)
             return None
@@ -1026,6 +1036,32 @@ class Dispatcher:
             metas.append((fl, i))
         slot[1].extend(pdus)
         return fl
+
+    def _plan(self, carrier: str, opts: EncodingOptions, rec: MessageRecord,
+              country: str | None) -> SegmentPlan | PlanRejected:
+        """``plan(rec.text, opts, ref=self._ref(rec), country=country,
+        smart=rec.smart_encoding)`` for ``carrier`` (whose options ``opts`` are).
+
+        A plan that uses no concatenation reference (one part, or payload mode: its
+        ``ref`` is None) depends on the text, options, country and smart flag only, and a
+        campaign sends one text to many numbers: such plans are kept per carrier (bounded)
+        and shared (they are immutable), so a message read back from the store (restart,
+        retry, beyond the hand-off's bound) is not planned again.
+        """
+        text = rec.text
+        smart = rec.smart_encoding
+        cache = self._plans.get(carrier)
+        key = (text, country, smart)
+        if cache is not None:
+            hit = cache.get(key)
+            if hit is not None:
+                return hit
+        p = plan(text, opts, ref=self._ref(rec), country=country, smart=smart)
+        if cache is not None and isinstance(p, SegmentPlan) and p.ref is None:
+            if len(cache) >= _PLANS_MAX:
+                cache.clear()
+            cache[key] = p
+        return p
 
     @staticmethod
     def _ref(rec: MessageRecord) -> int:
@@ -1193,14 +1229,25 @@ class Dispatcher:
                 partial.append(fl)
         current = self._store.get_messages(unread) if unread else {}
         counted = {k: self._n[k] for k in _COMPLETE_COUNTERS}
-        for fl in done:
+        for fl in done:  # every part answered: decide parts, message status and outbox
             rec = current.get(fl.message_id) if current else None
+            expect: tuple[float | None] | None = None
             if rec is None:
-                self._complete(batch, fl, fl.record, now,
-                               expect=(fl.mark_at,) if fl.fast and not fl.applied
-                               and not reread else None)
+                rec = fl.record
+                if fl.fast and not fl.applied and not reread:
+                    expect = (fl.mark_at,)
+            outs = fl.outcomes
+            for part in fl.parts:
+                if outs[part].kind is not _ACCEPTED:
+                    break
             else:
-                self._complete(batch, fl, rec, now)
+                for pt in rec.parts:
+                    if pt.status == FAILED:
+                        break
+                else:
+                    self._complete_accepted(batch, fl, rec, now, expect)
+                    continue
+            self._complete_general(batch, fl, rec, now, expect=expect)
         for fl in partial:
             changes = {}
             for part, o in fl.outcomes.items():
@@ -1234,25 +1281,10 @@ class Dispatcher:
         return {"status": ACCEPTED, "carrier": fl.carrier, "carrier_msg_id": o.message_id,
                 "submit_status": 0, "submitted_at": now}
 
-    def _complete(self, batch: WriteBatch, fl: _Flight, rec: MessageRecord,
-                  now: float, *, expect: tuple[float | None] | None = None) -> None:
-        """All parts of a flight answered: decide parts, message status and outbox."""
-        outs = fl.outcomes
-        for part in fl.parts:
-            if outs[part].kind is not _ACCEPTED:
-                break
-        else:
-            for pt in rec.parts:
-                if pt.status == FAILED:
-                    break
-            else:
-                self._complete_accepted(batch, fl, rec, now, expect)
-                return
-        self._complete_general(batch, fl, rec, now, expect=expect)
-
     def _complete_general(self, batch: WriteBatch, fl: _Flight, rec: MessageRecord,
                           now: float, *, expect: tuple[float | None] | None = None) -> None:
-        """``_complete`` for any mix of outcomes (retries, failures, unknowns, not sent)."""
+        """Every part of a flight answered, any mix of outcomes (retries, failures,
+        unknowns, not sent): decide parts, message status and outbox."""
         changes: dict[int, dict[str, Any]] = {}
         retry: list[int] = []
         not_sent: list[int] = []
@@ -1356,8 +1388,8 @@ class Dispatcher:
 
     def _complete_accepted(self, batch: WriteBatch, fl: _Flight, rec: MessageRecord,
                            now: float, expect: tuple[float | None] | None) -> None:
-        """``_complete`` when the carrier accepted every part of the flight and no part of
-        the message failed before (the common case): the decision of
+        """Every part of the flight accepted by the carrier and no part of the message
+        failed before (the common case): the decision of
         ``_complete_general``, made directly (tests/pipeline/test_dispatch_fast.py holds
         them equal), written with ``_ApplyAccepted`` instead of a general ``_Apply``."""
         outs = fl.outcomes
@@ -1385,7 +1417,8 @@ class Dispatcher:
         changed = new_status != rec.status
         batch.update_message(rec.id, _ApplyAccepted(
             accepted, fl.carrier, fl.route if fl.lease is not None else _KEEP, now,
-            HistoryEntry(now, new_status, None, None) if changed else None, expect=expect))
+            HistoryEntry(now, new_status, None, None) if changed else None, expect=expect,
+            status=new_status))
         if changed:
             if new_status == UNKNOWN:
                 self._n["unknown"] += 1

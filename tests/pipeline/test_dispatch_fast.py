@@ -15,6 +15,7 @@ import msgspec
 import pytest
 
 from gateway.bind import OutcomeKind, SubmitOutcome
+from gateway.encoding import plan
 from gateway.pipeline.dispatch import (
     _KEEP,
     Dispatcher,
@@ -154,3 +155,36 @@ def test_apply_accepted_is_apply(route: str | None, history: HistoryEntry | None
             fn(stale)
     nocheck = _ApplyAccepted(accepted, "c1", route, NOW, history, expect=None)
     assert nocheck(stale) == _Apply(changes, fields, history, roll=True)(stale)
+    # the dispatcher's own roll-up is taken only when ``expect`` vouches for its copy
+    unchecked = _ApplyAccepted(accepted, "c1", route, NOW, history, expect=None,
+                               status="bogus")
+    assert unchecked(stale) == nocheck(stale)
+
+
+@pytest.mark.parametrize("options", [
+    {}, {"segmentation": "payload"}, {"segmentation": "sar"}, {"segmentation": "udh16"},
+    {"national_languages": {"TR": "turkish"}}, {"max_parts": 2}, {"latin1": True},
+])
+async def test_kept_plans_are_the_plans(mem_store: Store, options: dict[str, Any]) -> None:
+    """``Dispatcher._plan`` (kept plans for texts without a concatenation reference)
+    returns what ``plan`` returns, for the same text whichever message carries it."""
+    config = make_config(carriers=("c0",), routes=(("+", ("c0",)),))
+    cc = msgspec.structs.replace(config.carriers[0], encoding=msgspec.structs.replace(
+        config.carriers[0].encoding, **options))
+    config = msgspec.structs.replace(config, carriers=(cc,))
+    d = Dispatcher(mem_store, config, {}, Router(config.routes))
+    opts = cc.encoding
+    texts = ["hello", "x" * 160, "x" * 161, "x" * 400, "Grüße 🎉", "ğüş ok", "", "a" * 2000,
+             "é€[]"]
+    for rnd in range(3):
+        for i, text in enumerate(texts):
+            for smart in (False, True):
+                for country in (None, "TR"):
+                    rec = _replace(_record(("pending",)), id=f"01J{rnd}{i:03d}{smart:d}",
+                                   text=text, smart_encoding=smart,
+                                   ref=None if rnd == 0 else 7 * rnd + i)
+                    want = plan(text, opts, ref=Dispatcher._ref(rec), country=country,
+                                smart=smart)
+                    assert d._plan("c0", opts, rec, country) == want, (text, options)
+    kept = d._plans["c0"]
+    assert kept and all(p.ref is None for p in kept.values())
