@@ -5,6 +5,12 @@ submit_sm encode, submit_sm_resp decode, deliver_sm receipt (with TLVs) decode,
 deliver_sm_resp encode, enquire_link, and framing of 10k frames delivered in one chunk;
 then the same operations with smpplib where it has them.
 
+``bind_io_path_msgs_per_s``: one message's whole SMPP I/O path on the trio thread, minus
+the sockets and the scheduler: the bind writer's ``_feed`` (Session.send_request,
+submit_sm encode), ``Session.receive_data`` of one read holding 32 submit_sm_resp and 32
+receipts, ``Bind._dispatch`` (outcomes, the carrier's ledger, ``Inbound``s) and the acks
+(deliver_sm_resp). It drives Bind internals, so it follows them when they change.
+
     .venv/bin/python bench/codec.py [--seconds 0.5]
 """
 
@@ -17,6 +23,8 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+import msgspec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -102,7 +110,57 @@ def ours(seconds: float) -> dict[str, float]:
         "encode_enquire_link": rate(lambda: encode(EnquireLink(), seq=9), seconds),
         "framing_10k_frames_per_s": rate(framing, seconds, per_call=10_000),
         "framing_and_decode_10k_frames_per_s": rate(framing_decode, seconds, per_call=10_000),
+        "bind_io_path_msgs_per_s": rate(io_path(), seconds, per_call=IO_PATH_MESSAGES),
     }
+
+
+IO_PATH_MESSAGES = 32  # messages per read (gsm1 e2e: ~25 per bind read)
+
+
+def io_path() -> Callable[[], object]:
+    """One round of the bind's I/O path for IO_PATH_MESSAGES messages (see the docstring)."""
+    from gateway.bind import Bind, BindSettings, SubmitBatch, WorkQueue, _Link
+    from gateway.smpp import BindTransceiver, BindTransceiverResp
+    from gateway.smpp.session import Role, Session, SessionConfig
+
+    k = IO_PATH_MESSAGES
+    queue = WorkQueue(tps=0.0)
+    bind = Bind(BindSettings(window=4096, max_batch=4096), queue=queue)
+    session = Session(Role.ESME, SessionConfig(window=4096), now=0.0)
+    session.send_request(BindTransceiver(system_id="a", password="b"), 0.0)
+    session.data_to_send()
+    session.receive_data(encode(BindTransceiverResp(system_id="SMSC"), seq=1), 0.0)
+    session.events()
+    bind._session = session
+    bind._link = _Link(bind.name, session, bind._wake, carrier="c")
+    bind.bound = True
+    parts = [msgspec.structs.replace(SUBMIT, destination_addr=f"1512555{i:04d}")
+             for i in range(k)]
+    # What the SMSC sends back for seqs 2..k+1: each answer, then its receipt.
+    read = b"".join(
+        encode(SubmitSmResp(message_id=f"{0x1000 + i:x}"), seq=2 + i)
+        + encode(msgspec.structs.replace(RECEIPT, source_addr=f"1512555{i:04d}"), seq=100 + i)
+        for i in range(k)
+    )
+    outcomes: list[object] = []
+    clock = [1.0]
+
+    def round_trip() -> None:
+        clock[0] += 1.5  # beyond any timer
+        now = clock[0]
+        session._next_seq = 2  # the same seqs every round: `read` answers them
+        outcomes.clear()
+        queue.put_nowait(SubmitBatch(parts, lambda i, o: outcomes.append(o)))
+        bind._feed(session, queue.take(k, now), now)
+        session.data_to_send()
+        session.receive_data(read, now)
+        for item in bind._dispatch(session.events(), now):
+            item.ack()
+        session.data_to_send()
+
+    round_trip()
+    assert len(outcomes) == k and bind.accepted == k, "the I/O path bench lost messages"
+    return round_trip
 
 
 def smpplib_baseline(seconds: float) -> dict[str, float]:

@@ -903,7 +903,11 @@ class Bind:
                         # unanswered, the SMSC re-delivers them on the next bind.
                         log.debug("%s: inbound consumer gone; %d deliveries left unacked",
                                   self.name, len(batch))
-            self._writer_wake.set()
+            if session.has_data_to_send():
+                # The Session answered something itself (enquire_link_resp, unbind_resp,
+                # generic_nack...). Answers that free the window woke the writer in
+                # _dispatch; acks wake it when they are queued.
+                self._writer_wake.set()
             if not data:
                 if self._peer_unbound:
                     self._stop(PeerUnbound(f"{self._where()} unbound {self.name}"))
@@ -1100,11 +1104,13 @@ class Bind:
                     await stream.send_all(data)
                     self.writes += 1
                     continue
-                if self._writer_wake.is_set():
-                    self._writer_wake = trio.Event()
-                    continue
-                with trio.move_on_at(wait_until):
-                    await self._writer_wake.wait()
+                if not self._writer_wake.is_set():
+                    with trio.move_on_at(wait_until):
+                        await self._writer_wake.wait()
+                # Re-armed before the pass it triggers (not after an idle extra pass): a
+                # wake during that pass or its send_all sets the new Event, and the next
+                # wait returns at once.
+                self._writer_wake = trio.Event()
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as e:
             self._stop(PeerUnbound(f"{self._where()} unbound {self.name}")
                        if self._peer_unbound else
