@@ -967,7 +967,10 @@ class Bind:
             self._flush_accepted(taken, now)
         if inbound:
             self.inbound_count += len(inbound)
-        if freed:
+        if freed and (self._closing or self.queue is None or len(self.queue)):
+            # Room in the window (and a sooner ready_at of the carrier's ledger) matters
+            # to the writer only with parts waiting, or while it drains to close; new
+            # parts wake it themselves (WorkQueue.subscribe).
             self._writer_wake.set()
         return inbound
 
