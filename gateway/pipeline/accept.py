@@ -76,6 +76,7 @@ from rules.model import (
     Decision,
     Message,
     MessageKind,
+    Reason,
     RecipientFacts,
     ReplyKind,
 )
@@ -109,6 +110,9 @@ DEPTH_REFRESH_S: Final = 0.25
 BACKPRESSURE_RETRY_S: Final = 1.0
 
 _KINDS: Final = {k.value: k for k in MessageKind}
+# ``member.value`` costs ~85 ns on 3.11 (an enum property), a dict hit ~13 ns: per message.
+_KIND_VALUE: Final = {k: k.value for k in MessageKind}
+_REASON_VALUE: Final = {r: r.value for r in Reason}
 _NO_BYPASS: frozenset[Bypass] = frozenset()
 _MARKETING: Final = frozenset({MessageKind.CAMPAIGN, MessageKind.FLOW})
 # Enum members as globals (``EnumClass.MEMBER`` costs ~50 ns on 3.11; used per message).
@@ -731,10 +735,10 @@ class Accepter:
         """The record of an evaluated message (``queued`` only for a SEND that encoded:
         the caller then applies the SEND to the recipient's facts)."""
         action = decision.action
-        kind = msg.kind.value
+        kind = _KIND_VALUE[msg.kind]
         if action is _REJECT:
             return self._rejected(mid, now, m, to=e164, text=msg.text, kind=kind,
-                                  reason=decision.reason.value, detail=decision.detail)
+                                  reason=_REASON_VALUE[decision.reason], detail=decision.detail)
         if action is _SEND:
             text = decision.text if decision.text is not None else msg.text
         else:  # DEFER: the text it will be sent with (re-checked when it wakes)
@@ -756,7 +760,7 @@ class Accepter:
         else:
             du = decision.defer_until
             until = du.timestamp() if du is not None else now
-            status, reason, due = SCHEDULED, decision.reason.value, until
+            status, reason, due = SCHEDULED, _REASON_VALUE[decision.reason], until
         segs = p.segments
         # Positional, in _RECORD_FIELDS order (see there).
         rec = MessageRecord(
@@ -837,7 +841,7 @@ class Accepter:
                               else _NO_BYPASS)
                 decision = evaluate(msg, facts, policy, now_dt)
                 if decision.action is Action.REJECT:
-                    reason, detail = decision.reason.value, decision.detail
+                    reason, detail = _REASON_VALUE[decision.reason], decision.detail
             history = r.history
             if decision is not None and decision.action is Action.SEND:
                 assert facts is not None and carrier is not None
@@ -867,10 +871,10 @@ class Accepter:
             if decision is not None and decision.action is Action.DEFER:
                 du = decision.defer_until
                 until = du.timestamp() if du is not None else now
-                new = _replace(r, status=SCHEDULED, reason=decision.reason.value,
+                new = _replace(r, status=SCHEDULED, reason=_REASON_VALUE[decision.reason],
                                defer_until=until, outbox_due=until, updated_at=now,
                                history=(*history, HistoryEntry(
-                                   now, SCHEDULED, decision.reason.value,
+                                   now, SCHEDULED, _REASON_VALUE[decision.reason],
                                    decision.detail or None)))
                 if r.outbox_due is not None:
                     batch.outbox_remove(r.outbox_due, r.id)
