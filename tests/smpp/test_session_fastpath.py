@@ -95,6 +95,7 @@ def run_both(wire: bytes, *, kind: type[BindTransmitter] | None = None,
                 split_events += split.esme.events()
             pos += n
     assert events == split_events
+    assert repr(events) == repr(split_events)  # same types too (CommandId, not int)
     assert whole.esme.data_to_send() == split.esme.data_to_send()
     assert whole.esme.state is split.esme.state
     assert stats(whole.esme) == stats(split.esme)
