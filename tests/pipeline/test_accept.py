@@ -433,3 +433,39 @@ async def test_route_memo_matches_the_router(mem_store: MemoryStore) -> None:
     for n in numbers + numbers:  # computed, then remembered
         carriers = router.route(n)
         assert acc._route(n) == (carriers, router.matched_prefix(n) if carriers else None)
+
+
+def test_delta_is_the_plain_record_change() -> None:
+    # _Delta.__call__ (runs on the trio thread and, when the store changed, the writer)
+    # against the change written out field by field, over sends, marks and confirmations.
+    import msgspec
+
+    from gateway.pipeline.accept import RECENT_SENDS, _Delta
+    from gateway.store import MessageRecord, RecipientRecord, SendEntry
+    from rules.model import Action, Decision, Marks, Reason
+
+    now_dt = datetime.fromtimestamp(NOW, UTC)
+    keep = 86_400.0
+    recs = [RecipientRecord(phone=LA),
+            RecipientRecord(phone=LA, marketing_sends=(NOW - 2 * keep, NOW - 10),
+                            flow_marks={"f:1": NOW - 5}, opt_out_confirmed=True,
+                            recent=tuple(SendEntry(NOW - i, f"m{i}", "campaign")
+                                         for i in range(RECENT_SENDS))),
+            RecipientRecord(phone=LA, marketing_sends=(NOW + 50,))]
+    marks = [Marks(marketing_send_at=now_dt), Marks(marketing_send_at=now_dt, flow_mark="f:2"),
+             Marks(opt_out_confirmation=True), Marks()]
+    for rec in recs:
+        for mk in marks:
+            d = _Delta(NOW, keep, now_dt)
+            dec = Decision(action=Action.SEND, reason=Reason.OK, marks=mk)
+            m = MessageRecord(id="m", created_at=NOW, to=LA, text="t", kind="campaign")
+            d.add(dec, NOW, m)
+            sends = tuple(sorted((*rec.marketing_sends, NOW) if mk.marketing_send_at
+                                 else rec.marketing_sends))
+            want = msgspec.structs.replace(
+                rec, marketing_sends=tuple(t for t in sends if t >= NOW - keep),
+                flow_marks={**rec.flow_marks, **({mk.flow_mark: NOW} if mk.flow_mark else {})},
+                opt_out_confirmed=rec.opt_out_confirmed or mk.opt_out_confirmation,
+                recent=(*rec.recent, SendEntry(NOW, "m", "campaign"))[-RECENT_SENDS:],
+                updated_at=NOW)
+            assert d(rec) == want
