@@ -448,12 +448,8 @@ class Api(MarketingHandlers):
             if len(messages) > self._max_batch:
                 raise InvalidRequest(f"at most {self._max_batch} messages per request",
                                      field="messages")
-            max_text = self._max_text
             for index, message in enumerate(messages):
-                # _check_message's tests inline (per message); it names the failure
-                if len(message.text) > max_text or (message.country is None
-                                                    and not message.to.startswith("+")):
-                    self._check_message(message, f"messages[{index}].")
+                self._check_message(message, f"messages[{index}].")
         else:
             message = self._decode(request, self._message)
             self._check_message(message, "")

@@ -49,7 +49,7 @@ from gateway.encoding import DEFAULT_OPTIONS, EncodingOptions, PlanRejected, Seg
 from gateway.marketing.store import TokenTakenError
 from gateway.marketing.templates import TemplateError
 from gateway.marketing.textprep import TextPreparer
-from gateway.pipeline.events import MESSAGE_STATUS, StatusData, encode_data, status_event
+from gateway.pipeline.events import StatusData, status_event
 from gateway.pipeline.ids import IdGenerator
 from gateway.pipeline.recipients import RecipientCache
 from gateway.pipeline.routing import NO_ROUTE, Router
@@ -67,7 +67,6 @@ from gateway.store import (
     WriteBatch,
 )
 from gateway.store.marketing import StoreMarketing
-from gateway.store.records import Event
 from rules import content
 from rules.engine import apply_send, evaluate
 from rules.model import (
@@ -76,7 +75,6 @@ from rules.model import (
     Decision,
     Message,
     MessageKind,
-    Reason,
     RecipientFacts,
     ReplyKind,
 )
@@ -110,9 +108,6 @@ DEPTH_REFRESH_S: Final = 0.25
 BACKPRESSURE_RETRY_S: Final = 1.0
 
 _KINDS: Final = {k.value: k for k in MessageKind}
-# ``member.value`` costs ~85 ns on 3.11 (an enum property), a dict hit ~13 ns: per message.
-_KIND_VALUE: Final = {k: k.value for k in MessageKind}
-_REASON_VALUE: Final = {r: r.value for r in Reason}
 _NO_BYPASS: frozenset[Bypass] = frozenset()
 _MARKETING: Final = frozenset({MessageKind.CAMPAIGN, MessageKind.FLOW})
 # Enum members as globals (``EnumClass.MEMBER`` costs ~50 ns on 3.11; used per message).
@@ -335,7 +330,6 @@ class Accepter:
         self._lock = trio.Lock()
         self._pending: dict[str, _Pending] = {}
         self._national: dict[tuple[str, str | None], str | None] = {}
-        self._bypasses: dict[tuple[str, ...], frozenset[Bypass]] = {}
         self._outbox_max = config.pipeline.outbox_max
         self._depth = -1
         self._depth_at = 0.0
@@ -384,15 +378,6 @@ class Accepter:
                 self._national.clear()
             self._national[key] = hit
         return hit
-
-    def _bypass_set(self, bypass: Sequence[str]) -> frozenset[Bypass]:
-        """The rules' bypass set of a message's ``bypass`` list (a handful of distinct
-        lists exist: made once each)."""
-        key = tuple(bypass)
-        s = self._bypasses.get(key)
-        if s is None:
-            s = self._bypasses[key] = frozenset(map(Bypass, key))
-        return s
 
     def _route(self, e164: str) -> tuple[tuple[str, ...], str | None]:
         key = e164[:self._route_len]
@@ -551,11 +536,9 @@ class Accepter:
         results: list[MessageResult] = []
         #: per message: (key to follow, pending of another request) or (key, None) = mine
         follow: list[tuple[str | None, _Pending | None]] = []
-        e164s = [m.to if m.to[0] == "+" else self._e164(m) for m in messages]
+        e164s = [self._e164(m) for m in messages]
         rc.load({e for e in e164s if e is not None})
-        #: phone -> (facts, (message, decision)): the facts as of this batch, and its last
-        #: SEND not yet applied to them (None once applied).
-        cur: dict[str, tuple[RecipientFacts, tuple[Message, Decision] | None]] = {}
+        cur: dict[str, RecipientFacts] = {}
         deltas: dict[str, _Delta] = {}
         touched: dict[str, None] = {}
         keep_s = rc.keep_sends_s
@@ -612,20 +595,15 @@ class Accepter:
                     rec = self._rejected(mid, now, m, to=e164, text=text, reason=NO_ROUTE,
                                          detail="no route matches the number")
                 else:
-                    c = cur.get(e164)
-                    if c is None:
+                    facts = cur.get(e164)
+                    if facts is None:
                         facts = fs[0]
-                    else:
-                        facts, sent = c
-                        if sent is not None:  # an earlier SEND to them in this batch
-                            facts = apply_send(facts, sent[0], sent[1], now_dt)
-                            cur[e164] = (facts, None)
-                    bp = m.bypass
                     msg = Message(kind=_KINDS[m.kind], to_e164=e164, text=text,
                                   campaign_id=m.campaign_id, flow_id=m.flow_id,
                                   flow_type=m.flow_type, trigger_id=m.trigger_id,
                                   trigger_at=m.trigger_at,
-                                  bypass=self._bypass_set(bp) if bp else _NO_BYPASS)
+                                  bypass=frozenset(map(Bypass, m.bypass)) if m.bypass
+                                  else _NO_BYPASS)
                     if profile:
                         t0 = perf()
                         decision = evaluate(msg, facts, policy, now_dt)
@@ -641,10 +619,8 @@ class Accepter:
                     if profile:
                         t_enc += self._t_plan
                     if rec.status == QUEUED:
-                        # ``rules.apply_send`` only when the recipient comes again in this
-                        # batch (above): a campaign reaches most recipients once, and the
-                        # cache converts the new record on its next use instead.
-                        cur[e164] = (facts, (msg, decision))
+                        # the next message to them in this batch sees this send
+                        cur[e164] = apply_send(facts, msg, decision, now_dt)
                         d = deltas.get(e164)
                         if d is None:
                             d = deltas[e164] = _Delta(now, keep_s, now_dt)
@@ -674,9 +650,7 @@ class Accepter:
             d = deltas.get(phone)
             if d is None:
                 d = _Delta(now, keep_s)
-            c = cur.get(phone)
-            # Facts with a SEND not applied are left for the cache to convert (None).
-            rc.update(phone, d, batch, facts=c[0] if c is not None and c[1] is None else None)
+            rc.update(phone, d, batch, facts=cur.get(phone))
         if self._depth >= 0:
             self._depth += added
         stats.batches += 1
@@ -705,13 +679,13 @@ class Accepter:
                 stats.queued += 1
             else:
                 stats.scheduled += 1
-        # ``status_event`` without its call (per message).
-        batch.append_event(Event(0, now, MESSAGE_STATUS, rec.id, rec.to, status, encode_data(
+        batch.append_event(status_event(
+            now, rec.id, rec.to, status,
             StatusData(reason=rec.reason, detail=rec.history[0].detail,
                        defer_until=du, segments=rec.segments or None,
                        encoding=rec.encoding, kind=rec.kind,
                        campaign_id=rec.campaign_id, flow_id=rec.flow_id,
-                       metadata=msgspec.Raw(rec.metadata) if rec.metadata else None))))
+                       metadata=msgspec.Raw(rec.metadata) if rec.metadata else None)))
         return MessageResult(id=rec.id, status=status,  # type: ignore[arg-type]
                              reason=rec.reason if status != QUEUED else None,
                              defer_until=_fromts(du, UTC) if du is not None else None,
@@ -735,10 +709,10 @@ class Accepter:
         """The record of an evaluated message (``queued`` only for a SEND that encoded:
         the caller then applies the SEND to the recipient's facts)."""
         action = decision.action
-        kind = _KIND_VALUE[msg.kind]
+        kind = msg.kind.value
         if action is _REJECT:
             return self._rejected(mid, now, m, to=e164, text=msg.text, kind=kind,
-                                  reason=_REASON_VALUE[decision.reason], detail=decision.detail)
+                                  reason=decision.reason.value, detail=decision.detail)
         if action is _SEND:
             text = decision.text if decision.text is not None else msg.text
         else:  # DEFER: the text it will be sent with (re-checked when it wakes)
@@ -760,7 +734,7 @@ class Accepter:
         else:
             du = decision.defer_until
             until = du.timestamp() if du is not None else now
-            status, reason, due = SCHEDULED, _REASON_VALUE[decision.reason], until
+            status, reason, due = SCHEDULED, decision.reason.value, until
         segs = p.segments
         # Positional, in _RECORD_FIELDS order (see there).
         rec = MessageRecord(
@@ -841,7 +815,7 @@ class Accepter:
                               else _NO_BYPASS)
                 decision = evaluate(msg, facts, policy, now_dt)
                 if decision.action is Action.REJECT:
-                    reason, detail = _REASON_VALUE[decision.reason], decision.detail
+                    reason, detail = decision.reason.value, decision.detail
             history = r.history
             if decision is not None and decision.action is Action.SEND:
                 assert facts is not None and carrier is not None
@@ -871,10 +845,10 @@ class Accepter:
             if decision is not None and decision.action is Action.DEFER:
                 du = decision.defer_until
                 until = du.timestamp() if du is not None else now
-                new = _replace(r, status=SCHEDULED, reason=_REASON_VALUE[decision.reason],
+                new = _replace(r, status=SCHEDULED, reason=decision.reason.value,
                                defer_until=until, outbox_due=until, updated_at=now,
                                history=(*history, HistoryEntry(
-                                   now, SCHEDULED, _REASON_VALUE[decision.reason],
+                                   now, SCHEDULED, decision.reason.value,
                                    decision.detail or None)))
                 if r.outbox_due is not None:
                     batch.outbox_remove(r.outbox_due, r.id)

@@ -36,7 +36,7 @@ import msgspec
 
 from gateway.store import RecipientRecord, Store, WriteBatch
 from gateway.store.batch import RECIPIENT_DECODER, UPDATE
-from gateway.store.keys import MAX_KEY_BYTES, check_key
+from gateway.store.keys import check_key
 from gateway.store.kv import Db
 from gateway.store.records import ErrorSummary as StoredErrors
 from rules.model import (
@@ -82,7 +82,6 @@ _UNREACH = ErrorClass.TEMPORARY_UNREACHABLE.value
 _DISC = ErrorClass.DISCONNECTED.value
 _EMPTY_ERRORS = ErrorSummary()
 _NO_MARKS: frozenset[str] = frozenset()
-_RECIPIENTS: Final = Db.RECIPIENTS
 # Enum members as globals (``EnumClass.MEMBER`` costs ~50 ns on 3.11).
 _NONE = ConsentStatus.NONE
 _DOI_NONE = DoubleOptIn.NONE
@@ -368,10 +367,8 @@ class RecipientCache:
         # In the transaction, a record the store has is changed as the store has it; when
         # it has none, a fresh one carrying the number facts is the base.
         txn_fn = _TxnFn(fn, old, new)
-        key = phone.encode()
-        if not 0 < len(key) <= MAX_KEY_BYTES:  # check_key's test without its call
-            check_key(key, "phone")
-        op = (UPDATE, _RECIPIENTS, key, txn_fn, RECIPIENT_DECODER)
+        op = (UPDATE, Db.RECIPIENTS, check_key(phone.encode(), "phone"), txn_fn,
+              RECIPIENT_DECODER)
         return new, op
 
     def put_facts(self, phone: str, facts: RecipientFacts) -> None:
