@@ -142,3 +142,74 @@ def test_commit_sync_timeout() -> None:
     writer = GroupCommitWriter(runner)  # never started
     with pytest.raises(StoreUnavailableError, match="not done"):
         writer.commit_sync(_batch(), timeout=0.001)
+
+
+class Recorder(Runner):
+    """Records each group as (urgent, ops) per batch, in the order the group applies them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[list[tuple[bool, int]]] = []
+
+    def __call__(self, batches: Sequence[WriteBatch]) -> list[CommitResult | Exception]:
+        out = super().__call__(batches)
+        self.seen.append([(b.urgent, len(b)) for b in batches])
+        return out
+
+
+def _tagged(n: int, *, urgent: bool) -> WriteBatch:
+    b = WriteBatch(urgent=urgent)
+    for i in range(n):
+        b.put_message(message(f"m{i}"))
+    return b
+
+
+async def _groups_after(first_urgent: bool, queued: list[WriteBatch],
+                        **kw: int) -> list[list[tuple[bool, int]]]:
+    """Hold the writer in a group, queue ``queued`` meanwhile, release: the groups after."""
+    runner = Recorder()
+    writer = GroupCommitWriter(runner, **kw)
+    with trio.fail_after(TIMEOUT):
+        async with running(writer) as nursery:
+            runner.gate.clear()
+            nursery.start_soon(writer.commit, _tagged(1, urgent=first_urgent))
+            await trio.to_thread.run_sync(runner.entered.wait, TIMEOUT)
+            for b in queued:
+                nursery.start_soon(writer.commit, b)
+                await trio.testing.wait_all_tasks_blocked()  # queued in this order
+            assert writer.queue_depth() == len(queued)
+            runner.gate.set()
+    assert runner.seen[0] == [(first_urgent, 1)]
+    return runner.seen[1:]
+
+
+async def test_normal_group_takes_every_queued_urgent_batch() -> None:
+    # After an urgent group it is the normal lane's turn; the urgent batches queued
+    # meanwhile commit with it instead of waiting for it and then for a group of their own.
+    groups = await _groups_after(True, [
+        _tagged(4, urgent=False), _tagged(1, urgent=True),
+        _tagged(5, urgent=False), _tagged(2, urgent=True)], mix_ops=3)
+    assert groups == [[(False, 4), (False, 5), (True, 1), (True, 2)]]
+
+
+async def test_urgent_group_takes_small_normal_batches_up_to_mix_ops() -> None:
+    groups = await _groups_after(False, [
+        _tagged(1, urgent=True), _tagged(4, urgent=False), _tagged(4, urgent=False),
+        _tagged(4, urgent=False), _tagged(1, urgent=True)], mix_ops=10)
+    # urgent turn: both urgent (2 ops) + normal while <= 10 ops; the third normal waits
+    assert groups == [[(True, 1), (True, 1), (False, 4), (False, 4)], [(False, 4)]]
+
+
+async def test_big_normal_batch_does_not_ride_with_urgent_ones() -> None:
+    groups = await _groups_after(False, [
+        _tagged(1, urgent=True), _tagged(50, urgent=False)], mix_ops=10)
+    assert groups == [[(True, 1)], [(False, 50)]]
+
+
+async def test_lanes_alternate_under_max_group_ops() -> None:
+    # With no room to mix, the lanes take turns (an urgent batch waits for at most the
+    # group under way), each lane in its own order.
+    groups = await _groups_after(False, [
+        _tagged(6, urgent=False), _tagged(5, urgent=True), _tagged(6, urgent=False),
+        _tagged(5, urgent=True)], mix_ops=0, max_group_ops=5)
+    assert groups == [[(True, 5)], [(False, 6)], [(True, 5)], [(False, 6)]]
