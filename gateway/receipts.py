@@ -50,6 +50,7 @@ __all__ = [
     "normalise_message_id",
     "parse_receipt",
     "parse_receipt_text",
+    "receipt_first_key",
     "receipt_lookup_keys",
     "state_from_stat",
 ]
@@ -653,3 +654,26 @@ def receipt_lookup_keys(receipt: DeliveryReceipt,
         return message_id_variants(text_id, fmt)
     return tuple(dict.fromkeys(message_id_variants(tlv_id, fmt)
                                + message_id_variants(text_id, fmt)))
+
+
+def receipt_first_key(receipt: DeliveryReceipt, fmt: MessageIdFormat = "auto") -> str | None:
+    """``receipt_lookup_keys(receipt, fmt)[0]`` (None when there is none), without the
+    other keys: the first one is the id itself, which is where nearly every receipt is
+    found, so the other readings are only worth computing after it missed.
+
+    The first of :func:`message_id_variants` is :func:`normalise_message_id` of the
+    same id, for an id that is not empty once cleaned (an empty one has no variants).
+    """
+    tlv_id, text_id = receipt.tlv_message_id, receipt.text_message_id
+    if tlv_id:
+        key = _clean(tlv_id)
+        if key:
+            return key if fmt == "raw" else _normalise_clean(key)
+        if not text_id or text_id == tlv_id:
+            return None
+    elif not text_id:
+        return None
+    key = _clean(text_id)
+    if not key:
+        return None
+    return key if fmt == "raw" else _normalise_clean(key)

@@ -523,6 +523,22 @@ def test_lookup_keys_agree_with_the_reference(tlv_id: str | None, text_id: str |
     assert receipt_lookup_keys(r, fmt) == ref_receipt_lookup_keys(r, fmt)
 
 
+@given(tlv_id=st.one_of(st.none(), st.just(""), st.sampled_from(["\x00", " ", "\x00x"]),
+                       _id_texts),
+       text_id=st.one_of(st.none(), st.just(""), st.just("same"), st.just(" "), _id_texts),
+       fmt=st.sampled_from(FORMATS))
+def test_first_key_is_the_first_lookup_key(tlv_id: str | None, text_id: str | None,
+                                           fmt: MessageIdFormat) -> None:
+    """The inbound processor tries ``receipt_first_key`` alone before the other keys."""
+    if text_id == "same":
+        text_id = tlv_id
+    r = DeliveryReceipt(message_id="", state=ReceiptState.DELIVRD, tlv_message_id=tlv_id,
+                        text_message_id=text_id)
+    keys = ref_receipt_lookup_keys(r, fmt)
+    assert R.receipt_first_key(r, fmt) == (keys[0] if keys else None)
+    assert receipt_lookup_keys(r, fmt) == keys
+
+
 #: Ids whose shape a str-method test could get wrong where the regexes were right.
 TRICKY_IDS = [
     "-2f0d3c6-6a1f-4b4e-9e0c-3f2d8c1b7a55",      # a dash where a UUID has a hex digit
