@@ -1106,7 +1106,11 @@ class Bind:
                 if data:
                     await stream.send_all(data)
                     self.writes += 1
-                    continue
+                    if (self._writer_wake.is_set() or self._closing
+                            or (queue is not None and len(queue))):
+                        continue  # the next pass may have work: more parts, a close
+                    # Nothing queued and no wake during the send (new parts, acks,
+                    # replies and ticks all wake us): a pass now would find nothing.
                 if not self._writer_wake.is_set():
                     with trio.move_on_at(wait_until):
                         await self._writer_wake.wait()
