@@ -8,8 +8,9 @@ commit fails nothing is acked (the SMSC re-sends) and the recipient cache entrie
 batch touched are invalidated.
 
 Receipts (domain.md §1.7, §1.8, §4): ``parse_receipt`` -> ``receipt_lookup_keys`` with the
-carrier's ``message_id_format`` -> the carrier id and the message record (one read
-transaction for the whole batch, ``_lookup``). A miss that the
+carrier's ``message_id_format`` (``receipt_first_key`` alone first, the others after it
+missed) -> the carrier id and the message record (one read transaction for the whole
+batch, ``_lookup``). A miss that the
 dispatcher has answered but not committed yet (``Dispatcher.pending_carrier_id``) waits
 for its next commit; a miss while that carrier still has submits without a response (a
 receipt overtaking its submit_sm_resp, e.g. on another bind) is kept unacked and tried
