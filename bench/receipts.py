@@ -1,7 +1,8 @@
 """Receipt path micro-benchmark: ``parse_receipt`` + ``receipt_lookup_keys`` per receipt.
 
-Prints ONE JSON object: microseconds per receipt (parse + lookup keys, as
-``gateway.pipeline.inbound`` calls them) for receipt deliver_sm PDUs shaped like the ones
+Prints ONE JSON object: microseconds per receipt (parse + all lookup keys; parse + the
+first key alone, as ``gateway.pipeline.inbound`` computes them; parse alone) for receipt
+deliver_sm PDUs shaped like the ones
 the node-smpp simulator sends (``/work/shared/peers/smsc_sim.js`` ``buildReceipt``: the
 Appendix B text with a 20-char ``text:``, ``receipted_message_id`` + ``message_state``
 TLVs, and ``network_error_code`` with ``--dlr-network-error``), plus a text-only receipt
@@ -10,6 +11,8 @@ TLVs, and ``network_error_code`` with ``--dlr-network-error``), plus a text-only
 Each case cycles through 4,096 distinct receipts (consecutive ids, the dates changing
 every 64 receipts, a mix of stats), decoded once by our codec, so the timed loop sees
 what the bind hands the inbound processor: a ``DeliverSm`` with ``Tlv`` objects.
+
+``hooks_us``: the metrics hooks on the message path (``hooks``), per call.
 
 ``inbound_us`` (``--inbound N``, default 20,000; 0 = skip): the whole inbound processor,
 ``InboundProcessor.process`` on batches of 64 simulator-shaped DELIVRD receipts (hex ids)
@@ -36,11 +39,16 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
+# Run as a script, this file's directory is sys.path[0], and bench/http.py would shadow
+# the standard library's `http` package (imported by prometheus_client): drop it.
+if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
+    sys.path.pop(0)
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gateway.receipts import parse_receipt, receipt_lookup_keys
+from gateway.receipts import parse_receipt, receipt_first_key, receipt_lookup_keys
 from gateway.smpp import (
     DeliverSm,
+    Tlv,
     decode,
     encode,
     message_state_tlv,
@@ -73,7 +81,7 @@ def build(kind: str) -> list[DeliverSm]:
         text = (f"id:{mid} sub:001 dlvrd:{'001' if stat == 'DELIVRD' else '000'} "
                 f"submit date:{_date(i)} done date:{_date(i + 16)} stat:{stat} err:{err} "
                 f"text:{TEXTS[i % len(TEXTS)]}")
-        tlvs = ()
+        tlvs: tuple[Tlv, ...] = ()
         if kind != "text_only_dec":
             tlvs = (receipted_message_id_tlv(mid), message_state_tlv(ms))
             if kind == "sim_hex_nec" and err != "000":
@@ -108,6 +116,66 @@ def receipt_path(pdus: list[DeliverSm]) -> Callable[[], object]:
             assert r is not None
             receipt_lookup_keys(r, "auto")
     return run
+
+
+def parse_and_first_key(pdus: list[DeliverSm]) -> Callable[[], object]:
+    """parse_receipt + the first lookup key, as the inbound processor does per receipt (the
+    other keys only after a miss)."""
+    def run() -> None:
+        for p in pdus:
+            r = parse_receipt(p.esm_class, p.short_message, p.tlvs, data_coding=p.data_coding)
+            assert r is not None
+            receipt_first_key(r, "auto")
+    return run
+
+
+def hooks(seconds: float) -> dict[str, float]:
+    """Microseconds per call of the metrics hooks on the message path (``hooks_us``):
+    ``ObservedCarrier``'s outcome hook per part (around a no-op dispatcher callback),
+    ``Instruments.observe_receipts`` per receipt (batches of 64), ``observe_commit`` per
+    commit, and one ``prometheus_client.Histogram.observe`` for scale (what each of these
+    called per observation before session 3)."""
+    import trio
+    from prometheus_client import CollectorRegistry, Histogram
+
+    from gateway.app import ObservedCarrier
+    from gateway.bind import OutcomeKind, SubmitBatch, SubmitOutcome
+    from gateway.metrics import LATENCY_BUCKETS, Metrics
+
+    class Carrier:
+        async def enqueue(self, batch: SubmitBatch) -> None:
+            pass
+
+    m = Metrics(carriers=["sim"])
+    batch = SubmitBatch([], lambda _i, _o: None)
+    trio.run(ObservedCarrier(Carrier(), m.instruments.submit_series("sim")).enqueue,  # type: ignore[arg-type]
+             batch)
+    hook = batch.on_outcome
+    assert hook is not None
+    outcomes = [SubmitOutcome(kind=OutcomeKind.ACCEPTED, latency=0.002 + i * 1e-6)
+                for i in range(1000)]
+    latencies = [("sim", 0.5 + i * 1e-3) for i in range(64)]
+    observe = Histogram("x_seconds", "x", ["carrier"], buckets=LATENCY_BUCKETS,
+                        registry=CollectorRegistry()).labels("sim").observe
+    receipts = m.instruments.observe_receipts
+    commit = m.instruments.observe_commit
+
+    def outcome_hook() -> None:
+        for o in outcomes:
+            hook(0, o)
+
+    def prometheus_observe() -> None:
+        for o in outcomes:
+            observe(o.latency)
+
+    return {
+        "outcome_hook_per_part": round(1e6 / rate(outcome_hook, seconds, 1000), 3),
+        "receipt_latency_per_receipt": round(
+            1e6 / rate(lambda: receipts(latencies), seconds, 64), 3),
+        "observe_commit": round(1e6 / rate(lambda: commit(0.001, 12), seconds, 1), 3),
+        "prometheus_histogram_observe": round(1e6 / rate(prometheus_observe, seconds, 1000),
+                                              3),
+    }
 
 
 def parse_only(pdus: list[DeliverSm]) -> Callable[[], object]:
@@ -171,7 +239,7 @@ def inbound(n: int, rounds: int, store_kind: str = "lmdb") -> dict[str, float]:
         assert isinstance(frame.pdu, DeliverSm)
         pdus.append(frame.pdu)
 
-    async def one_round() -> tuple[float, float]:
+    async def one_round() -> tuple[float, float, float]:
         with tempfile.TemporaryDirectory() as tmp:
             async with (open_store(f"{tmp}/db", durability="os") if store_kind == "lmdb"
                         else open_memory_store()) as store:
@@ -230,11 +298,14 @@ def main() -> None:
     for kind in ("sim_hex", "sim_dec", "sim_hex_nec", "text_only_dec"):
         pdus = build(kind)
         us[f"{kind}_parse_and_keys"] = round(1e6 / rate(receipt_path(pdus), args.seconds, N), 3)
+        us[f"{kind}_parse_and_first_key"] = round(
+            1e6 / rate(parse_and_first_key(pdus), args.seconds, N), 3)
         us[f"{kind}_parse_only"] = round(1e6 / rate(parse_only(pdus), args.seconds, N), 3)
     print(json.dumps({
         "python": platform.python_version(),
         "unit": "microseconds per receipt (best of repeated passes over 4,096 receipts)",
         "receipts_us": us,
+        "hooks_us": hooks(args.seconds),
         "inbound_us": inbound(args.inbound, args.rounds, args.store) if args.inbound else None,
     }))
 
