@@ -903,11 +903,7 @@ class Bind:
                         # unanswered, the SMSC re-delivers them on the next bind.
                         log.debug("%s: inbound consumer gone; %d deliveries left unacked",
                                   self.name, len(batch))
-            if session.has_data_to_send():
-                # The Session answered something itself (enquire_link_resp, unbind_resp,
-                # generic_nack...). Answers that free the window woke the writer in
-                # _dispatch; acks wake it when they are queued.
-                self._writer_wake.set()
+            self._writer_wake.set()
             if not data:
                 if self._peer_unbound:
                     self._stop(PeerUnbound(f"{self._where()} unbound {self.name}"))
@@ -967,10 +963,7 @@ class Bind:
             self._flush_accepted(taken, now)
         if inbound:
             self.inbound_count += len(inbound)
-        if freed and (self._closing or self.queue is None or len(self.queue)):
-            # Room in the window (and a sooner ready_at of the carrier's ledger) matters
-            # to the writer only with parts waiting, or while it drains to close; new
-            # parts wake it themselves (WorkQueue.subscribe).
+        if freed:
             self._writer_wake.set()
         return inbound
 
@@ -1106,18 +1099,12 @@ class Bind:
                 if data:
                     await stream.send_all(data)
                     self.writes += 1
-                    if (self._writer_wake.is_set() or self._closing
-                            or (queue is not None and len(queue))):
-                        continue  # the next pass may have work: more parts, a close
-                    # Nothing queued and no wake during the send (new parts, acks,
-                    # replies and ticks all wake us): a pass now would find nothing.
-                if not self._writer_wake.is_set():
-                    with trio.move_on_at(wait_until):
-                        await self._writer_wake.wait()
-                # Re-armed before the pass it triggers (not after an idle extra pass): a
-                # wake during that pass or its send_all sets the new Event, and the next
-                # wait returns at once.
-                self._writer_wake = trio.Event()
+                    continue
+                if self._writer_wake.is_set():
+                    self._writer_wake = trio.Event()
+                    continue
+                with trio.move_on_at(wait_until):
+                    await self._writer_wake.wait()
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as e:
             self._stop(PeerUnbound(f"{self._where()} unbound {self.name}")
                        if self._peer_unbound else

@@ -319,10 +319,6 @@ class Session:
         self._events = []
         return events
 
-    def has_data_to_send(self) -> bool:
-        """True when ``data_to_send()`` would return something (it is not drained)."""
-        return bool(self._out)
-
     def data_to_send(self) -> bytes:
         """Every PDU queued since the last call, as one ``bytes`` for one send_all."""
         out = self._out
