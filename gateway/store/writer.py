@@ -16,13 +16,7 @@ thousands of messages). Groups alternate between the lanes while both have work,
 urgent batch waits for at most the transaction under way, and a normal one for at most
 one urgent group; within a lane, batches keep their order. (Without it a receipt's ack
 waited ~250 ms behind accept groups: 64 unacked receipts per session capped receipts at
-~500/s while submitting, bench/RESULTS.md.) The other lane's batches ride along when that
-costs the group little: a normal group takes every urgent batch queued (they are small and
-would otherwise wait for this transaction and then commit in one of their own), an urgent
-group takes normal batches while the group stays under ``mix_ops`` operations (small
-accept groups: single-message requests, 100-message batches). Each commit costs the
-writer ~100 us of fsync'ed bookkeeping under the GIL; at 5,000 single-message requests/s
-the lanes alone made ~1 commit per 8 messages.
+~500/s while submitting, bench/RESULTS.md.)
 
 Outcomes are per batch: a batch whose own logic fails (idempotency conflict, a failing
 update function) fails alone; an environmental failure (map full after growth, disk
@@ -151,14 +145,12 @@ class GroupCommitWriter:
         run_group: GroupRunner,
         *,
         max_group_ops: int = 100_000,
-        mix_ops: int = 1_000,
         idle_timeout: float | None = None,
         on_idle: Callable[[], None] | None = None,
         on_events: Callable[[], None] | None = None,
     ) -> None:
         self._run_group = run_group
         self._max_group_ops = max_group_ops
-        self._mix_ops = min(mix_ops, max_group_ops)
         self._idle_timeout = idle_timeout
         self._on_idle = on_idle
         self._on_events = on_events
@@ -280,13 +272,6 @@ class GroupCommitWriter:
             n_ops = len(group[0].batch)
             while lane and n_ops < self._max_group_ops:
                 item = lane.popleft()
-                group.append(item)
-                n_ops += len(item.batch)
-            # The other lane's batches that fit ride along (module docstring), in order.
-            other = normal if lane is urgent else urgent
-            limit = self._mix_ops if lane is urgent else self._max_group_ops
-            while other and n_ops + len(other[0].batch) <= limit:
-                item = other.popleft()
                 group.append(item)
                 n_ops += len(item.batch)
             try:
