@@ -460,13 +460,7 @@ def parse_receipt(esm_class: int, short_message: bytes, tlvs: Tlvs = (), *,
         if stat is None:
             stat = state.value
 
-    error_code = _int_or_none(pt.err)
-    network_type: int | None = None
-    nec = tlv.get(TAG_NETWORK_ERROR_CODE, b"")
-    if len(nec) >= 3:
-        # SMPP 3.4 §5.3.2.31: network type (1 octet) + error code (2 octets, big-endian)
-        network_type = nec[0]
-        error_code = int.from_bytes(nec[1:3], "big")
+    network_type, error_code = _network_error(tlv, _int_or_none(pt.err))
 
     return DeliveryReceipt(
         message_id=tlv_id or pt.id or "",
@@ -484,6 +478,17 @@ def parse_receipt(esm_class: int, short_message: bytes, tlvs: Tlvs = (), *,
         text=pt.text,
         intermediate=(esm_class & _ESM_TYPE_MASK) == _ESM_INTERMEDIATE,
     )
+
+
+def _network_error(tlv: dict[int, bytes], error_code: int | None,
+                   ) -> tuple[int | None, int | None]:
+    """(network type, error code): the ``network_error_code`` TLV's when present (it wins
+    over the text's ``err``), else (None, ``error_code``)."""
+    nec = tlv.get(TAG_NETWORK_ERROR_CODE, b"")
+    if len(nec) >= 3:
+        # SMPP 3.4 §5.3.2.31: network type (1 octet) + error code (2 octets, big-endian)
+        return nec[0], int.from_bytes(nec[1:3], "big")
+    return None, error_code
 
 
 #: ``_parse_standard_receipt``: "not the standard layout, take the general path".
@@ -519,13 +524,8 @@ def _parse_standard_receipt(esm_class: int, short_message: bytes, tlvs: Tlvs,
     if len(ms) >= 1 and ms[-1] in _BY_MESSAGE_STATE:
         state = _BY_MESSAGE_STATE[ms[-1]]
     # ``err`` is ASCII letters and digits (``_STANDARD``): as _int_or_none
-    error_code = int(err) if len(err) <= 9 and err.isdigit() else None
-    network_type: int | None = None
-    nec = tlv.get(TAG_NETWORK_ERROR_CODE, b"")
-    if len(nec) >= 3:
-        # SMPP 3.4 §5.3.2.31: network type (1 octet) + error code (2 octets, big-endian)
-        network_type = nec[0]
-        error_code = int.from_bytes(nec[1:3], "big")
+    network_type, error_code = _network_error(
+        tlv, int(err) if len(err) <= 9 and err.isdigit() else None)
     return DeliveryReceipt(
         message_id=tlv_id or msg_id,
         state=state,
