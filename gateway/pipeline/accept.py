@@ -383,8 +383,8 @@ class Accepter:
         key = e164[:self._route_len]
         hit = self._routes.get(key)
         if hit is None:
-            carriers = self._router.route(e164)
-            hit = (carriers, self._router.matched_prefix(e164) if carriers else None)
+            found = self._router.lookup(e164)
+            hit = ((), None) if found is None else (found[1], found[0])
             if len(self._routes) >= ROUTE_MEMO:
                 self._routes.clear()
             self._routes[key] = hit

@@ -386,22 +386,18 @@ class _ApplyAccepted:
         for i, mid in self.accepted:
             if i < n:
                 p = parts[i]
-                if p.status in _IN_FLIGHT:
-                    parts[i] = _replace(p, status=ACCEPTED, carrier=carrier,
-                                        carrier_msg_id=mid, submit_status=0,
-                                        submitted_at=now)
-                else:  # a receipt got there first (or the part is final): keep its status
-                    parts[i] = _replace(p, carrier=carrier, carrier_msg_id=mid,
-                                        submit_status=0, submitted_at=now)
+                # A receipt got there first (or the part is final): keep its status.
+                parts[i] = _replace(p, status=ACCEPTED if p.status in _IN_FLIGHT else p.status,
+                                    carrier=carrier, carrier_msg_id=mid, submit_status=0,
+                                    submitted_at=now)
         st = self.status
         if st is None or expect is None:
             st = (_rollup([p.status for p in parts]) if parts else None) or QUEUED
         history = old.history if self.history is None else (*old.history, self.history)
-        if self.route == _KEEP:
-            return _replace(old, parts=tuple(parts), status=st, updated_at=now,
-                            outbox_due=None, history=history)
+        keep = self.route == _KEEP
         return _replace(old, parts=tuple(parts), status=st, updated_at=now, outbox_due=None,
-                        carrier=carrier, route=self.route, history=history)
+                        carrier=old.carrier if keep else carrier,
+                        route=old.route if keep else self.route, history=history)
 
 
 class _Apply:

@@ -51,19 +51,13 @@ class Router:
 
     def route(self, e164: str) -> tuple[str, ...]:
         """The ordered carriers for ``e164`` (empty: no route)."""
-        table = self._by_prefix
-        n = len(e164)
-        for length in self._lengths:
-            if length <= n:
-                hit = table.get(e164[:length])
-                if hit is not None:
-                    return hit
-        return ()
+        hit = self.lookup(e164)
+        return () if hit is None else hit[1]
 
     def lookup(self, e164: str) -> tuple[str, tuple[str, ...]] | None:
         """``(matched prefix, ordered carriers)`` for ``e164`` in one probe, or None when
-        no prefix matches: :meth:`route` and :meth:`matched_prefix` together (the
-        dispatcher needs both for every message)."""
+        no prefix matches (:meth:`route` and :meth:`matched_prefix` read it; the dispatcher
+        and the accepter need both)."""
         table = self._by_prefix
         n = len(e164)
         for length in self._lengths:
@@ -76,11 +70,8 @@ class Router:
 
     def matched_prefix(self, e164: str) -> str | None:
         """The prefix that routes ``e164`` (for records and logs), or None."""
-        n = len(e164)
-        for length in self._lengths:
-            if length <= n and e164[:length] in self._by_prefix:
-                return e164[:length]
-        return None
+        hit = self.lookup(e164)
+        return None if hit is None else hit[0]
 
     def has_route(self, e164: str) -> bool:
         """True when some prefix matches ``e164``."""
