@@ -148,7 +148,6 @@ ACK_LATENCY_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25
                               2.5, 5.0, 10.0)
 
 _replace = msgspec.structs.replace
-_DELIVER_SM = P.DeliverSm
 #: esm_class message-type bits (0x3C) of a receipt (0x04) and of an intermediate
 #: notification (0x20, §5.2.12): both are parsed as receipts.
 _RECEIPT_TYPES: Final = frozenset({0x04, 0x20})
@@ -561,18 +560,10 @@ class InboundProcessor:
         formats = self._id_formats
         for inb in items:
             pdu = inb.pdu
-            carrier = getattr(inb, "carrier", None)  # (test fakes may have only a bind)
-            if type(carrier) is not str:
-                carrier = self._carrier(inb)
+            carrier = self._carrier(inb)
             # ``Inbound.is_receipt`` (0x04) or an intermediate notification (0x20).
-            esm = int(pdu.esm_class) & 0x3C
-            if esm not in _RECEIPT_TYPES:
-                r = None
-            elif type(pdu) is _DELIVER_SM:  # (_parse_receipt inlined)
-                r = parse_receipt(pdu.esm_class, pdu.short_message, pdu.tlvs,
-                                  data_coding=pdu.data_coding)
-            else:
-                r = self._parse_receipt(pdu)
+            r = self._parse_receipt(pdu) if (int(pdu.esm_class) & 0x3C) in _RECEIPT_TYPES \
+                else None
             if r is not None:
                 fmt = formats.get(carrier)
                 if fmt is None:
