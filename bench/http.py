@@ -6,6 +6,13 @@ client over raw sockets, one request in flight per connection), so the two share
 interpreter. Server CPU per request = this process's CPU time / requests served.
 
     .venv/bin/python bench/http.py [--connections 64] [--duration 3] [--batch 100]
+    .venv/bin/python bench/http.py --backend commit --only submit_single
+
+``--backend commit`` puts the gateway's per-request path behind the handler too: submits go
+through the ``AcceptCoalescer`` (as in ``GatewayBackend``) into an accept that waits for a
+group commit of the store's ``GroupCommitWriter``, whose thread "commits" each group by
+sleeping ``--commit-ms`` (an fsync). So every request blocks on its commit as in the
+gateway, and requests share accepts; only rules, encoding and LMDB are left out.
 
 Prints ONE JSON object. Target: 8,000 single-message requests/s with 64 connections.
 """
@@ -49,7 +56,10 @@ def run_client(port: int, request: bytes, connections: int, duration: float,
 
 # --- the server side -------------------------------------------------------------------
 
-def _backend() -> Any:
+def _backend(commit_s: float | None = None) -> Any:
+    """The null backend; with ``commit_s``, its submits wait for a group commit."""
+    import trio
+
     from gateway.api_types import (
         ConsentIn,
         ConsentOut,
@@ -103,7 +113,38 @@ def _backend() -> Any:
         async def ready(self) -> tuple[bool, str]:
             return True, "bench"
 
-    return NullBackend()
+    if commit_s is None:
+        return NullBackend()
+
+    from gateway.backend import AcceptCoalescer
+    from gateway.store.batch import WriteBatch
+    from gateway.store.records import CommitResult
+    from gateway.store.writer import GroupCommitWriter
+
+    def run_group(batches: Any) -> list[CommitResult | Exception]:
+        time.sleep(commit_s)  # the transaction and its fdatasync
+        return [CommitResult() for _ in batches]
+
+    class CommitBackend(NullBackend):
+        """Submits share accepts (AcceptCoalescer), each waiting for a group commit."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.writer = GroupCommitWriter(run_group)
+            self.coalescer = AcceptCoalescer(self._accept)
+
+        async def _accept(self, messages: list[MessageIn], now: float) -> list[MessageResult]:
+            out = await NullBackend.submit(self, messages)
+            await self.writer.commit(WriteBatch())
+            return out
+
+        async def submit(self, messages: list[MessageIn]) -> list[MessageResult]:
+            return await self.coalescer.submit(messages)
+
+        async def run_writer(self) -> None:
+            await trio.to_thread.run_sync(self.writer.run)
+
+    return CommitBackend()
 
 
 def http_request(method: str, path: str, body: bytes = b"") -> bytes:
@@ -125,6 +166,12 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=0.5)
     parser.add_argument("--batch", type=int, default=100,
                         help="messages per request in the batch scenario (0 = skip)")
+    parser.add_argument("--backend", choices=["null", "commit"], default="null",
+                        help="null: answers at once; commit: coalesced accepts that wait "
+                             "for a group commit (see the module docstring)")
+    parser.add_argument("--commit-ms", type=float, default=0.3,
+                        help="the commit backend's time per group commit")
+    parser.add_argument("--only", help="run only this scenario (e.g. submit_single)")
     parser.add_argument("--client", nargs=2, metavar=("PORT", "REQUEST_HEX"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -147,11 +194,16 @@ def main() -> None:
     if args.batch:
         scenarios[f"submit_batch_{args.batch}"] = http_request(
             "POST", "/v1/messages", msgspec.json.encode({"messages": [MESSAGE] * args.batch}))
+    if args.only:
+        scenarios = {args.only: scenarios[args.only]}
+    backend = _backend(args.commit_ms / 1000 if args.backend == "commit" else None)
 
     async def bench() -> dict[str, Any]:
         results: dict[str, Any] = {}
         async with trio.open_nursery() as nursery:
-            server: Server = await nursery.start(serve, Api(_backend()))
+            if args.backend == "commit":
+                nursery.start_soon(backend.run_writer)
+            server: Server = await nursery.start(serve, Api(backend))
             for name, request in scenarios.items():
                 before = server.statistics().requests_total
                 cpu = time.process_time()
@@ -177,12 +229,16 @@ def main() -> None:
                     results[name]["messages_per_s"] = round(rps * args.batch)
                     results[name]["server_cpu_us_per_message"] = round(
                         cpu / served / args.batch * 1e6, 2)
+            if args.backend == "commit":
+                backend.writer.stop()  # the writer thread returns, then the nursery can
+                results["accepts"] = backend.coalescer.statistics()
             nursery.cancel_scope.cancel()
         return results
 
     out = {
         "bench": "http",
         "connections": args.connections,
+        "backend": args.backend,
         "duration_s": args.duration,
         "python": platform.python_version(),
         "cpus": len(os.sched_getaffinity(0)),
