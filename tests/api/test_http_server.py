@@ -223,6 +223,35 @@ async def test_slow_body_is_cut_with_408(net: Net,
         assert server.statistics().body_timeouts == 1
 
 
+async def test_each_phase_gets_its_own_timeout_not_the_connections_age(net: Net,
+        nursery: trio.Nursery, autojump_clock: trio.testing.MockClock) -> None:
+    # Five requests 15 s apart: 75 s on one connection, but never 20 s idle at a time.
+    with trio.fail_after(200):
+        server = await start_server(nursery, echo, Limits(header_timeout=5, idle_timeout=20))
+        client = await net.client(server.port)
+        for _ in range(5):
+            assert (await client.request("GET", "/")).status == 200
+            await trio.sleep(15)
+        assert (await client.request("GET", "/")).status == 200
+        assert server.statistics().idle_closes == 0
+
+
+async def test_a_slow_handler_is_not_cut_by_any_timeout(net: Net,
+        nursery: trio.Nursery, autojump_clock: trio.testing.MockClock) -> None:
+    async def slow(request: Request) -> Response:
+        await trio.sleep(100)
+        return Response(200, b"late")
+
+    with trio.fail_after(200):
+        limits = Limits(header_timeout=5, body_timeout=5, idle_timeout=5, write_timeout=5)
+        server = await start_server(nursery, slow, limits)
+        client = await net.client(server.port)
+        assert (await client.request("POST", "/", body=b"x")).body == b"late"
+        stats = server.statistics()
+        assert (stats.header_timeouts, stats.body_timeouts, stats.write_timeouts,
+                stats.idle_closes) == (0, 0, 0, 0)
+
+
 async def test_client_that_does_not_read_is_cut_by_write_timeout(net: Net,
         nursery: trio.Nursery, autojump_clock: trio.testing.MockClock) -> None:
     closed = trio.Event()
