@@ -332,6 +332,7 @@ class Gateway:
 
         backend = await self._start_pipeline(nursery, store, carrier_set, rules_data)
         await self._start_webhooks(nursery, store)
+        await self._start_retention(nursery, store)
 
         from gateway.api import Api
 
@@ -440,6 +441,25 @@ class Gateway:
         self.components["webhooks"] = senders
         self.metrics.register("webhooks", lambda: [s.statistics() for s in senders])
         log.info("webhooks started", endpoints=",".join(s.name for s in senders))
+
+    async def _start_retention(self, nursery: trio.Nursery, store: Store) -> None:
+        # After the webhooks: a new endpoint has stored its cursor before the first sweep
+        # looks at the cursors (and the first sweep waits FIRST_SWEEP_DELAY_S anyway).
+        from gateway.retention import Retention, RetentionSettings
+
+        settings = RetentionSettings.from_config(self.config)
+        if not settings.enabled:
+            log.info("retention off (every [store] *retention_days = 0)")
+            return
+        retention = Retention(store, settings)
+        await nursery.start(retention.run)
+        self.components["retention"] = retention
+        self.metrics.register("retention", retention.statistics)
+        s = self.config.store
+        log.info("retention started", messages_days=s.retention_days,
+                 events_days=s.events_retention_days,
+                 idempotency_days=s.idempotency_retention_days,
+                 errors_days=round(settings.errors_s / 86400), interval_s=s.retention_interval_s)
 
     # -- stop ----------------------------------------------------------------------------
 

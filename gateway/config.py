@@ -110,6 +110,7 @@ ServiceType = Annotated[str, msgspec.Meta(max_length=5)]
 Ton = Annotated[int, msgspec.Meta(ge=0, le=6)]
 Npi = Annotated[int, msgspec.Meta(ge=0, le=18)]
 Listen = Annotated[str, msgspec.Meta(min_length=1)]
+RetentionDays = Annotated[int, msgspec.Meta(ge=0, le=36_500)]
 
 
 class _Section(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -164,6 +165,20 @@ class StoreConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     #: Initial LMDB map size in bytes; grown on demand up to ``max_map_size``.
     map_size: Annotated[int, msgspec.Meta(ge=1 << 20)] = 1 << 30
     max_map_size: Annotated[int, msgspec.Meta(ge=1 << 20)] = 64 << 30
+    # Retention (gateway.retention, docs/operations.md "Retention"); 0 = keep forever.
+    #: Finished messages go this many days after their last change, with their carrier
+    #: ids and idempotency claim (never one in the outbox or awaiting its receipt).
+    retention_days: RetentionDays = 30
+    #: Events of the feed go after this many days (never one a webhook still needs).
+    events_retention_days: RetentionDays = 7
+    #: Idempotency claims go after this many days; 0 = as long as their message.
+    idempotency_retention_days: RetentionDays = 0
+    #: Delivery-error history entries go after this many days, never fewer than
+    #: ``rules.error_segment.days`` (a longer window raises it); the entries that decide
+    #: the segment stay.
+    errors_retention_days: RetentionDays = 30
+    #: A retention sweep starts this often.
+    retention_interval_s: Annotated[float, msgspec.Meta(ge=1)] = 3600.0
 
 
 _STAT_KEY = re.compile(r"^(ENROUTE|DELIVRD|EXPIRED|DELETED|UNDELIV|ACCEPTD|UNKNOWN|REJECTD|SKIPPED)"
@@ -531,6 +546,7 @@ def _validate(cfg: GatewayConfig, env: Mapping[str, str], base: Path) -> Gateway
     if cfg.store.map_size > cfg.store.max_map_size:
         raise ConfigError("store.map_size", f"{cfg.store.map_size} is larger than "
                           f"store.max_map_size ({cfg.store.max_map_size})")
+    _check_retention(cfg)
     _check_sandbox(cfg.sandbox)
     carriers = tuple(_resolve_carrier(f"carriers[{i}]", c, env, base)
                      for i, c in enumerate(cfg.carriers))
@@ -572,6 +588,17 @@ def _resolve_api(api: ApiConfig, env: Mapping[str, str], base: Path) -> ApiConfi
             raise ConfigError("api.tokens_file", f"{str(path)!r} holds no token")
         tokens += found
     return msgspec.structs.replace(api, tokens=tuple(tokens))
+
+
+def _check_retention(cfg: GatewayConfig) -> None:
+    st = cfg.store
+    if st.retention_days and st.idempotency_retention_days > st.retention_days:
+        # A claim goes with its message: it cannot outlive it (and a claim left pointing
+        # at a deleted message would refuse every reuse of its key).
+        raise ConfigError("store.idempotency_retention_days",
+                          f"{st.idempotency_retention_days} is longer than "
+                          f"store.retention_days ({st.retention_days}): a claim goes with "
+                          "its message")
 
 
 def _check_sandbox(sb: SandboxConfig) -> None:

@@ -456,6 +456,24 @@ def _read_inbound(f: _Families, s: object) -> None:
         [], _num(_get(s, "mo_fragments_pending")))
 
 
+def _read_retention(f: _Families, s: object) -> None:
+    _labelled_counts(f, "smsgw_retention_pruned", "Keys deleted by data retention, by kind "
+                     "(messages, carrier_ids, idempotency, events, errors).", "kind",
+                     _get(s, "pruned", {}))
+    f.counter("smsgw_retention_sweeps", "Retention sweeps completed.").add_metric(
+        [], _num(_get(s, "sweeps")))
+    f.counter("smsgw_retention_sweep_failures", "Retention sweeps that failed (store error)."
+              ).add_metric([], _num(_get(s, "failures")))
+    f.gauge("smsgw_retention_last_sweep_seconds", "Duration of the last retention sweep."
+            ).add_metric([], _num(_get(s, "last_sweep_seconds")))
+    f.gauge("smsgw_retention_events_held", "Events past their retention kept because a "
+            "cursor (webhook) has not passed them.").add_metric([], _num(_get(s, "events_held")))
+    last = _get(s, "last_sweep_at", None)
+    if last is not None:
+        f.gauge("smsgw_retention_last_sweep_timestamp_seconds",
+                "When the last retention sweep started (unix time).").add_metric([], _num(last))
+
+
 _READERS: dict[str, Callable[[_Families, object], None]] = {
     "store": _read_store,
     "outbox": _read_outbox,
@@ -469,6 +487,7 @@ _READERS: dict[str, Callable[[_Families, object], None]] = {
     "dispatcher": _read_dispatcher,
     "inbound": _read_inbound,
     "webhooks": _read_webhooks,
+    "retention": _read_retention,
 }
 
 

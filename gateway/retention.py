@@ -1,0 +1,491 @@
+"""Data retention: a background task that bounds the store (docs/operations.md "Retention").
+
+Without it the event feed, finished message records, carrier ids, idempotency claims and
+the error history grow until LMDB's ``max_map_size``, after which every write fails.
+
+**What goes** (each kind switched off by its ``[store]`` key set to 0):
+
+* *finished messages* (``retention_days`` after their last change), with the carrier ids
+  and the idempotency claim that point at them, in the same transaction;
+* carrier ids whose message is gone (``retention_days`` after they were written: ids of
+  earlier submit attempts, ids stored under another normalisation);
+* *idempotency claims* older than ``idempotency_retention_days`` (0: as long as their
+  message);
+* *events* older than ``events_retention_days``, but never one after the smallest
+  position of a cursor that still counts (:func:`holding_cursors`);
+* *error history* entries older than ``errors_retention_days``, except those that still
+  decide the error segment (:func:`error_entries_to_prune`).
+
+**What never goes:** a message that is not final (:func:`message_verdict`), anything an
+outbox entry refers to, recipient records (consent, opt-outs, flow marks, caps and the
+all-time error summary are compliance state, never pruned by age), the cursors
+themselves and the ``meta`` database, and the marketing databases (links keep
+redirecting; not this module's).
+
+**How:** decisions are pure functions of records and ``now`` (table-driven tests in
+tests/test_retention.py); the task reads one bounded chunk per short read transaction,
+decides, and commits the deletions as one normal-lane ``WriteBatch`` of at most
+``CHUNK_KEYS`` keys, re-checked inside the write transaction
+(``gateway.store.retention``), then pauses, so the writer and the accept path never wait
+behind a long prune.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from functools import partial
+from typing import Any, Final
+
+import msgspec
+import trio
+
+from gateway.logging import get_logger
+from gateway.pipeline.dispatch import (
+    ACCEPTED,
+    MESSAGE_FINAL,
+    PENDING,
+    SENDING,
+    SUBMITTED,
+    UNKNOWN_RECEIPT,
+)
+from gateway.receipts import normalise_message_id
+from gateway.store import ErrorEntry, MessageRecord, StoreError, WriteBatch
+from gateway.store.cursors import list_cursors
+from gateway.store.records import CarrierIdRecord, IdempotencyRecord
+from gateway.store.retention import (
+    PruneCarrierIds,
+    PruneErrors,
+    PruneIdempotency,
+    PruneMessages,
+    carrier_id_chunk,
+    error_chunk,
+    event_head,
+    idempotency_chunk,
+    message_chunk,
+    outbox_chunk,
+)
+from rules.delivery_errors import SEGMENT_CLASSES
+from rules.model import ErrorClass
+
+__all__ = [
+    "CHUNK_KEYS",
+    "KINDS",
+    "PRUNE",
+    "Retention",
+    "RetentionSettings",
+    "RetentionStats",
+    "carrier_id_prunable",
+    "carrier_ids_of",
+    "claim_prunable",
+    "error_entries_to_prune",
+    "events_prune_through",
+    "holding_cursors",
+    "last_activity",
+    "message_verdict",
+]
+
+log = get_logger("smsgw.retention")
+
+DAY: Final = 86_400.0
+#: Most keys one prune batch deletes (the writer holds every other commit meanwhile:
+#: ~1-3 ms for a full chunk).
+CHUNK_KEYS: Final = 1000
+#: Message records read per chunk: each deletes the record, its carrier ids and its claim.
+MESSAGE_CHUNK: Final = 200
+#: Pause after a chunk that deleted something (the writer and the accept path go first)
+#: and after one that only read (the trio thread's other tasks go first).
+PAUSE_S: Final = 0.1
+READ_PAUSE_S: Final = 0.01
+#: The first sweep starts this long after start-up (not in the middle of it).
+FIRST_SWEEP_DELAY_S: Final = 60.0
+#: The scan for orphan carrier ids visits every carrier id: it runs once a day, not
+#: every sweep (carrier ids normally go with their message).
+ORPHAN_SCAN_EVERY_S: Final = DAY
+#: Cursor names of webhook endpoints (``gateway.webhooks``).
+WEBHOOK_CURSOR_PREFIX: Final = "webhook:"
+
+#: Pruned-key kinds (metric label ``kind``).
+KINDS: Final = ("messages", "carrier_ids", "idempotency", "events", "errors")
+
+#: :func:`message_verdict`'s answer when the message may go; anything else says why not.
+PRUNE: Final = "prune"
+_IN_FLIGHT: Final = frozenset({PENDING, SENDING})
+#: Part statuses a receipt may still change: accepted, or a receipt that said UNKNOWN
+#: (gateway.pipeline.inbound refines those).
+_AWAITING_RECEIPT: Final = frozenset({ACCEPTED, UNKNOWN_RECEIPT})
+_ERROR_CLASSES: Final = {c.value: c for c in ErrorClass}
+
+
+class RetentionSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """Lifetimes in seconds (0 = keep forever) and the sweep's pace."""
+
+    messages_s: float = 30 * DAY
+    events_s: float = 7 * DAY
+    #: Idempotency claims; 0 = as long as their message.
+    idempotency_s: float = 0.0
+    errors_s: float = 30 * DAY
+    #: ``pipeline.carrier_id_ttl_s``: how long a receipt may still match a submitted part.
+    receipt_window_s: float = 72 * 3600.0
+    #: ``rules.error_segment.sticky_count`` (all-time failures that keep a phone in).
+    sticky_count: int = 2
+    interval_s: float = 3600.0
+    #: Webhook endpoints in the config (enabled or not): only their cursors hold events.
+    webhooks: tuple[str, ...] = ()
+
+    @property
+    def enabled(self) -> bool:
+        """Whether anything is pruned at all."""
+        return bool(self.messages_s or self.events_s or self.idempotency_s or self.errors_s)
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> RetentionSettings:
+        """From a ``gateway.config.GatewayConfig``."""
+        s = cfg.store
+        return cls(messages_s=s.retention_days * DAY, events_s=s.events_retention_days * DAY,
+                   idempotency_s=s.idempotency_retention_days * DAY,
+                   # never shorter than the segment's window (its entries feed it)
+                   errors_s=max(s.errors_retention_days, cfg.rules.error_segment.days) * DAY
+                   if s.errors_retention_days else 0.0,
+                   receipt_window_s=cfg.pipeline.carrier_id_ttl_s,
+                   sticky_count=cfg.rules.error_segment.sticky_count,
+                   interval_s=s.retention_interval_s,
+                   webhooks=tuple(h.name for h in cfg.webhooks))
+
+
+# ------------------------------------------------------------------ pure decisions
+
+
+def last_activity(rec: MessageRecord) -> float:
+    """When the message last changed: creation, last update or last history entry."""
+    t = rec.created_at
+    if rec.updated_at is not None and rec.updated_at > t:
+        t = rec.updated_at
+    if rec.history and rec.history[-1].at > t:
+        t = rec.history[-1].at
+    return t
+
+
+def message_verdict(rec: MessageRecord, now: float, *, retention_s: float,
+                    receipt_window_s: float, outbox_ids: frozenset[str] | set[str]) -> str:
+    """:data:`PRUNE`, or why the message stays.
+
+    Final for pruning = a status in ``MESSAGE_FINAL`` (submitted, delivered,
+    partially_delivered, undelivered, expired, failed, rejected, unknown: no outbox
+    entry and no submit to come), no part pending or sending, no outbox entry (neither
+    the record's ``outbox_due`` nor an entry seen in the outbox), and no change for
+    ``retention_s``; a message whose parts may still get a receipt (``submitted``, a
+    part ``accepted`` or ``unknown_receipt``) also waits out the receipt window.
+    Reasons: ``off``, ``not_final``, ``in_flight``, ``in_outbox``, ``young``,
+    ``awaiting_receipt``.
+    """
+    if retention_s <= 0:
+        return "off"
+    if rec.status not in MESSAGE_FINAL:
+        return "not_final"
+    if any(p.status in _IN_FLIGHT for p in rec.parts):
+        return "in_flight"
+    if rec.outbox_due is not None or rec.id in outbox_ids:
+        return "in_outbox"
+    age = now - last_activity(rec)
+    if age < retention_s:
+        return "young"
+    if age < receipt_window_s and (rec.status == SUBMITTED or any(
+            p.status in _AWAITING_RECEIPT for p in rec.parts)):
+        return "awaiting_receipt"
+    return PRUNE
+
+
+def carrier_ids_of(rec: MessageRecord) -> list[tuple[str, str]]:
+    """The ``carrier_ids`` keys the parts of ``rec`` may be stored under: the dispatcher
+    stores ``normalise_message_id(id, fmt)``, which is one of these two whatever ``fmt``."""
+    out: list[tuple[str, str]] = []
+    for p in rec.parts:
+        if p.carrier and p.carrier_msg_id:
+            for fmt in ("auto", "raw"):
+                cid = normalise_message_id(p.carrier_msg_id, fmt)
+                if cid and (p.carrier, cid) not in out:
+                    out.append((p.carrier, cid))
+    return out
+
+
+def carrier_id_prunable(rec: CarrierIdRecord, message_exists: bool, now: float,
+                        retention_s: float) -> bool:
+    """A carrier id goes with its message; alone (message gone) once it is older than
+    ``retention_s``."""
+    return retention_s > 0 and not message_exists and now - rec.at >= retention_s
+
+
+def claim_prunable(rec: IdempotencyRecord, now: float, lifetime_s: float) -> bool:
+    """An idempotency claim older than its own lifetime (0: it goes with its message)."""
+    return lifetime_s > 0 and now - rec.at >= lifetime_s
+
+
+def events_prune_through(head: Sequence[tuple[int, float]], now: float, retention_s: float,
+                         hold: int | None) -> int | None:
+    """The last sequence number to prune among ``head`` (``(seq, at)``, oldest first), or
+    None: events from the start while older than ``retention_s`` and not after ``hold``
+    (the smallest cursor that counts). Stops at the first event to keep, so an event is
+    never pruned while an older one stays (the feed has no holes)."""
+    if retention_s <= 0:
+        return None
+    through = None
+    for seq, at in head:
+        if now - at < retention_s or (hold is not None and seq > hold):
+            break
+        through = seq
+    return through
+
+
+def holding_cursors(cursors: dict[str, int], webhooks: Iterable[str]) -> dict[str, int]:
+    """The cursors that hold events: every stored cursor, except the cursor of a webhook
+    endpoint that is no longer in the config (renaming or removing an endpoint leaves
+    its cursor behind for good; it would hold the feed forever)."""
+    names = {WEBHOOK_CURSOR_PREFIX + w for w in webhooks}
+    return {n: seq for n, seq in cursors.items()
+            if not n.startswith(WEBHOOK_CURSOR_PREFIX) or n in names}
+
+
+def error_entries_to_prune(entries: Sequence[ErrorEntry], now: float, retention_s: float,
+                           sticky_count: int) -> list[int]:
+    """Indexes of ``entries`` (one phone's history, oldest first) that may go.
+
+    An entry older than ``retention_s`` goes unless it still decides what
+    ``GET /v1/segments/sms-errors`` says for the phone, whatever the look-back asked:
+    the newest entry (``last_error_at``, ``error_class``), the newest of a segment class
+    (``rules.error_segment``'s last temporary failure) and the newest ``sticky_count``
+    ``temporary_unreachable`` and ``disconnected`` ones (the all-time sticky rule).
+    Only the line's ``errors`` count shrinks to what is kept.
+    """
+    if retention_s <= 0 or not entries:
+        return []
+    keep = {len(entries) - 1}
+    seen_segment = False
+    sticky = {ErrorClass.TEMPORARY_UNREACHABLE: 0, ErrorClass.DISCONNECTED: 0}
+    for i in range(len(entries) - 1, -1, -1):
+        cls = _ERROR_CLASSES.get(entries[i].error_class, ErrorClass.UNKNOWN)
+        if cls in SEGMENT_CLASSES and not seen_segment:
+            seen_segment = True
+            keep.add(i)
+        if cls in sticky and sticky[cls] < sticky_count:
+            sticky[cls] += 1
+            keep.add(i)
+    return [i for i, e in enumerate(entries) if i not in keep and now - e.at >= retention_s]
+
+
+# --------------------------------------------------------------------------- the task
+
+
+class RetentionStats(msgspec.Struct, kw_only=True):
+    """Counters for metrics (``smsgw_retention_*``)."""
+
+    pruned: dict[str, int] = msgspec.field(default_factory=lambda: dict.fromkeys(KINDS, 0))
+    sweeps: int = 0
+    failures: int = 0
+    last_sweep_at: float | None = None
+    last_sweep_seconds: float = 0.0
+    #: Events older than the retention that a cursor held back at the last sweep.
+    events_held: int = 0
+
+
+class _Sweep:
+    """Counts of one sweep (the log line)."""
+
+    def __init__(self) -> None:
+        self.pruned = dict.fromkeys(KINDS, 0)
+        self.kept: dict[str, int] = {}
+        self.held_by: str | None = None
+        self.events_held = 0
+
+
+class Retention:
+    """The background task: ``await nursery.start(retention.run)``.
+
+    ``clock`` gives ``now`` in epoch seconds (the records' time base); tests pass a clock
+    driven by trio's. ``sleep`` is trio's.
+    """
+
+    def __init__(self, store: Any, settings: RetentionSettings, *,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._store = store
+        self.settings = settings
+        self._clock = clock
+        self.stats = RetentionStats()
+        self._last_orphan_scan: float | None = None
+
+    def statistics(self) -> RetentionStats:
+        """Counters since start (a copy)."""
+        return msgspec.structs.replace(self.stats, pruned=dict(self.stats.pruned))
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+                  ) -> None:
+        """Sweep every ``interval_s`` (the first after :data:`FIRST_SWEEP_DELAY_S`) until
+        cancelled. A failed sweep (store full, unavailable) is logged and tried again at
+        the next interval: pruning is housekeeping, never a reason to stop the gateway."""
+        task_status.started()
+        await trio.sleep(min(FIRST_SWEEP_DELAY_S, self.settings.interval_s))
+        while True:
+            try:
+                await self.sweep()
+            except StoreError as exc:
+                self.stats.failures += 1
+                log.warning("retention sweep failed", error=str(exc))
+            await trio.sleep(self.settings.interval_s)
+
+    async def sweep(self) -> _Sweep:
+        """One pass over every kind; returns its counts (also logged and counted)."""
+        started = time.monotonic()
+        now = self._clock()
+        s = self.settings
+        sw = _Sweep()
+        if s.messages_s > 0:
+            await self._messages(now, sw)
+            if self._last_orphan_scan is None or now - self._last_orphan_scan >= \
+                    ORPHAN_SCAN_EVERY_S:
+                await self._orphan_carrier_ids(now, sw)
+                self._last_orphan_scan = now
+        if s.idempotency_s > 0:
+            await self._claims(now, sw)
+        if s.events_s > 0:
+            await self._events(now, sw)
+        if s.errors_s > 0:
+            await self._errors(now, sw)
+        st = self.stats
+        for kind, n in sw.pruned.items():
+            st.pruned[kind] += n
+        st.sweeps += 1
+        st.last_sweep_at = now
+        st.last_sweep_seconds = time.monotonic() - started
+        st.events_held = sw.events_held
+        log.info("retention sweep", **sw.pruned, kept=",".join(
+            f"{k}:{v}" for k, v in sorted(sw.kept.items())) or "-",
+            events_held=sw.events_held, events_held_by=sw.held_by or "-",
+            duration_ms=round(st.last_sweep_seconds * 1000))
+        return sw
+
+    async def _commit(self, fn: Callable[[Any], Any]) -> None:
+        batch = WriteBatch()  # the normal lane: behind receipts and submits
+        batch.run_in_txn(fn)
+        await self._store.commit(batch)
+
+    async def _pause(self, wrote: bool) -> None:
+        await trio.sleep(PAUSE_S if wrote else READ_PAUSE_S)
+
+    async def _outbox_ids(self) -> frozenset[str]:
+        ids: set[str] = set()
+        pos: bytes | None = b""
+        while pos is not None:
+            got, pos = self._store.read(partial(outbox_chunk, start=pos, limit=CHUNK_KEYS))
+            ids.update(got)
+            if pos is not None:
+                await self._pause(False)
+        return frozenset(ids)
+
+    async def _messages(self, now: float, sw: _Sweep) -> None:
+        s = self.settings
+        outbox_ids = await self._outbox_ids()
+        created_cutoff = now - s.messages_s
+        prunable = partial(_prunable, now=now, retention_s=s.messages_s,
+                           receipt_window_s=s.receipt_window_s, outbox_ids=outbox_ids)
+        pos: bytes | None = b""
+        while pos is not None:
+            recs, pos = self._store.read(partial(message_chunk, start=pos, limit=MESSAGE_CHUNK))
+            doomed: list[str] = []
+            for rec in recs:
+                if rec.created_at >= created_cutoff:
+                    # Ids sort by creation time: nothing after this one is old enough.
+                    pos = None
+                    break
+                verdict = message_verdict(rec, now, retention_s=s.messages_s,
+                                          receipt_window_s=s.receipt_window_s,
+                                          outbox_ids=outbox_ids)
+                if verdict == PRUNE:
+                    doomed.append(rec.id)
+                else:
+                    sw.kept[verdict] = sw.kept.get(verdict, 0) + 1
+            if doomed:
+                op = PruneMessages(doomed, prunable, carrier_ids_of)
+                await self._commit(op)
+                sw.pruned["messages"] += op.messages
+                sw.pruned["carrier_ids"] += op.carrier_ids
+                sw.pruned["idempotency"] += op.claims
+            if pos is not None or doomed:
+                await self._pause(bool(doomed))
+
+    async def _orphan_carrier_ids(self, now: float, sw: _Sweep) -> None:
+        s = self.settings
+        older_than = now - s.messages_s
+        pos: bytes | None = b""
+        while pos is not None:
+            found, _, pos = self._store.read(partial(
+                carrier_id_chunk, start=pos, limit=CHUNK_KEYS, older_than=older_than))
+            doomed = [key for key, rec, exists in found
+                      if carrier_id_prunable(rec, exists, now, s.messages_s)]
+            if doomed:
+                op = PruneCarrierIds(doomed, older_than)
+                await self._commit(op)
+                sw.pruned["carrier_ids"] += op.deleted
+            if pos is not None or doomed:
+                await self._pause(bool(doomed))
+
+    async def _claims(self, now: float, sw: _Sweep) -> None:
+        s = self.settings
+        pos: bytes | None = b""
+        while pos is not None:
+            found, pos = self._store.read(partial(idempotency_chunk, start=pos,
+                                                  limit=CHUNK_KEYS))
+            doomed = [key for key, rec in found if claim_prunable(rec, now, s.idempotency_s)]
+            if doomed:
+                op = PruneIdempotency(doomed, now - s.idempotency_s)
+                await self._commit(op)
+                sw.pruned["idempotency"] += op.deleted
+            if pos is not None or doomed:
+                await self._pause(bool(doomed))
+
+    async def _events(self, now: float, sw: _Sweep) -> None:
+        s = self.settings
+        cursors = holding_cursors(list_cursors(self._store), s.webhooks)
+        hold_name = min(cursors, key=cursors.__getitem__) if cursors else None
+        hold = cursors[hold_name] if hold_name is not None else None
+        while True:
+            head = self._store.read(partial(event_head, limit=CHUNK_KEYS))
+            through = events_prune_through(head, now, s.events_s, hold)
+            if through is None:
+                break
+            batch = WriteBatch()
+            batch.delete_events_through(through)
+            await self._store.commit(batch)
+            sw.pruned["events"] += sum(1 for seq, _ in head if seq <= through)
+            await self._pause(True)
+        if hold is not None:
+            # Events old enough to go that the slowest cursor still needs.
+            head = self._store.read(partial(event_head, limit=CHUNK_KEYS))
+            sw.events_held = sum(1 for seq, at in head if now - at >= s.events_s and seq > hold)
+            if sw.events_held:
+                sw.held_by = hold_name
+
+    async def _errors(self, now: float, sw: _Sweep) -> None:
+        s = self.settings
+        pos: bytes | None = b""
+        while pos is not None:
+            phones, pos = self._store.read(partial(error_chunk, start=pos,
+                                                   max_entries=CHUNK_KEYS))
+            doomed: list[bytes] = []
+            for _, entries in phones:
+                idx = error_entries_to_prune([e for _, e in entries], now, s.errors_s,
+                                             s.sticky_count)
+                doomed += [entries[i][0] for i in idx]
+            for start in range(0, len(doomed), CHUNK_KEYS):
+                op = PruneErrors(doomed[start:start + CHUNK_KEYS])
+                await self._commit(op)
+                sw.pruned["errors"] += op.deleted
+                await self._pause(True)
+            if pos is not None and not doomed:
+                await self._pause(False)
+
+
+def _prunable(rec: MessageRecord, *, now: float, retention_s: float, receipt_window_s: float,
+              outbox_ids: frozenset[str]) -> bool:
+    # The in-transaction re-check of a message read earlier (gateway.store.retention).
+    return message_verdict(rec, now, retention_s=retention_s, receipt_window_s=receipt_window_s,
+                           outbox_ids=outbox_ids) == PRUNE
