@@ -49,6 +49,7 @@ from gateway.pipeline.dispatch import (
     SUBMITTED,
     UNKNOWN_RECEIPT,
 )
+from gateway.pipeline.ids import ALPHABET, ID_LENGTH
 from gateway.receipts import normalise_message_id
 from gateway.store import ErrorEntry, MessageRecord, StoreError, WriteBatch
 from gateway.store.cursors import list_cursors
@@ -83,6 +84,7 @@ __all__ = [
     "holding_cursors",
     "last_activity",
     "message_verdict",
+    "young_id_prefix",
 ]
 
 log = get_logger("smsgw.retention")
@@ -194,6 +196,17 @@ def message_verdict(rec: MessageRecord, now: float, *, retention_s: float,
             p.status in _AWAITING_RECEIPT for p in rec.parts)):
         return "awaiting_receipt"
     return PRUNE
+
+
+def young_id_prefix(t: float) -> str:
+    """The smallest message id (``gateway.pipeline.ids``) made at or after ``t``: those ids
+    are all ``>=`` it (its alphabet sorts like its values), older ones are all ``<`` it."""
+    ms = int(t * 1000)
+    out = []
+    for _ in range(10):
+        out.append(ALPHABET[ms & 31])
+        ms >>= 5
+    return "".join(reversed(out))
 
 
 def carrier_ids_of(rec: MessageRecord) -> list[tuple[str, str]]:
@@ -371,20 +384,23 @@ class Retention:
     async def _pause(self, wrote: bool) -> None:
         await trio.sleep(PAUSE_S if wrote else READ_PAUSE_S)
 
-    async def _outbox_ids(self) -> frozenset[str]:
+    async def _outbox_ids(self, created_before: float) -> frozenset[str]:
+        # Only ids that may belong to a message created before the cutoff (the sweep
+        # looks at no other): a campaign of 1,000,000 queued messages stays out of memory.
+        young = young_id_prefix(created_before)
         ids: set[str] = set()
         pos: bytes | None = b""
         while pos is not None:
             got, pos = self._store.read(partial(outbox_chunk, start=pos, limit=CHUNK_KEYS))
-            ids.update(got)
+            ids.update(i for i in got if not (len(i) == ID_LENGTH and i >= young))
             if pos is not None:
                 await self._pause(False)
         return frozenset(ids)
 
     async def _messages(self, now: float, sw: _Sweep) -> None:
         s = self.settings
-        outbox_ids = await self._outbox_ids()
         created_cutoff = now - s.messages_s
+        outbox_ids = await self._outbox_ids(created_cutoff)
         prunable = partial(_prunable, now=now, retention_s=s.messages_s,
                            receipt_window_s=s.receipt_window_s, outbox_ids=outbox_ids)
         pos: bytes | None = b""

@@ -30,6 +30,7 @@ from gateway.retention import (
     events_prune_through,
     holding_cursors,
     message_verdict,
+    young_id_prefix,
 )
 from gateway.store import (
     CarrierIdRecord,
@@ -107,6 +108,32 @@ def test_message_verdict(rec: MessageRecord, retention: float, window: float,
                          outbox: set[str], verdict: str) -> None:
     assert message_verdict(rec, NOW, retention_s=retention, receipt_window_s=window,
                            outbox_ids=outbox) == verdict
+
+
+@pytest.mark.parametrize("t", [T0, T0 + 0.0005, T0 + 0.001, NOW, 0.0, 4e10])
+def test_young_id_prefix_splits_ids_by_time(t: float) -> None:
+    from gateway.pipeline.ids import IdGenerator
+
+    prefix = young_id_prefix(t)
+    gen = IdGenerator(random_part=(1 << 30) - 1)
+    assert gen.next(t) >= prefix  # made at t
+    assert gen.next(t + 0.001) >= prefix
+    if t >= 0.001:
+        assert IdGenerator(random_part=(1 << 30) - 1).next(t - 0.001) < prefix
+
+
+async def test_outbox_snapshot_keeps_only_ids_that_can_be_old() -> None:
+    from gateway.pipeline.ids import IdGenerator
+
+    gen = IdGenerator()
+    old, young = gen.next(NOW - 40 * DAY), gen.next(NOW - DAY)
+    store = MemoryStore()
+    b = WriteBatch()
+    for mid in (old, young, "foreign"):
+        b.outbox_add(NOW, mid)
+    await store.commit(b)
+    got = await Retention(store, RetentionSettings())._outbox_ids(NOW - R30)
+    assert got == {old, "foreign"}
 
 
 def test_carrier_ids_of_covers_both_normalisations() -> None:

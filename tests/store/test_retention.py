@@ -216,3 +216,28 @@ async def test_ops_count_again_when_run_again(store: Store) -> None:
         await run(store, op)
         await run(store, op)
         assert op.deleted == 0
+
+
+@pytest.mark.slow  # LMDB: a handful of fsynced commits
+async def test_a_whole_sweep_prunes_the_same_on_both_stores(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    import gateway.retention
+    from gateway.retention import Retention, RetentionSettings
+    from tests.test_retention import KEEP_PHONE, NOW, PHONE, R30, old_id, seed
+
+    # (no autojump clock: it would jump while the LMDB writer thread works)
+    monkeypatch.setattr(gateway.retention, "PAUSE_S", 0.0)
+    monkeypatch.setattr(gateway.retention, "READ_PAUSE_S", 0.0)
+    with trio.fail_after(TIMEOUT):
+        await seed(store, NOW)  # type: ignore[arg-type]
+        retention = Retention(store, RetentionSettings(messages_s=R30, webhooks=("crm",)),
+                              clock=lambda: NOW)
+        await retention.sweep()
+        assert retention.stats.pruned == {"messages": 1, "carrier_ids": 2, "idempotency": 1,
+                                          "events": 3, "errors": 2}
+        assert [store.get_message(old_id(i)) is None for i in (1, 2, 3)] == [True, False, False]
+        assert [e.seq for e in store.events_after(0, 10)] == [4, 5, 6]
+        assert store.get_recipient(KEEP_PHONE) is not None
+        assert len(store.get_errors(PHONE)) == 2
+        await retention.sweep()  # nothing left to do
+        assert retention.stats.pruned["messages"] == 1 and retention.stats.sweeps == 2
