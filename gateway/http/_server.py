@@ -24,12 +24,21 @@ Three things keep the per-request cost down (bench/http.py measures it):
   and a request changed it three times. Every read still has a deadline and every write
   a timeout, so a slow or silent client holds a task and a socket for a bounded time
   only; a timeout fires up to ``_sweep_slack`` late, never early.
+- Reads and writes try the socket directly first (``os.read``/``os.write`` on its
+  non-blocking descriptor) and wait through trio only when it is not ready. trio's own
+  socket calls, when they succeed at once, still pass through the scheduler (a
+  checkpoint) - twice a request. That checkpoint is what keeps one busy connection from
+  starving the others, so a cycle keeps one: a response is written directly only if the
+  task has already yielded since the last response (the usual case: the handler waited
+  for its commit), else through trio (``_Conn.points``). ``_DIRECT_IO`` turns it off
+  (the tests compare both).
 """
 from __future__ import annotations
 
 import errno
 import logging
 import math
+import os
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -63,17 +72,29 @@ _HANDLER = "handler"  # the handler, or a streamed body's producer: no timeout
 _WRITE = "write"  # writing a response
 _ERROR = "error"  # writing an error and lingering: with their own timeouts
 
+#: Read and write the socket directly when it is ready (see the module docstring).
+_DIRECT_IO = True
+
 
 class _Conn:
     """One connection's state."""
 
-    __slots__ = ("buf", "client", "conn", "expires", "first", "fresh", "phase", "pos", "sock",
-                 "stream", "timer")
+    __slots__ = ("buf", "client", "conn", "expires", "fd", "first", "fresh", "phase", "points",
+                 "pos", "sock", "stream", "task", "timer")
 
     def __init__(self, stream: trio.SocketStream, conn: h11.Connection,
                  client: tuple[str, int] | None) -> None:
         self.stream = stream
         self.sock = stream.socket
+        self.fd = self.sock.fileno()
+        # Direct I/O needs the task's count of schedule points (the attribute trio's own
+        # ``trio.testing.assert_checkpoints`` reads); without it, every I/O goes via trio.
+        task = trio.lowlevel.current_task()
+        points = getattr(task, "_schedule_points", None)
+        #: The connection's task, when direct I/O is on; None: all I/O goes through trio.
+        self.task = task if _DIRECT_IO and type(points) is int else None
+        #: ``task._schedule_points`` after the last response was written.
+        self.points = points
         self.conn = conn
         self.client = client
         self.first = True
@@ -457,11 +478,14 @@ class Server:
             # (which gets only the head timeout: connecting and saying nothing is slowloris).
             if self._closing:
                 return None
-            cx.phase = _IDLE  # shutdown() cancels idle connections
-            cx.expires = trio.current_time() + (
-                limits.header_timeout if cx.first else limits.idle_timeout)
-            data = await cx.sock.recv(limits.receive_size)
-            cx.phase = _HEAD  # until the head is parsed: shutdown leaves it be
+            if cx.task is None:
+                cx.phase = _IDLE  # shutdown() cancels idle connections
+                cx.expires = trio.current_time() + (
+                    limits.header_timeout if cx.first else limits.idle_timeout)
+                data = await cx.sock.recv(limits.receive_size)
+                cx.phase = _HEAD  # until the head is parsed: shutdown leaves it be
+            else:
+                data = await self._read_direct(cx)
             if data and (fast := self._parse_fast(cx, data, 0)) is not None:
                 return fast  # the usual case: a whole plain request came in one read
             cx.fresh = False
@@ -476,6 +500,30 @@ class Server:
             event = conn.next_event()
             if event is not h11.NEED_DATA:
                 return event
+
+    async def _read_direct(self, cx: _Conn) -> bytes:
+        """The next bytes of an idle connection: read directly, or once readable.
+
+        Under load the request is often there already (the client sent it while the
+        handler waited for its commit). The cycle's checkpoint is in ``_send_fast``.
+        """
+        limits = self._limits
+        fd = cx.fd
+        try:
+            return os.read(fd, limits.receive_size)
+        except BlockingIOError:
+            pass
+        cx.phase = _IDLE  # shutdown() cancels idle connections
+        cx.expires = trio.current_time() + (
+            limits.header_timeout if cx.first else limits.idle_timeout)
+        while True:
+            await trio.lowlevel.wait_readable(cx.sock)
+            try:
+                data = os.read(fd, limits.receive_size)
+            except BlockingIOError:  # pragma: no cover - a spurious wake-up
+                continue
+            cx.phase = _HEAD  # until the head is parsed: shutdown leaves it be
+            return data
 
     def _parse_fast(self, cx: _Conn, data: bytes, pos: int) -> _Fast | None:
         """A plain request whose head and body are all in ``data[pos:]``, or None for h11.
@@ -571,7 +619,20 @@ class Server:
         lines.append(b"\r\n")
         if not head_only:
             lines.append(body)
-        await self._write(cx, b"".join(lines))
+        data = b"".join(lines)
+        task = cx.task
+        if task is not None and task._schedule_points != cx.points:
+            # The task yielded since the last response: write without another checkpoint.
+            try:
+                sent = os.write(cx.fd, data)
+            except BlockingIOError:
+                sent = 0
+            if sent < len(data):
+                await self._write(cx, data, sent)
+        else:
+            await self._write(cx, data)  # a checkpoint: others get their turn
+        if task is not None:
+            cx.points = task._schedule_points
         if not keep_alive:
             return None
         if cx.conn.their_state is h11.IDLE:
@@ -638,13 +699,15 @@ class Server:
                 with trio.CancelScope(shield=True):
                     await aclose()
 
-    async def _write(self, cx: _Conn, data: bytes) -> None:
+    async def _write(self, cx: _Conn, data: bytes, sent: int = 0) -> None:
+        """Write ``data[sent:]`` (all of it: a checkpoint even when the socket takes it)."""
         cx.phase = _WRITE
         cx.expires = trio.current_time() + self._limits.write_timeout
         # The trio socket directly: SocketStream.send_all adds a conflict detector and an
         # error-translating context manager per call (OSError is handled per connection).
         sock = cx.sock
-        sent = await sock.send(data)
+        if not sent:
+            sent = await sock.send(data)
         if sent < len(data):
             with memoryview(data) as view:
                 while sent < len(data):
