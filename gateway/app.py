@@ -10,7 +10,9 @@ ready:
 4. the carriers (``CarrierSet`` of ``[[carriers]]``; binds come up in the background);
 5. the pipeline: ``RecipientCache``, ``Accepter``, ``Router``, ``Dispatcher`` (outbox ->
    carriers) and ``InboundProcessor`` (receipts and MO -> store); then the webhook
-   senders (``gateway.webhooks``, one per enabled ``[[webhooks]]``, readers of the feed);
+   senders (``gateway.webhooks``, one per enabled ``[[webhooks]]``, readers of the feed)
+   and the retention sweep (``gateway.retention``, unless every ``[store]
+   *retention_days`` is 0);
 6. the HTTP API (``Api(GatewayBackend(...))`` on ``[api] listen``);
 7. the metrics listener (``GET /metrics`` on ``[metrics] listen``).
 

@@ -8,7 +8,8 @@ short read transactions. ``MemoryStore`` is the in-memory fake with the same int
 Modules: ``records`` (values), ``keys`` (key encodings), ``batch`` (``WriteBatch``),
 ``logic`` (shared by both stores), ``kv`` (the transaction interface under it),
 ``writer`` (group commit), ``lmdb_store``, ``memory_store``, ``interface`` (``Store``),
-``errors``.
+``errors``, ``cursors`` (named feed positions), ``retention`` (bounded scans and
+in-transaction prune ops for ``gateway.retention``).
 """
 
 from typing import TYPE_CHECKING
