@@ -95,9 +95,15 @@ DAY: Final = 86_400.0
 CHUNK_KEYS: Final = 1000
 #: Message records read per chunk: each deletes the record, its carrier ids and its claim.
 MESSAGE_CHUNK: Final = 200
-#: Pause after a chunk that deleted something (the writer and the accept path go first)
-#: and after one that only read (the trio thread's other tasks go first).
-PAUSE_S: Final = 0.1
+#: After a chunk that deleted something the task pauses ``PAUSE_FACTOR`` times as long
+#: as its commit took (call to durable, queueing included), within ``PAUSE_MIN_S`` ..
+#: ``PAUSE_MAX_S``: it keeps at most ~1/10 of the writer's time, and backs off by itself
+#: when the writer is busy (commits wait longer). ~2 ms a full chunk on an idle writer:
+#: ~8,000 messages or ~45,000 events pruned a second at most.
+PAUSE_FACTOR: Final = 10.0
+PAUSE_MIN_S: Final = 0.02
+PAUSE_MAX_S: Final = 1.0
+#: Pause after a chunk that only read (the trio thread's other tasks go first).
 READ_PAUSE_S: Final = 0.01
 #: The first sweep starts this long after start-up (not in the middle of it).
 FIRST_SWEEP_DELAY_S: Final = 60.0
@@ -325,6 +331,7 @@ class Retention:
         self._clock = clock
         self.stats = RetentionStats()
         self._last_orphan_scan: float | None = None
+        self._last_commit_s = 0.0
 
     def statistics(self) -> RetentionStats:
         """Counters since start (a copy)."""
@@ -379,10 +386,19 @@ class Retention:
     async def _commit(self, fn: Callable[[Any], Any]) -> None:
         batch = WriteBatch()  # the normal lane: behind receipts and submits
         batch.run_in_txn(fn)
+        await self._commit_batch(batch)
+
+    async def _commit_batch(self, batch: WriteBatch) -> None:
+        t0 = time.perf_counter()
         await self._store.commit(batch)
+        self._last_commit_s = time.perf_counter() - t0
 
     async def _pause(self, wrote: bool) -> None:
-        await trio.sleep(PAUSE_S if wrote else READ_PAUSE_S)
+        if wrote:
+            await trio.sleep(min(PAUSE_MAX_S, max(PAUSE_MIN_S,
+                                                  PAUSE_FACTOR * self._last_commit_s)))
+        else:
+            await trio.sleep(READ_PAUSE_S)
 
     async def _outbox_ids(self, created_before: float) -> frozenset[str]:
         # Only ids that may belong to a message created before the cutoff (the sweep
@@ -470,7 +486,7 @@ class Retention:
                 break
             batch = WriteBatch()
             batch.delete_events_through(through)
-            await self._store.commit(batch)
+            await self._commit_batch(batch)
             sw.pruned["events"] += sum(1 for seq, _ in head if seq <= through)
             await self._pause(True)
         if hold is not None:

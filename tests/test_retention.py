@@ -416,6 +416,19 @@ async def test_chunks_are_bounded(autojump_clock: trio.testing.MockClock) -> Non
     assert sizes and max(sizes) <= 1000 and len(sizes) >= 3 + 3
 
 
+@pytest.mark.parametrize(("commit_s", "wrote", "pause"), [
+    (0.0005, True, 0.02), (0.01, True, 0.1), (0.05, True, 0.5), (0.5, True, 1.0),
+    (0.5, False, 0.01)])
+async def test_pause_follows_the_commit_latency(
+        autojump_clock: trio.testing.MockClock, commit_s: float, wrote: bool,
+        pause: float) -> None:
+    retention = Retention(MemoryStore(), RetentionSettings())
+    retention._last_commit_s = commit_s
+    t0 = trio.current_time()
+    await retention._pause(wrote)
+    assert trio.current_time() - t0 == pytest.approx(pause)
+
+
 # ------------------------------------------------------------------- metrics, app
 
 def test_metrics_render_the_counters() -> None:

@@ -226,7 +226,8 @@ async def test_a_whole_sweep_prunes_the_same_on_both_stores(
     from tests.test_retention import KEEP_PHONE, NOW, PHONE, R30, old_id, seed
 
     # (no autojump clock: it would jump while the LMDB writer thread works)
-    monkeypatch.setattr(gateway.retention, "PAUSE_S", 0.0)
+    monkeypatch.setattr(gateway.retention, "PAUSE_MIN_S", 0.0)
+    monkeypatch.setattr(gateway.retention, "PAUSE_FACTOR", 0.0)
     monkeypatch.setattr(gateway.retention, "READ_PAUSE_S", 0.0)
     with trio.fail_after(TIMEOUT):
         await seed(store, NOW)  # type: ignore[arg-type]
