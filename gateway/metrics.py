@@ -467,7 +467,8 @@ def _read_retention(f: _Families, s: object) -> None:
     f.gauge("smsgw_retention_last_sweep_seconds", "Duration of the last retention sweep."
             ).add_metric([], _num(_get(s, "last_sweep_seconds")))
     f.gauge("smsgw_retention_events_held", "Events past their retention kept because a "
-            "cursor (webhook) has not passed them.").add_metric([], _num(_get(s, "events_held")))
+            "cursor (webhook) has not passed them (counted up to 1000).").add_metric(
+        [], _num(_get(s, "events_held")))
     last = _get(s, "last_sweep_at", None)
     if last is not None:
         f.gauge("smsgw_retention_last_sweep_timestamp_seconds",

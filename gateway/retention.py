@@ -303,7 +303,8 @@ class RetentionStats(msgspec.Struct, kw_only=True):
     failures: int = 0
     last_sweep_at: float | None = None
     last_sweep_seconds: float = 0.0
-    #: Events older than the retention that a cursor held back at the last sweep.
+    #: Events older than the retention that a cursor held back at the last sweep (among
+    #: the oldest ``CHUNK_KEYS`` of the feed).
     events_held: int = 0
 
 
