@@ -116,6 +116,7 @@ from gateway.store.keys import MAX_KEY_BYTES, carrier_key
 from gateway.store.kv import Db, KvTxn
 from gateway.store.logic import CARRIER_ID
 from gateway.store.records import ErrorSummary as StoredErrors
+from gateway.store.writer import AckBatch
 from rules.delivery_errors import classify_delivery_error, record_delivered, record_error
 from rules.keywords import ConsentChange, KeywordSets, apply_mo, classify, handle_mo
 from rules.model import ErrorClass, ErrorSummary
@@ -547,8 +548,9 @@ class InboundProcessor:
     async def process(self, items: list[Inbound]) -> None:
         """Handle one batch (plus held receipts and expired fragments): one commit, acks."""
         now = self._clock()
-        # Urgent: the SMSC holds its next receipts until these are acked (after the commit).
-        batch = WriteBatch(urgent=True)
+        # The SMSC holds its next receipts until these are acked (after the commit): the
+        # writer commits an AckBatch ahead of everything else queued.
+        batch: WriteBatch = AckBatch()
         acks: list[Inbound] = []
         phones: set[str] = set()
         self._n["batches"] += 1
