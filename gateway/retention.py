@@ -33,7 +33,7 @@ behind a long prune.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from functools import partial
 from typing import Any, Final
 
@@ -341,8 +341,9 @@ class Retention:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
                   ) -> None:
         """Sweep every ``interval_s`` (the first after :data:`FIRST_SWEEP_DELAY_S`) until
-        cancelled. A failed sweep (store full, unavailable) is logged and tried again at
-        the next interval: pruning is housekeeping, never a reason to stop the gateway."""
+        cancelled. A failed sweep (store full or unavailable; or a record it cannot read)
+        is logged and tried again at the next interval: pruning is housekeeping, never a
+        reason to stop the gateway."""
         task_status.started()
         await trio.sleep(min(FIRST_SWEEP_DELAY_S, self.settings.interval_s))
         while True:
@@ -351,6 +352,9 @@ class Retention:
             except StoreError as exc:
                 self.stats.failures += 1
                 log.warning("retention sweep failed", error=str(exc))
+            except Exception:
+                self.stats.failures += 1
+                log.exception("retention sweep failed")
             await trio.sleep(self.settings.interval_s)
 
     async def sweep(self) -> _Sweep:
@@ -359,18 +363,33 @@ class Retention:
         now = self._clock()
         s = self.settings
         sw = _Sweep()
+        steps: list[tuple[str, Callable[[float, _Sweep], Awaitable[None]]]] = []
         if s.messages_s > 0:
-            await self._messages(now, sw)
+            steps.append(("messages", self._messages))
             if self._last_orphan_scan is None or now - self._last_orphan_scan >= \
                     ORPHAN_SCAN_EVERY_S:
-                await self._orphan_carrier_ids(now, sw)
-                self._last_orphan_scan = now
+                steps.append(("carrier_ids", self._orphan_carrier_ids))
         if s.idempotency_s > 0:
-            await self._claims(now, sw)
+            steps.append(("idempotency", self._claims))
         if s.events_s > 0:
-            await self._events(now, sw)
+            steps.append(("events", self._events))
         if s.errors_s > 0:
-            await self._errors(now, sw)
+            steps.append(("errors", self._errors))
+        failed: list[str] = []
+        for kind, step in steps:
+            # One kind failing (a record it cannot read) does not stop the others; a
+            # store that fails fails them all (the store's errors end the sweep).
+            try:
+                await step(now, sw)
+            except StoreError:
+                raise
+            except Exception:
+                self.stats.failures += 1
+                failed.append(kind)
+                log.exception("retention sweep failed", kind=kind)
+            else:
+                if kind == "carrier_ids":
+                    self._last_orphan_scan = now
         st = self.stats
         for kind, n in sw.pruned.items():
             st.pruned[kind] += n
@@ -381,7 +400,7 @@ class Retention:
         log.info("retention sweep", **sw.pruned, kept=",".join(
             f"{k}:{v}" for k, v in sorted(sw.kept.items())) or "-",
             events_held=sw.events_held, events_held_by=sw.held_by or "-",
-            duration_ms=round(st.last_sweep_seconds * 1000))
+            failed=",".join(failed) or "-", duration_ms=round(st.last_sweep_seconds * 1000))
         return sw
 
     async def _commit(self, fn: Callable[[Any], Any]) -> None:

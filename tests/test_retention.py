@@ -386,6 +386,29 @@ async def test_task_survives_a_failed_sweep(autojump_clock: trio.testing.MockClo
             nursery.cancel_scope.cancel()
 
 
+async def test_a_record_it_cannot_read_fails_only_its_kind(
+        autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture) -> None:
+    from gateway.store.kv import Db
+
+    store = MemoryStore()
+    await seed(store, NOW)
+    b = WriteBatch()
+    b.run_in_txn(lambda tx: tx.put(Db.MESSAGES, b"0a0000", b"\xc1 not msgpack") or ())
+    await store.commit(b)
+    retention = Retention(store, RetentionSettings(interval_s=600.0), clock=lambda: NOW)
+    with trio.fail_after(3600):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(retention.run)
+            await trio.sleep(FIRST_SWEEP_DELAY_S + 600 + SWEEP_TIME_S)
+            # the messages fail (every sweep), the other kinds are pruned all the same
+            assert (retention.stats.failures, retention.stats.sweeps) == (2, 2)
+            assert "retention sweep failed" in caplog.text
+            assert store.get_message(old_id(1)) is not None
+            assert [e.seq for e in store.events_after(0, 10)] == [6]
+            assert retention.stats.pruned["events"] == 5
+            nursery.cancel_scope.cancel()
+
+
 async def test_chunks_are_bounded(autojump_clock: trio.testing.MockClock) -> None:
     """3,000 old events and 450 old messages go in batches of at most 1,000 keys."""
     store = MemoryStore()
