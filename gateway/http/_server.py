@@ -57,6 +57,8 @@ __all__ = ["ErrorResponder", "Server", "ServerStats", "json_error", "serve"]
 log = logging.getLogger("gateway.http")
 
 _REASONS = {s.value: s.phrase.encode("ascii") for s in HTTPStatus}
+_STATUS_LINES = {s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, _REASONS[s.value])
+                 for s in HTTPStatus}
 # accept() failures that mean "out of descriptors/memory right now": back off, don't die
 # (the same list as trio.serve_listeners).
 _ACCEPT_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
@@ -219,6 +221,7 @@ class Server:
         self._closing = False
         self._accept_scope: trio.CancelScope | None = None
         self._conns: set[_Conn] = set()
+        self._blocks: dict[Sequence[tuple[bytes, bytes]], bytes] = {}
         limits = self._limits
         # How late a timeout may fire: a tenth of the shortest, at most half a second
         # (10 s of header timeout -> 0.5 s), at least 10 ms (no busy sweeping).
@@ -600,26 +603,31 @@ class Server:
             if name == b"connection" and b"close" in value.lower():
                 keep_alive = False
         status = response.status
-        lines = [b"HTTP/1.1 %d %s\r\ndate: %s\r\n" % (
-            status, _REASONS.get(status, b""), _http_date())]
-        for name, value in response.headers:
-            if _BAD_NAME.search(name) or b"\r" in value or b"\n" in value or not name:
-                log.error("handler returned an unsendable header %r: %r", name, value)
+        extra = response.headers
+        # The handler's headers as lines; a handler's constant tuple is checked only once.
+        block = None
+        if type(extra) is tuple:
+            try:
+                block = self._blocks.get(extra)
+            except TypeError:  # a tuple of lists: fine to send, cannot be a key
+                block = None
+        if block is None:
+            block = self._header_block(extra)
+            if block is None:
                 error = self._error_response(500, "internal_error", "internal server error")
-                if error.headers == response.headers:  # pragma: no cover - a broken responder
+                if error.headers == extra:  # pragma: no cover - a broken responder
                     return None
                 assert isinstance(error.body, bytes)
                 return await self._send_fast(
                     cx, keep_alive=keep_alive, headers=headers, head_only=head_only,
                     response=error, body=error.body)
-            lines.append(b"%s: %s\r\n" % (name, value))
-        lines.append(b"content-length: %d\r\n" % len(body))
-        if not keep_alive:
-            lines.append(b"connection: close\r\n")
-        lines.append(b"\r\n")
-        if not head_only:
-            lines.append(body)
-        data = b"".join(lines)
+        status_line = _STATUS_LINES.get(status)
+        if status_line is None:
+            status_line = b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b""))
+        data = b"%sdate: %s\r\n%scontent-length: %d\r\n%s%s" % (
+            status_line, _http_date(), block, len(body),
+            b"\r\n" if keep_alive else b"connection: close\r\n\r\n",
+            b"" if head_only else body)
         task = cx.task
         if task is not None and task._schedule_points != cx.points:
             # The task yielded since the last response: write without another checkpoint.
@@ -635,7 +643,7 @@ class Server:
             cx.points = task._schedule_points
         if not keep_alive:
             return None
-        if cx.conn.their_state is h11.IDLE:
+        if cx.fresh or cx.conn.their_state is h11.IDLE:
             return cx.conn  # the fast path parsed the request: h11 has seen nothing
         conn = self._new_conn()
         pending, closed = cx.conn.trailing_data
@@ -648,6 +656,25 @@ class Server:
             cx.buf = pending  # the fast path gets the first look at the next request
             cx.pos = 0
         return conn
+
+    def _header_block(self, headers: Sequence[tuple[bytes, bytes]]) -> bytes | None:
+        """``headers`` as header lines, or None (logged) if one cannot be sent as is.
+
+        Remembers the block of a tuple of byte pairs (a handler's constant, such as the
+        API's content-type), up to 64 of them.
+        """
+        lines = []
+        for name, value in headers:
+            if _BAD_NAME.search(name) or b"\r" in value or b"\n" in value or not name:
+                log.error("handler returned an unsendable header %r: %r", name, value)
+                return None
+            lines.append(b"%s: %s\r\n" % (name, value))
+        block = b"".join(lines)
+        if (type(headers) is tuple and len(self._blocks) < 64
+                and all(type(h) is tuple and type(h[0]) is bytes and type(h[1]) is bytes
+                        for h in headers)):
+            self._blocks[headers] = block
+        return block
 
     def _head(self, conn: h11.Connection, response: Response, length: int | None) -> bytes:
         headers = [(b"date", _http_date()), *response.headers]

@@ -395,6 +395,35 @@ async def test_unsendable_header_from_handler_is_500(
         assert "unsendable header" in caplog.text
 
 
+async def test_constant_header_tuples_are_remembered_each_as_itself(
+        net: Net, nursery: trio.Nursery, caplog: pytest.LogCaptureFixture) -> None:
+    # The server remembers the header lines of a tuple it has checked: each tuple must
+    # still get its own lines, a bad one must be refused every time, and a tuple of
+    # lists (not hashable) must still be sent.
+    json_ = ((b"content-type", b"application/json"),)
+    text = ((b"content-type", b"text/plain"), (b"x-a", b"1"))
+    bad = ((b"x-evil", b"a\r\nset-cookie: b"),)
+    lists = ([b"x-list", b"yes"],)
+
+    async def handler(request: Request) -> Response:
+        headers = {"/j": json_, "/t": text, "/bad": bad, "/l": lists}[request.path]
+        return Response(200, b"x", headers)  # type: ignore[arg-type]
+
+    with trio.fail_after(5):
+        server = await start_server(nursery, handler)
+        client = await net.client(server.port)
+        for _ in range(2):
+            reply = await client.request("GET", "/j")
+            assert (reply.headers["content-type"], "x-a" in reply.headers) == (
+                "application/json", False)
+            reply = await client.request("GET", "/t")
+            assert (reply.headers["content-type"], reply.headers["x-a"]) == ("text/plain", "1")
+            reply = await client.request("GET", "/bad")
+            assert reply.status == 500 and "set-cookie" not in reply.headers
+            assert (await client.request("GET", "/l")).headers["x-list"] == "yes"
+        assert caplog.text.count("unsendable header") == 2
+
+
 async def test_204_has_no_body_and_keeps_the_connection(
         net: Net, nursery: trio.Nursery) -> None:
     async def handler(request: Request) -> Response:
