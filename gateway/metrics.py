@@ -462,8 +462,9 @@ def _read_retention(f: _Families, s: object) -> None:
                      _get(s, "pruned", {}))
     f.counter("smsgw_retention_sweeps", "Retention sweeps completed.").add_metric(
         [], _num(_get(s, "sweeps")))
-    f.counter("smsgw_retention_sweep_failures", "Retention sweeps that failed (store error)."
-              ).add_metric([], _num(_get(s, "failures")))
+    f.counter("smsgw_retention_sweep_failures", "Retention sweeps that failed (store error), "
+              "and kinds a sweep skipped (a record it could not read).").add_metric(
+        [], _num(_get(s, "failures")))
     f.gauge("smsgw_retention_last_sweep_seconds", "Duration of the last retention sweep."
             ).add_metric([], _num(_get(s, "last_sweep_seconds")))
     f.gauge("smsgw_retention_events_held", "Events past their retention kept because a "
