@@ -17,6 +17,7 @@ from gateway.api import RouteStats
 from gateway.bind import BindKind, BindStats
 from gateway.carriers import CarrierStats
 from gateway.metrics import Metrics, outbox_provider, serve_metrics
+from gateway.retention import RetentionStats
 from gateway.store import StoreStats
 from tests.api.client import request
 
@@ -84,6 +85,9 @@ def full_metrics() -> Metrics:
     m.register("webhooks", lambda: [{"name": "crm", "delivered_events": 9, "lag_events": 3,
                                      "lag_seconds": 1.5, "failures": {"http_5xx": 2},
                                      "dead_lettered_events": 1, "last_success_at": 990.0}])
+    m.register("retention", lambda: RetentionStats(
+        pruned={"messages": 3, "carrier_ids": 3, "idempotency": 0, "events": 9, "errors": 1},
+        sweeps=2, failures=0, last_sweep_at=900.0, last_sweep_seconds=0.5, events_held=0))
     return m
 
 
