@@ -269,6 +269,10 @@ class Api(MarketingHandlers):
         self._tokens = tuple(t.encode("utf-8") for t in tokens)
         self._hosts = (None if self._tokens or loopback_hosts is None
                        else frozenset(h.encode("ascii").lower() for h in loopback_hosts))
+        # Per-request checks of header values that repeat (clients send the same Host
+        # and Content-Type every time), remembered for up to 64 distinct values each.
+        self._host_ok: dict[bytes | None, bool] = {}
+        self._json_media: dict[bytes | None, bool] = {}
         self._max_text = max_text_chars
         self._max_batch = max_batch
         self._max_wait = max_wait
@@ -325,7 +329,7 @@ class Api(MarketingHandlers):
             if self._tokens and path.startswith("/v1/") and not self._authorized(request):
                 response = self._unauthorized(request)
             elif (self._hosts is not None and path.startswith("/v1/")
-                  and _hostname(request) not in self._hosts):
+                  and not self._host_allowed(request)):
                 response = self._error(403, "host_not_allowed",
                                        "without tokens the API answers loopback Host names only")
             else:
@@ -369,6 +373,16 @@ class Api(MarketingHandlers):
                 return methods, tuple(args)
         return None, ()
 
+    def _host_allowed(self, request: Request) -> bool:
+        host = request.header(b"host")
+        ok = self._host_ok.get(host)
+        if ok is None:
+            assert self._hosts is not None
+            ok = _hostname(host) in self._hosts
+            if len(self._host_ok) < 64:
+                self._host_ok[host] = ok
+        return ok
+
     def _authorized(self, request: Request) -> bool:
         value = request.header(b"authorization")
         if value is None:
@@ -404,10 +418,15 @@ class Api(MarketingHandlers):
 
     def _decode(self, request: Request, decode: Callable[[bytes], _T]) -> _T:
         content_type = request.header(b"content-type")
-        media = (content_type or b"").partition(b";")[0].strip().lower()
+        json_media = self._json_media.get(content_type)
+        if json_media is None:
+            media = (content_type or b"").partition(b";")[0].strip().lower()
+            json_media = media == b"application/json" or media.endswith(b"+json")
+            if len(self._json_media) < 64:
+                self._json_media[content_type] = json_media
         # Requiring JSON is also CSRF protection for a token-less loopback API: a browser
         # can POST text/plain cross-origin without asking, but not application/json.
-        if media != b"application/json" and not media.endswith(b"+json"):
+        if not json_media:
             raise UnsupportedMediaType("Content-Type must be application/json")
         try:
             return decode(request.body)
@@ -458,8 +477,12 @@ class Api(MarketingHandlers):
         if len(results) != len(messages):
             raise RuntimeError(f"backend answered {len(results)} results "
                                f"for {len(messages)} messages")
-        accepted = any(r.status != "rejected" for r in results)
-        return self._json(202 if accepted else 200, SubmitResponse(results=results))
+        status = 200  # every message rejected by a rule
+        for r in results:
+            if r.status != "rejected":
+                status = 202
+                break
+        return self._json(status, SubmitResponse(results=results))
 
     async def _preview_message(self, request: Request) -> Response:
         preview = self._decode(request, self._preview)
@@ -517,8 +540,8 @@ class Api(MarketingHandlers):
         return Response(200, self._openapi_body, _JSON_HEADERS)
 
 
-def _hostname(request: Request) -> bytes:
-    host = (request.header(b"host") or b"").lower()
+def _hostname(header: bytes | None) -> bytes:
+    host = (header or b"").lower()
     if host.startswith(b"["):  # [::1]:8080
         return host[:host.find(b"]") + 1]
     return host.partition(b":")[0]

@@ -342,6 +342,28 @@ async def test_tokenless_api_answers_loopback_hosts_only(
         assert (await client.request("GET", "/healthz", headers=[("host", host)])).status == 200
 
 
+async def test_host_and_media_type_checks_hold_for_each_value_on_one_api(
+        net: Net, nursery: trio.Nursery, backend: FakeBackend) -> None:
+    # The API remembers its verdict per Host and per Content-Type value (up to 64 each):
+    # on one Api, every value must still get its own answer, also past the 64th.
+    backend.recipients[TO] = recipient(TO)
+    body = msgspec.json.encode(msg())
+    with trio.fail_after(20):
+        server, _ = await start(nursery, backend)
+        client = await net.client(server.port)
+        hosts = [("localhost:1", 200), ("attacker.example", 403)] * 2
+        hosts += [(f"h{i}.example", 403) for i in range(70)] + [("127.0.0.1:9", 200)]
+        for host, status in hosts:
+            reply = await client.request("GET", f"/v1/recipients/{TO}", headers=[("host", host)])
+            assert reply.status == status, host
+        types = [("application/json", 202), ("text/plain", 415)] * 2
+        types += [(f"text/x{i}", 415) for i in range(70)] + [("application/ld+json", 202)]
+        for media, status in types:
+            reply = await client.request("POST", "/v1/messages", body=body,
+                                         headers=[("content-type", media)])
+            assert reply.status == status, media
+
+
 async def test_with_tokens_any_host_is_fine(
         net: Net, nursery: trio.Nursery, backend: FakeBackend) -> None:
     backend.recipients[TO] = recipient(TO)
