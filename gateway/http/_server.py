@@ -27,11 +27,10 @@ Three things keep the per-request cost down (bench/http.py measures it):
 - Reads and writes try the socket directly first (``os.read``/``os.write`` on its
   non-blocking descriptor) and wait through trio only when it is not ready. trio's own
   socket calls, when they succeed at once, still pass through the scheduler (a
-  checkpoint) - twice a request. That checkpoint is what keeps one busy connection from
-  starving the others, so a cycle keeps one: a response is written directly only if the
-  task has already yielded since the last response (the usual case: the handler waited
-  for its commit), else through trio (``_Conn.points``). ``_DIRECT_IO`` turns it off
-  (the tests compare both).
+  schedule point) - twice a request. A cycle keeps one, after its response is written:
+  it keeps one busy connection from starving the others (a handler need not wait), and
+  by the time the task reads again the client has usually sent its next request (read
+  at once, no wait for readability). ``_DIRECT_IO`` turns it off (the tests compare).
 """
 from __future__ import annotations
 
@@ -81,22 +80,14 @@ _DIRECT_IO = True
 class _Conn:
     """One connection's state."""
 
-    __slots__ = ("buf", "client", "conn", "expires", "fd", "first", "fresh", "phase", "points",
-                 "pos", "sock", "stream", "task", "timer")
+    __slots__ = ("buf", "client", "conn", "expires", "fd", "first", "fresh", "phase", "pos",
+                 "sock", "stream", "timer")
 
     def __init__(self, stream: trio.SocketStream, conn: h11.Connection,
                  client: tuple[str, int] | None) -> None:
         self.stream = stream
         self.sock = stream.socket
         self.fd = self.sock.fileno()
-        # Direct I/O needs the task's count of schedule points (the attribute trio's own
-        # ``trio.testing.assert_checkpoints`` reads); without it, every I/O goes via trio.
-        task = trio.lowlevel.current_task()
-        points = getattr(task, "_schedule_points", None)
-        #: The connection's task, when direct I/O is on; None: all I/O goes through trio.
-        self.task = task if _DIRECT_IO and type(points) is int else None
-        #: ``task._schedule_points`` after the last response was written.
-        self.points = points
         self.conn = conn
         self.client = client
         self.first = True
@@ -481,7 +472,7 @@ class Server:
             # (which gets only the head timeout: connecting and saying nothing is slowloris).
             if self._closing:
                 return None
-            if cx.task is None:
+            if not _DIRECT_IO:
                 cx.phase = _IDLE  # shutdown() cancels idle connections
                 cx.expires = trio.current_time() + (
                     limits.header_timeout if cx.first else limits.idle_timeout)
@@ -520,7 +511,7 @@ class Server:
         cx.expires = trio.current_time() + (
             limits.header_timeout if cx.first else limits.idle_timeout)
         while True:
-            await trio.lowlevel.wait_readable(cx.sock)
+            await trio.lowlevel.wait_readable(fd)
             try:
                 data = os.read(fd, limits.receive_size)
             except BlockingIOError:  # pragma: no cover - a spurious wake-up
@@ -628,19 +619,19 @@ class Server:
             status_line, _http_date(), block, len(body),
             b"\r\n" if keep_alive else b"connection: close\r\n\r\n",
             b"" if head_only else body)
-        task = cx.task
-        if task is not None and task._schedule_points != cx.points:
-            # The task yielded since the last response: write without another checkpoint.
+        if _DIRECT_IO:
             try:
                 sent = os.write(cx.fd, data)
             except BlockingIOError:
                 sent = 0
             if sent < len(data):
                 await self._write(cx, data, sent)
+            else:
+                # The cycle's schedule point: the other connections get their turn, and
+                # the client time to send its next request (read directly then).
+                await trio.lowlevel.cancel_shielded_checkpoint()
         else:
-            await self._write(cx, data)  # a checkpoint: others get their turn
-        if task is not None:
-            cx.points = task._schedule_points
+            await self._write(cx, data)
         if not keep_alive:
             return None
         if cx.fresh or cx.conn.their_state is h11.IDLE:
