@@ -175,6 +175,44 @@ _PLANS_MAX: Final = 2048
 _STATUS_DATA_MAX: Final = 4096
 #: Counters ``_complete`` moves (taken back when a batch is decided again).
 _COMPLETE_COUNTERS: Final = ("submitted", "retries", "failed", "unknown")
+#: While receipts wait for their commit (``ReceiptGate``), a dispatch round takes at most
+#: this many entries, after waiting (at most ``RECEIPT_YIELD_MAX_S``) for that batch to be
+#: acked: the SMSC sends the next receipts only when those are acked (its deliver_sm
+#: window), and a full round (~400 entries, ~10-15 ms of the trio thread in one step, and
+#: its lease commit) held them for as long, every round, while a backlog was submitted.
+RECEIPT_SHARE_ROUND: Final = 128
+RECEIPT_YIELD_MAX_S: Final = 0.02
+
+
+class ReceiptGate:
+    """Receipts the SMSC waits for: the inbound processor ``enter``s with each batch and
+    ``leave``s once it is acked; the dispatcher's feed yields to them (``wait``) before
+    each round and keeps its rounds short while they come."""
+
+    __slots__ = ("_idle", "busy")
+
+    def __init__(self) -> None:
+        self.busy = 0
+        self._idle: trio.Event | None = None
+
+    def enter(self) -> None:
+        """A batch of deliveries is being built and committed."""
+        self.busy += 1
+
+    def leave(self) -> None:
+        """That batch is acked (or failed)."""
+        self.busy -= 1
+        if not self.busy and self._idle is not None:
+            self._idle.set()
+            self._idle = None
+
+    async def wait(self, limit: float) -> None:
+        """Until no batch is in progress, at most ``limit`` seconds."""
+        if self.busy:
+            if self._idle is None:
+                self._idle = trio.Event()
+            with trio.move_on_after(limit):
+                await self._idle.wait()
 
 
 def rollup(parts: Sequence[PartRecord]) -> str | None:
@@ -517,6 +555,8 @@ class Dispatcher:
         self._status_data: dict[tuple[str, str | None, str | None, str], bytes] = {}
         self._stopping = False
         self._committing = False
+        #: Receipts in progress (the inbound processor's ``ReceiptGate``), if any.
+        self._receipts: ReceiptGate | None = None
         # Dispatch rounds under way: a round commits "sending" *before* its flights are
         # registered, so drain() must also wait for rounds, or a stop right after an
         # accept leaves committed-"sending" parts that were never handed to a bind (and
@@ -599,6 +639,10 @@ class Dispatcher:
         if fl is None or fl.lease is None:
             return None
         return fl.carrier, tuple(i for i in fl.parts if i not in fl.applied)
+
+    def share_with(self, gate: ReceiptGate) -> None:
+        """Yield to the receipts ``gate`` tracks (the inbound processor registers it)."""
+        self._receipts = gate
 
     def awaiting_response(self, carrier: str | None = None) -> int:
         """Parts handed to ``carrier`` (or any) with no outcome yet."""
@@ -746,6 +790,7 @@ class Dispatcher:
 
     async def _feed_loop(self) -> None:
         failures = 0
+        yielded = False  # this round waited for receipts (``ReceiptGate``) already
         while not self._stopping:
             self._wake = trio.Event()
             seq = self._store.last_event_seq()
@@ -775,6 +820,18 @@ class Dispatcher:
                     self._room_waiting = False
                     continue
                 limit = self._batch_size if room is None else min(self._batch_size, room)
+                gate = self._receipts
+                if gate is not None and (yielded or gate.busy):
+                    # Receipts wait for their commit, and the SMSC for their acks: let
+                    # that batch finish first (once per round: then look again, a stop
+                    # or a carrier change may have come meanwhile), and keep this round
+                    # short.
+                    if not yielded:
+                        yielded = True
+                        await gate.wait(RECEIPT_YIELD_MAX_S)
+                        continue
+                    limit = min(limit, RECEIPT_SHARE_ROUND)
+                yielded = False
                 entries = self._store.due_outbox(now, limit)
                 if entries:
                     self._dispatching += 1

@@ -74,6 +74,7 @@ from gateway.pipeline.dispatch import (
     REJECTED,
     UNDELIVERED,
     UNKNOWN_RECEIPT,
+    ReceiptGate,
     rollup,
 )
 from gateway.pipeline.events import (
@@ -497,6 +498,11 @@ class InboundProcessor:
         self._status_data: dict[tuple[int, str, str, str | None, str | None, str], bytes] = {}
         self._ack_counts = [0] * (len(ACK_LATENCY_BUCKETS) + 1)
         self._ack_seconds = 0.0
+        #: Tells the dispatcher a batch is in progress (it yields to receipts).
+        self._gate = ReceiptGate()
+        share = getattr(dispatcher, "share_with", None)
+        if share is not None:
+            share(self._gate)
 
     # -- running ------------------------------------------------------------------------
 
@@ -547,6 +553,13 @@ class InboundProcessor:
 
     async def process(self, items: list[Inbound]) -> None:
         """Handle one batch (plus held receipts and expired fragments): one commit, acks."""
+        self._gate.enter()
+        try:
+            await self._process(items)
+        finally:
+            self._gate.leave()
+
+    async def _process(self, items: list[Inbound]) -> None:
         now = self._clock()
         # The SMSC holds its next receipts until these are acked (after the commit): the
         # writer commits an AckBatch ahead of everything else queued.
