@@ -20,13 +20,17 @@ accepts a strict subset of what h11 accepts:
 - at most one Content-Length, digits only (h11 merges equal duplicates and ``5, 5``);
 - the head ends with CRLF CRLF within ``limit`` bytes.
 
+``HeadParser`` is ``parse_head`` with a memory of the request lines and header lines it
+has parsed (a client sends the same few lines again and again: the regular expressions
+are most of the cost); the same differential test holds it to ``parse_head``.
+
 Pure: bytes in, values out (no trio, no socket).
 """
 from __future__ import annotations
 
 import re
 
-__all__ = ["Head", "parse_head"]
+__all__ = ["Head", "HeadParser", "parse_head"]
 
 #: (method, target, headers, body_start, content_length): the head ends at body_start
 #: (an index into the ``data`` given to ``parse_head``).
@@ -79,3 +83,64 @@ def parse_head(data: bytes, limit: int, pos: int = 0) -> Head | None:
     if hosts != 1:
         return None
     return method, target, headers, end + 4, length if length > 0 else 0
+
+
+class HeadParser:
+    """``parse_head``, remembering the lines it parsed (see the module docstring).
+
+    At most ``size`` request lines and ``size`` header lines are remembered, each at most
+    ``max_line`` bytes long; past that, lines are parsed every time (so a client sending
+    ever new lines costs memory once and speed never below ``parse_head``'s).
+    """
+
+    __slots__ = ("_fields", "_max_line", "_size", "_starts")
+
+    def __init__(self, size: int = 256, max_line: int = 256) -> None:
+        self._starts: dict[bytes, tuple[bytes, bytes]] = {}
+        self._fields: dict[bytes, tuple[bytes, bytes]] = {}
+        self._size = size
+        self._max_line = max_line
+
+    def __call__(self, data: bytes, limit: int, pos: int = 0) -> Head | None:
+        """As ``parse_head(data, limit, pos)``."""
+        end = data.find(b"\r\n\r\n", pos, pos + limit)
+        if end < 0:
+            return None
+        lines = data[pos:end].split(b"\r\n")
+        first = lines[0]
+        start = self._starts.get(first)
+        if start is None:
+            match = _REQUEST_LINE.fullmatch(first)
+            if match is None:
+                return None
+            start = (match[1], match[2])
+            if len(self._starts) < self._size and len(first) <= self._max_line:
+                self._starts[first] = start
+        headers = []
+        hosts = 0
+        length = -1
+        known = self._fields
+        header_line = _HEADER_LINE.fullmatch
+        for i in range(1, len(lines)):
+            line = lines[i]
+            field = known.get(line)
+            if field is None:
+                m = header_line(line)
+                if m is None:  # obs-fold, CTL, bare CR/LF, bad name: h11's call
+                    return None
+                field = (m[1].lower(), m[2])
+                if len(known) < self._size and len(line) <= self._max_line:
+                    known[line] = field
+            name = field[0]
+            if name == b"host":
+                hosts += 1
+            elif name == b"content-length":
+                if length >= 0 or _DIGITS.fullmatch(field[1]) is None:
+                    return None
+                length = int(field[1])
+            elif name in {b"transfer-encoding", b"expect"}:
+                return None
+            headers.append(field)
+        if hosts != 1:
+            return None
+        return start[0], start[1], headers, end + 4, length if length > 0 else 0

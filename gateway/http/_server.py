@@ -48,7 +48,7 @@ import h11
 import msgspec
 import trio
 
-from gateway.http._fastparse import parse_head
+from gateway.http._fastparse import HeadParser
 from gateway.http._message import Handler, Limits, Request, Response
 
 __all__ = ["ErrorResponder", "Server", "ServerStats", "json_error", "serve"]
@@ -62,6 +62,8 @@ _STATUS_LINES = {s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, _REASONS[s.value])
 # (the same list as trio.serve_listeners).
 _ACCEPT_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 _JSON = (b"content-type", b"application/json")
+#: The fast path's parser (its memory of lines is shared by the servers of a process).
+parse_head = HeadParser()
 # A header name must be an RFC 9110 token.
 _BAD_NAME = re.compile(rb"[^!#$%&'*+\-.^_`|~0-9A-Za-z]")
 

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from gateway.http._fastparse import parse_head
+from gateway.http._fastparse import HeadParser, parse_head
 
 LIMIT = 1024
 TCHARS = "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -51,9 +51,16 @@ def h11_parse(data: bytes) -> tuple[h11.Request, bytes, bytes] | None:
         return None
 
 
+# Small, so that the examples also run it full (lines parsed every time again).
+MEMO = HeadParser(size=64)
+
+
 def check(data: bytes) -> bool:
     """The differential property; True when the fast path accepted ``data``."""
     fast = parse_head(data, LIMIT)
+    # HeadParser's memory of lines changes nothing: a first and a second time.
+    assert MEMO(data, LIMIT) == fast
+    assert MEMO(data, LIMIT) == fast
     slow = h11_parse(data)
     if fast is None:
         return False
@@ -191,6 +198,17 @@ def test_garbage_agrees_with_h11(data: bytes) -> None:
 def test_declines(data: bytes) -> None:
     assert parse_head(data, LIMIT) is None
     check(data)
+
+
+def test_head_parser_remembers_lines_within_its_bounds() -> None:
+    parser = HeadParser(size=2, max_line=20)
+    first = b"GET /a HTTP/1.1\r\nHost: x\r\nX-Long: " + b"v" * 30 + b"\r\n\r\n"
+    second = b"GET /b HTTP/1.1\r\nHost: y\r\nX-A: 1\r\nX-B: 2\r\n\r\n"
+    for data in (first, second, first, second):
+        assert parser(data, LIMIT) == parse_head(data, LIMIT)
+    # The long line was not remembered, and the third short header line found no room.
+    assert sorted(parser._fields) == [b"Host: x", b"Host: y"]
+    assert sorted(parser._starts) == [b"GET /a HTTP/1.1", b"GET /b HTTP/1.1"]
 
 
 def test_fields_and_boundaries() -> None:
