@@ -180,7 +180,7 @@ _COMPLETE_COUNTERS: Final = ("submitted", "retries", "failed", "unknown")
 #: acked: the SMSC sends the next receipts only when those are acked (its deliver_sm
 #: window), and a full round (~400 entries, ~10-15 ms of the trio thread in one step, and
 #: its lease commit) held them for as long, every round, while a backlog was submitted.
-RECEIPT_SHARE_ROUND: Final = 128
+RECEIPT_SHARE_ROUND: Final = 256
 RECEIPT_YIELD_MAX_S: Final = 0.02
 
 

@@ -21,7 +21,7 @@ from .test_dispatch_harness import FakeInbound, rig
 from .test_inbound import receipt_pdu
 from .test_inbound_writes import FR1, _submitted
 
-PHONES = [f"+3361234{i:04d}" for i in range(300)]
+PHONES = [f"+3361234{i:04d}" for i in range(600)]
 
 
 class _Rounds:
