@@ -459,6 +459,10 @@ class EventsOut(_Out, kw_only=True):
     events: list[EventOut]
     #: Cursor for the next call (unchanged when no event arrived within ``wait``).
     next: str
+    #: Events after the cursor that are no longer in the feed (removed by retention,
+    #: ``[store] events_retention_days``): the first event returned is not the one right
+    #: after the cursor. 0 when nothing was missed (and for a call without ``after``).
+    pruned: int = 0
 
 
 class HealthOut(_Out, kw_only=True):

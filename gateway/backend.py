@@ -521,7 +521,10 @@ class GatewayBackend:
                 await self._store.wait_for_events(seq)
             evs = self._read(lambda: self._store.events_after(seq, limit))
         nxt = str(evs[-1].seq) if evs else (after or "0")
-        return EventsOut(events=[event_out(e) for e in evs], next=nxt)
+        # Sequence numbers have no holes (a failed batch's events roll back with it), so
+        # a first event beyond seq + 1 means retention removed the ones in between.
+        pruned = evs[0].seq - seq - 1 if evs and seq > 0 and evs[0].seq > seq + 1 else 0
+        return EventsOut(events=[event_out(e) for e in evs], next=nxt, pruned=pruned)
 
     # --- health -------------------------------------------------------------------------
 

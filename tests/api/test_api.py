@@ -467,7 +467,7 @@ async def test_events_long_poll_returns_when_an_event_arrives(
         start_time = trio.current_time()
         reply = await client.request("GET", "/v1/events?after=2&wait=10")
         assert trio.current_time() - start_time == pytest.approx(10)
-        assert reply.json() == {"events": [], "next": "2"}
+        assert reply.json() == {"events": [], "next": "2", "pruned": 0}
 
 
 async def test_events_wait_is_capped_and_params_checked(

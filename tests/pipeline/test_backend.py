@@ -101,6 +101,27 @@ async def test_events_long_poll(mem_store: MemoryStore, config: GatewayConfig,
         await be.events("x", 10, 0)
 
 
+async def test_events_report_what_retention_removed_after_the_cursor(
+        mem_store: MemoryStore, config: GatewayConfig) -> None:
+    be = make(mem_store, config)
+    for phone in (LA, LA2, NY):
+        await be.consent(ConsentIn(phone=phone, action="subscribe", source="web"))
+        await be.consent(ConsentIn(phone=phone, action="unsubscribe", source="web"))
+    everything = await be.events(None, 100, 0)
+    assert [e.id for e in everything.events] == [str(i) for i in range(1, 7)]
+    assert everything.pruned == 0
+    prune = WriteBatch()
+    prune.delete_events_through(4)  # what the retention sweep commits
+    await mem_store.commit(prune)
+    out = await be.events("1", 100, 0)
+    assert [e.id for e in out.events] == ["5", "6"] and out.pruned == 3  # 2, 3 and 4
+    assert (await be.events("4", 100, 0)).pruned == 0  # the cursor is right before the feed
+    assert (await be.events("5", 100, 0)).pruned == 0
+    fresh = await be.events(None, 100, 0)  # no cursor: from the oldest event kept
+    assert [e.id for e in fresh.events] == ["5", "6"] and fresh.pruned == 0
+    assert (await be.events("6", 100, 0)) == type(out)(events=[], next="6", pruned=0)
+
+
 async def test_preview_health_ready(mem_store: MemoryStore, config: GatewayConfig) -> None:
     be = make(mem_store, config)
     p = await be.preview(PreviewIn(text="a" * 161))
