@@ -24,8 +24,19 @@ fresh stores. Acks go to a no-op (the bind's deliver_sm_resp is not measured).
 ``--store memory`` runs it against the ``MemoryStore`` instead, whose commit applies the
 batch on the calling thread: one thread, steadier figures on a busy machine.
 
+``--inbound-batch K`` (default 64) sets the receipts per ``process`` call: one message per
+HTTP request (``bench/e2e.py --mode single``) brings batches of a few receipts.
+``--pending`` makes each receipt arrive right behind its submit_sm_resp, as in single
+mode: the messages are stored still ``sending`` and their carrier ids are only known to a
+stand-in dispatcher (``pending_carrier_id``) until the processor waits for them
+(``wait_committed``), which commits them (carrier id + part accepted, one urgent commit
+per wait, as the dispatcher's outcome commit does; that commit's CPU is in
+``process_us``, not in ``trio_thread_us``). ``carrier_id_gets_per_receipt`` and
+``message_gets_per_receipt`` count the processor's reads in one more, untimed, round.
+
     .venv/bin/python bench/receipts.py [--seconds 0.5] [--inbound 20000] [--rounds 3]
-                                       [--store lmdb|memory]
+                                       [--store lmdb|memory] [--inbound-batch 64]
+                                       [--pending]
 """
 
 from __future__ import annotations
@@ -204,7 +215,75 @@ class _Inbound:
         return True
 
 
-def inbound(n: int, rounds: int, store_kind: str = "lmdb") -> dict[str, float]:
+class _Pending:
+    """The dispatcher as ``--pending`` has it (see the module docstring)."""
+
+    def __init__(self, store: object, now: float) -> None:
+        self.store = store
+        self.now = now
+        self.uncommitted: dict[tuple[str, str], tuple[str, int]] = {}
+
+    def pending_carrier_id(self, carrier: str, keys: object) -> tuple[str, int] | None:
+        for k in keys:  # type: ignore[attr-defined]
+            hit = self.uncommitted.get((carrier, k))
+            if hit is not None:
+                return hit
+        return None
+
+    def awaiting_response(self, carrier: str | None = None) -> int:
+        return 0
+
+    async def wait_committed(self) -> None:
+        import msgspec
+
+        from gateway.store import WriteBatch
+
+        batch = WriteBatch(urgent=True)
+        for (carrier, cid), (mid, part) in self.uncommitted.items():
+            batch.put_carrier_id(carrier, cid, mid, part, self.now + 1)
+            batch.update_message(mid, lambda old: None if old is None else msgspec.structs.replace(
+                old, status="submitted", parts=tuple(msgspec.structs.replace(
+                    p, status="accepted") for p in old.parts)))
+        self.uncommitted.clear()
+        await self.store.commit(batch)  # type: ignore[attr-defined]
+
+
+class _CountingStore:
+    """The store, counting the gets of its read transactions per database."""
+
+    def __init__(self, store: object) -> None:
+        import collections
+
+        self._store = store
+        self.gets: collections.Counter[str] = collections.Counter()
+
+    def read(self, fn: Callable[[object], object]) -> object:
+        outer = self
+
+        class Txn:
+            def __init__(self, tx: object) -> None:
+                self._tx = tx
+
+            def getter(self, db: object) -> Callable[[bytes], object]:
+                get = self._tx.getter(db)  # type: ignore[attr-defined]
+                name = db.name  # type: ignore[attr-defined]
+
+                def counted(key: bytes) -> object:
+                    outer.gets[name] += 1
+                    return get(key)
+                return counted
+
+            def __getattr__(self, name: str) -> object:
+                return getattr(self._tx, name)
+
+        return self._store.read(lambda tx: fn(Txn(tx)))  # type: ignore[attr-defined]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._store, name)
+
+
+def inbound(n: int, rounds: int, store_kind: str = "lmdb", batch_size: int = 64,
+            pending: bool = False) -> dict[str, float]:
     """CPU us per receipt of ``InboundProcessor.process`` (see the module docstring)."""
     import tempfile
 
@@ -239,10 +318,11 @@ def inbound(n: int, rounds: int, store_kind: str = "lmdb") -> dict[str, float]:
         assert isinstance(frame.pdu, DeliverSm)
         pdus.append(frame.pdu)
 
-    async def one_round() -> tuple[float, float, float]:
+    async def one_round(count: bool = False) -> tuple[float, float, float]:
         with tempfile.TemporaryDirectory() as tmp:
             async with (open_store(f"{tmp}/db", durability="os") if store_kind == "lmdb"
                         else open_memory_store()) as store:
+                d = _Pending(store, now) if pending else None
                 for start in range(0, n, 1000):
                     batch = WriteBatch()
                     for i in range(start, min(n, start + 1000)):
@@ -250,38 +330,54 @@ def inbound(n: int, rounds: int, store_kind: str = "lmdb") -> dict[str, float]:
                         batch.put_message(MessageRecord(
                             id=mid, created_at=now, to=f"+1555{i:07d}",
                             text=TEXTS[i % len(TEXTS)], kind="campaign", campaign_id="bench",
-                            status="submitted", encoding="gsm7", segments=1, carrier="sim",
-                            route="+", parts=(PartRecord(
+                            status="sending" if pending else "submitted", encoding="gsm7",
+                            segments=1, carrier="sim", route="+", parts=(PartRecord(
                                 index=0, carrier="sim", carrier_msg_id=cid, submit_status=0,
-                                submitted_at=now + 1, status="accepted"),),
+                                submitted_at=now + 1,
+                                status="sending" if pending else "accepted"),),
                             history=(HistoryEntry(now, "queued"),
                                      HistoryEntry(now + 1, "submitted")),
                             updated_at=now + 1))
-                        batch.put_carrier_id("sim", cid, mid, 0, now + 1)
+                        if not pending:
+                            batch.put_carrier_id("sim", cid, mid, 0, now + 1)
                     await store.commit(batch)
-                proc = InboundProcessor(store, config,
-                                        RecipientCache(store, policy=config.rules), None, None,
+                reads = _CountingStore(store) if count else store
+                proc = InboundProcessor(reads, config,  # type: ignore[arg-type]
+                                        RecipientCache(store, policy=config.rules), None, d,
                                         clock=lambda: now + 3)
                 t = trio.current_time()
-                batches = [[_Inbound(p, t) for p in pdus[i:i + 64]] for i in range(0, n, 64)]
+                batches = [[_Inbound(p, t) for p in pdus[i:i + batch_size]]
+                           for i in range(0, n, batch_size)]
                 per_batch = []
                 thread0, proc0 = time.thread_time(), time.process_time()
-                for items in batches:
+                for b, items in enumerate(batches):
+                    if d is not None:  # the batch's submit_sm_resps came just before it
+                        for i in range(b * batch_size, b * batch_size + len(items)):
+                            d.uncommitted[("sim", format(base + i, "X"))] = (f"m{i:08d}", 0)
                     t0 = time.thread_time()
                     await proc.process(items)  # type: ignore[arg-type]
                     per_batch.append((time.thread_time() - t0) * 1e6 / len(items))
                 thread1, proc1 = time.thread_time(), time.process_time()
-                assert proc.statistics().receipts == n and all(b[-1].acked for b in batches)
+                st = proc.statistics()
+                assert st.receipts == n and st.unmatched == 0 and st.duplicates == 0
+                assert all(b[-1].acked for b in batches)
+                if count:
+                    assert isinstance(reads, _CountingStore)
+                    return (reads.gets["CARRIER_IDS"] / n, reads.gets["MESSAGES"] / n, 0.0)
         per_batch.sort()
         return ((thread1 - thread0) * 1e6 / n, (proc1 - proc0) * 1e6 / n,
                 per_batch[len(per_batch) // 10])
 
     results = [trio.run(one_round) for _ in range(rounds)]
+    gets = trio.run(one_round, True)
     return {"trio_thread_us_per_receipt": round(min(r[0] for r in results), 2),
             "process_us_per_receipt": round(min(r[1] for r in results), 2),
             # the 10th percentile of the batches' trio-thread CPU: what a batch costs
             # when nothing else preempts it (steadier than the totals on a busy machine)
-            "trio_thread_us_per_receipt_p10": round(min(r[2] for r in results), 2)}
+            "trio_thread_us_per_receipt_p10": round(min(r[2] for r in results), 2),
+            "batch": batch_size, "pending": pending,
+            "carrier_id_gets_per_receipt": round(gets[0], 3),
+            "message_gets_per_receipt": round(gets[1], 3)}
 
 
 def main() -> None:
@@ -293,7 +389,17 @@ def main() -> None:
     ap.add_argument("--store", choices=("lmdb", "memory"), default="lmdb",
                     help="--inbound's store (memory: the writes run on the one thread too, "
                          "steadier on a busy machine)")
+    ap.add_argument("--inbound-batch", type=int, default=64,
+                    help="receipts per process() call for --inbound")
+    ap.add_argument("--pending", action="store_true",
+                    help="--inbound: carrier ids answered but not committed yet (single mode)")
+    ap.add_argument("--inbound-only", action="store_true",
+                    help="skip the parse and hooks figures")
     args = ap.parse_args()
+    if args.inbound_only:
+        print(json.dumps({"inbound_us": inbound(args.inbound, args.rounds, args.store,
+                                                args.inbound_batch, args.pending)}))
+        return
     us: dict[str, float] = {}
     for kind in ("sim_hex", "sim_dec", "sim_hex_nec", "text_only_dec"):
         pdus = build(kind)
@@ -306,7 +412,8 @@ def main() -> None:
         "unit": "microseconds per receipt (best of repeated passes over 4,096 receipts)",
         "receipts_us": us,
         "hooks_us": hooks(args.seconds),
-        "inbound_us": inbound(args.inbound, args.rounds, args.store) if args.inbound else None,
+        "inbound_us": inbound(args.inbound, args.rounds, args.store, args.inbound_batch,
+                              args.pending) if args.inbound else None,
     }))
 
 

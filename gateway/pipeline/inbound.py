@@ -12,8 +12,10 @@ carrier's ``message_id_format`` (``receipt_first_key`` alone first, the others a
 missed) -> the carrier id and the message record (one read transaction for the whole
 batch, ``_lookup``). A miss that the
 dispatcher has answered but not committed yet (``Dispatcher.pending_carrier_id``) waits
-for its next commit; a miss while that carrier still has submits without a response (a
-receipt overtaking its submit_sm_resp, e.g. on another bind) is kept unacked and tried
+for its next commit (when that is its first key, its other keys are not read before: the
+usual receipt right behind its submit_sm_resp costs one lookup after the commit); a miss
+while that carrier still has submits without a response (a receipt overtaking its
+submit_sm_resp, e.g. on another bind) is kept unacked and tried
 again until ``unmatched_grace_s``; then it is a ``receipt.unmatched`` event (and acked).
 A match updates the part (stat, err, done date, error class), rolls the message up
 (``dispatch.rollup``) and, for failures, classifies the error
@@ -400,7 +402,8 @@ class _WriteReceipts:
 class _Held:
     """An inbound receipt (waiting for its carrier id to be committed, when held)."""
 
-    __slots__ = ("_keys", "carrier", "first_seen", "fmt", "inbound", "key", "receipt")
+    __slots__ = ("_keys", "carrier", "first_seen", "fmt", "inbound", "key", "receipt",
+                 "waiting")
 
     def __init__(self, inbound: Inbound, receipt: DeliveryReceipt, carrier: str,
                  fmt: MessageIdFormat, now: float) -> None:
@@ -413,6 +416,9 @@ class _Held:
         self.key = receipt_first_key(receipt, fmt)
         self._keys: tuple[str, ...] | None = None
         self.first_seen = now
+        #: Its first key missed while the dispatcher held it answered but uncommitted
+        #: (``InboundProcessor._lookup`` with ``pending``): its other keys were not tried.
+        self.waiting = False
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -442,6 +448,10 @@ class InboundProcessor:
     #: receipt received (the app feeds ``smsgw_submit_receipt_latency_seconds``; one call
     #: per batch, not per receipt). None = not measured.
     on_receipt_latencies: Callable[[list[tuple[str, float]]], None] | None = None
+    #: A receipt whose first key the dispatcher holds uncommitted waits for that commit
+    #: without its other keys being read (``_lookup``'s ``pending``). False: every key is
+    #: read first (the general path; tests compare the two).
+    wait_on_first_key: bool = True
 
     def __init__(
         self,
@@ -633,16 +643,30 @@ class InboundProcessor:
         return parse_receipt(pdu.esm_class, pdu.short_message, pdu.tlvs,
                              data_coding=pdu.data_coding)
 
-    def _lookup(self, receipts: Sequence[_Held], found: list[_Found],
-                misses: list[_Held]) -> None:
+    def _lookup(self, receipts: Sequence[_Held], found: list[_Found], misses: list[_Held],
+                pending: Callable[[str, Sequence[str]], object] | None = None, *,
+                prechecked: bool = False) -> None:
         """Appends each receipt to ``found`` with ``(message id, its key, part, stored
         record bytes)`` of its carrier id, or to ``misses``; the ids and the records in
-        ONE read transaction."""
+        ONE read transaction.
+
+        With ``pending`` (``Dispatcher.pending_carrier_id``): a receipt whose first key
+        misses while the dispatcher has that key answered but not committed (a receipt
+        right behind its submit_sm_resp: nearly every one with one message per request)
+        goes to ``misses`` marked ``waiting``, its other keys not computed nor read: the
+        caller waits for that commit and looks it up again in full, where the first key
+        is found (the other keys would only find another submit's id). ``prechecked``: the
+        caller has marked those ``waiting`` already, before any read: they are not read
+        at all (their first key may also be in the store, for an older submit the
+        carrier gave the same id: the commit will replace it)."""
         def read(tx: KvTxn) -> None:
             get_id = tx.getter(Db.CARRIER_IDS)
             get_message = tx.getter(Db.MESSAGES)
             prefixes: dict[str, bytes] = {}
             for h in receipts:
+                if prechecked and h.waiting:
+                    misses.append(h)
+                    continue
                 carrier = h.carrier
                 # logic.lookup_carrier_id over a bound getter (0.2 us a receipt less), the
                 # first key alone first (``_Held.key``), then the others in order.
@@ -660,11 +684,17 @@ class InboundProcessor:
                     k = carrier_key(carrier, key)
                 raw = get_id(k)
                 if raw is None:
+                    if pending is not None and not prechecked \
+                            and pending(carrier, (key,)) is not None:
+                        h.waiting = True
+                        misses.append(h)
+                        continue
                     for cid in h.keys[1:]:
                         raw = get_id(carrier_key(carrier, cid))
                         if raw is not None:
                             break
                     else:
+                        h.waiting = False
                         misses.append(h)
                         continue
                 hit = CARRIER_ID.decode(raw)
@@ -678,13 +708,34 @@ class InboundProcessor:
                         acks: list[Inbound], phones: set[str]) -> None:
         found: list[_Found] = []
         misses: list[_Held] = []
-        self._lookup(receipts, found, misses)
         d = self._dispatcher
-        if misses and d is not None and any(
-                d.pending_carrier_id(h.carrier, h.keys) is not None for h in misses):
+        pending = None
+        prechecked = False
+        if d is not None and self.wait_on_first_key:
+            pending = d.pending_carrier_id
+            last = receipts[-1]
+            if last.key is not None and pending(last.carrier, (last.key,)) is not None:
+                # The newest receipt came right behind its submit_sm_resp (one message per
+                # request: most batches), so most of the batch did: those wait for their
+                # commit without a read before it (their first key is missing or about to
+                # be replaced).
+                prechecked = True
+                n = 0
+                for h in receipts:
+                    key = h.key
+                    if key is not None and pending(h.carrier, (key,)) is not None:
+                        h.waiting = True
+                        n += 1
+                    else:
+                        h.waiting = False
+                if n == len(receipts):
+                    misses.extend(receipts)
+        if not misses:
+            self._lookup(receipts, found, misses, pending, prechecked=prechecked)
+        if misses and d is not None and any(self._pending(d, h) for h in misses):
             # Answered by the carrier, not committed yet: wait for that commit.
             with trio.move_on_after(PENDING_COMMIT_WAIT_S):
-                while any(d.pending_carrier_id(h.carrier, h.keys) is not None for h in misses):
+                while any(self._pending(d, h) for h in misses):
                     await d.wait_committed()
             again, misses = misses, []
             self._lookup(again, found, misses)
@@ -718,6 +769,15 @@ class InboundProcessor:
         items = [(w.key, w.raw, _encode_record(w.rec), w.fns) for w in works.values() if w.fns]
         if items:
             batch.run_in_txn(_WriteReceipts(items))
+
+    @staticmethod
+    def _pending(d: PendingCommits, h: _Held) -> bool:
+        """Whether ``h`` missed on a carrier id the dispatcher has not committed yet (its
+        first key when ``waiting``: the one it will be found under)."""
+        key = h.key
+        if h.waiting and key is not None:
+            return d.pending_carrier_id(h.carrier, (key,)) is not None
+        return d.pending_carrier_id(h.carrier, h.keys) is not None
 
     def _epoch(self, d: datetime | None) -> float | None:
         """:func:`_epoch` of ``d`` (None stays None), remembered per value: receipts of one
