@@ -14,8 +14,8 @@ Two tasks and one watcher per carrier, in the dispatcher's nursery:
   synchronously in the bind's reader) and commits whatever arrived meanwhile in one
   write: carrier id mapping, part statuses, message roll-up, history, ``message.status``
   events, outbox removal or retry;
-* **watchers** notice a carrier getting a live bind again and put the messages parked
-  for it back to "due now".
+* **watchers** notice a carrier getting a live bind again and wake the feed, which puts
+  the messages parked for it back to their due time (``_unpark_round``).
 
 Outbox entries of in-flight messages are *leased*: the same write that marks the parts
 ``sending`` moves the entry to ``now + lease_s``, so a batch read never sees messages
@@ -26,8 +26,13 @@ that was in flight is still in the outbox: at start-up its ``sending`` parts bec
 
 Waiting without spinning: with nothing due, the feed sleeps until the next due time or a
 ``wakeup()`` (the accepter calls it after each commit). A message whose route has no live
-carrier is *parked*: its entry moves a capped, growing delay ahead (0.5 s doubling to
-30 s per route), and the carrier watcher brings it back as soon as a bind comes up.
+carrier is *parked* ONCE: its entry moves out of the due range to the park key of the
+carriers it waits for (``park_due``: ``PARK_BASE_MS`` + a 40-bit hash of that carrier
+tuple, far beyond any real due time; the value keeps the due time it returns to) and
+stays there, untouched and not tracked per message in memory (a count per route,
+``_ParkState``), until one of those carriers is live again; then bounded chunks of that
+key range go back to their due times, one chunk per feed round (``_unpark_round``). At
+start-up the park range is counted again (``_load_parked``), so a restart finds them.
 
 Retries: retryable rejections (throttled, temporary, session; ambiguous up to
 ``ambiguous_retries`` attempts) put only the failed parts back, with capped exponential
@@ -42,12 +47,15 @@ the commit of its carrier id.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
+import struct
 import time
 import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import partial
 from typing import Any, Final, Protocol, TypeAlias
 
 import msgspec
@@ -82,7 +90,8 @@ from gateway.store import (
     WriteBatch,
 )
 from gateway.store.batch import DELETE, PUT
-from gateway.store.kv import Db
+from gateway.store.keys import outbox_key
+from gateway.store.kv import Db, KvTxn
 
 __all__ = [
     "MESSAGE_FINAL",
@@ -128,9 +137,19 @@ REASON_CARRIER_REJECTED: Final = "carrier_rejected"
 REASON_RETRIES_EXHAUSTED: Final = "retries_exhausted"
 REASON_NO_RESPONSE: Final = "no_response"
 
+#: A NOT_SENT part (the carrier is going away) comes back after this pause.
 PARK_MIN_S: Final = 0.5
-PARK_MAX_S: Final = 30.0
-_PARK_LEVEL_MAX: Final = math.ceil(math.log2(PARK_MAX_S / PARK_MIN_S))
+#: Parked outbox entries live at ``PARK_BASE_MS + tag`` ms (``park_due``): year ~19800,
+#: beyond any real due time (``now + _FAR_FUTURE_S`` included), below 2**50 ms so that
+#: the float seconds of ``OutboxEntry.due`` give the exact key back. ``tag`` is a 40-bit
+#: hash of the carriers the message waits for (``park_tag``), so one route's parked
+#: entries are one contiguous key range (then by message id).
+PARK_BASE_MS: Final = 1 << 49
+_PARK_TAG_BYTES: Final = 5
+#: Entries put back to due per feed round while unparking (one read txn, one commit).
+UNPARK_CHUNK: Final = 1000
+#: Parked entries counted per read transaction at start-up (``_load_parked``).
+_PARK_CENSUS_CHUNK: Final = 10_000
 IDLE_MAX_S: Final = 60.0  # re-read the outbox at least this often (wall-clock steps)
 COMMIT_RETRY_MIN_S: Final = 0.1
 COMMIT_RETRY_MAX_S: Final = 5.0
@@ -313,6 +332,8 @@ class DispatcherStats(msgspec.Struct, frozen=True, kw_only=True):
     #: Fresh outbox entries dispatched from the accepter's hand-off / read from the store.
     handoff_used: int = 0
     handoff_missed: int = 0
+    #: Parked messages per carrier tuple they wait for ("a,b"; ``parked`` is the sum).
+    parked_by_route: dict[str, int] = msgspec.field(default_factory=dict)
 
 
 # --- in-memory state of a message in flight ----------------------------------------------
@@ -482,6 +503,93 @@ class _Apply:
         return _replace(old, **fields)
 
 
+# --- parking (docs/pipeline.md "Dispatch", docs/reliability.md) ---------------------------
+
+
+class Parked(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """The value of a parked outbox entry (stored: only append fields, with defaults).
+
+    The key is ``outbox_key(park_due(tag), message id)``; ``due`` is the due time the
+    entry had (and the record's ``outbox_due`` still says), restored at unparking.
+    """
+
+    due: float
+
+
+_PARKED: Final = msgspec.msgpack.Decoder(Parked)
+_encode_parked = msgspec.msgpack.Encoder().encode
+_U64: Final = struct.Struct(">Q")
+
+
+def park_tag(carriers: Sequence[str]) -> int:
+    """The 40-bit tag of the parking range of messages waiting for any of ``carriers``
+    (stable across processes: blake2b of the names). Two carrier tuples with one tag
+    (odds ~n**2 / 2**41) would share a range: unparked together, harmless."""
+    h = hashlib.blake2b("\x1f".join(carriers).encode(), digest_size=_PARK_TAG_BYTES)
+    return int.from_bytes(h.digest(), "big")
+
+
+def park_due(tag: int) -> float:
+    """The outbox due time (epoch seconds) of the parking range ``tag``."""
+    return (PARK_BASE_MS + tag) / 1000
+
+
+def is_parked_due(due: float) -> bool:
+    """An outbox due time in the parking ranges (not a real due time)."""
+    return due * 1000 >= PARK_BASE_MS
+
+
+def parked_chunk(tx: KvTxn, tag: int, after: str | None, limit: int,
+                 ) -> list[tuple[str, bytes]]:
+    """(message id, value) of up to ``limit`` entries parked under ``tag``, in id order,
+    after the id ``after`` (None: from the start of the range)."""
+    prefix = _U64.pack(PARK_BASE_MS + tag)
+    start = prefix if after is None else prefix + after.encode() + b"\0"
+    out: list[tuple[str, bytes]] = []
+    if limit <= 0:
+        return out
+    for key, value in tx.scan(Db.OUTBOX, start):
+        if key[:8] != prefix:
+            break
+        out.append((bytes(key[8:]).decode(), bytes(value)))
+        if len(out) >= limit:
+            break
+    return out
+
+
+def park_census(tx: KvTxn, start: bytes | None, limit: int,
+                ) -> tuple[dict[int, int], bytes | None]:
+    """Parked entries per tag among the next ``limit`` keys of the parking ranges from
+    ``start`` (None: their beginning); the key to resume at, None at the end."""
+    counts: dict[int, int] = {}
+    first = _U64.pack(PARK_BASE_MS) if start is None else start
+    for n, (key, _) in enumerate(tx.scan(Db.OUTBOX, first)):
+        if n >= limit:
+            return counts, bytes(key)
+        tag = _U64.unpack_from(key)[0] - PARK_BASE_MS
+        counts[tag] = counts.get(tag, 0) + 1
+    return counts, None
+
+
+class _ParkState:
+    """One parking range: the carriers its messages wait for, how many are parked, and
+    where unparking stands. No per-message state."""
+
+    __slots__ = ("carriers", "count", "cursor", "down", "unparking")
+
+    def __init__(self, carriers: tuple[str, ...], *, down: bool = True,
+                 unparking: bool = False) -> None:
+        self.carriers = carriers
+        self.count = 0
+        #: None of ``carriers`` was live at the last look (or a park under a round whose
+        #: snapshot had none live): the next look that finds one live starts unparking.
+        self.down = down
+        self.unparking = unparking
+        #: The last message id put back in this unparking pass (the range is in id order:
+        #: entries parked again meanwhile are behind it, never visited twice per pass).
+        self.cursor: str | None = None
+
+
 # --- the dispatcher ----------------------------------------------------------------------
 
 
@@ -543,10 +651,11 @@ class Dispatcher:
         self._wake = trio.Event()
         self._uncommitted: dict[tuple[str, str], tuple[str, int]] = {}
         self._outstanding: dict[str, int] = defaultdict(int)
-        self._parked: dict[str, tuple[float, tuple[str, ...]]] = {}
-        self._park_pending: list[tuple[str, float, tuple[str, ...]]] = []
-        self._park_level: dict[tuple[str, ...], int] = {}
-        self._became_live: set[str] = set()
+        #: Parking ranges by tag (``_ParkState``): counts, never message ids.
+        self._parks: dict[int, _ParkState] = {}
+        #: Messages parked by the dispatch round under way, per carrier tuple waited for.
+        self._park_pending: dict[tuple[str, ...], int] = {}
+        self._park_tags: dict[tuple[str, ...], int] = {}
         #: Records the accepter handed over (``accepted``), by message id; each is taken
         #: (popped) at the first sight of its outbox entry, whatever is done with it.
         self._handoff: dict[str, Handed] = {}
@@ -678,14 +787,17 @@ class Dispatcher:
             inflight=len(self._flights),
             inflight_parts=self.awaiting_response(),
             submitted=n["submitted"], retries=n["retries"], failed=n["failed"],
-            unknown=n["unknown"], no_route=n["no_route"], parked=len(self._parked),
+            unknown=n["unknown"], no_route=n["no_route"],
+            parked=sum(st.count for st in self._parks.values()),
             reevaluated=n["reevaluated"], dispatched=n["dispatched"], commits=n["commits"],
             commit_failures=n["commit_failures"],
             outbox_depth=self._store.outbox_depth(),
-            oldest_due=None if oldest is None else oldest.due,
+            oldest_due=None if oldest is None or is_parked_due(oldest.due) else oldest.due,
             by_carrier={c: dict(v) for c, v in self._by_carrier.items()},
             rejected_by_status={c: dict(v) for c, v in self._rejected_by_status.items()},
             handoff_used=n["handoff_used"], handoff_missed=n["handoff_missed"],
+            parked_by_route={",".join(st.carriers): st.count
+                             for st in self._parks.values() if st.count},
         )
 
     async def _commit(self, batch: WriteBatch) -> None:
@@ -709,6 +821,7 @@ class Dispatcher:
                   ) -> None:
         """Recover what a crash left ``sending``, then dispatch until cancelled."""
         await self.recover()
+        await self._load_parked()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._commit_loop)
             for name, carrier in self._carriers.items():
@@ -796,8 +909,8 @@ class Dispatcher:
             seq = self._store.last_event_seq()
             now = self._clock()
             try:
-                if self._became_live:
-                    await self._unpark(now)
+                if self._parks:
+                    await self._unpark_round(now)
                 if self._carriers and not any(
                         c.can_submit for c in self._carriers.values()):
                     # No carrier can submit at all (the common "carrier down" case):
@@ -844,6 +957,9 @@ class Dispatcher:
                             self._idle_evt = trio.Event()
                     failures = 0
                     await trio.lowlevel.checkpoint()
+                    continue
+                if self._unparking():
+                    await trio.lowlevel.checkpoint()  # more to put back: no sleep
                     continue
             except (StoreError, StoreFull, StoreUnavailable) as e:
                 failures += 1
@@ -897,9 +1013,8 @@ class Dispatcher:
 
     async def _dispatch(self, entries: list[OutboxEntry], now: float) -> None:
         batch = WriteBatch(urgent=True)  # the binds wait for it: ahead of accept groups
-        self._park_pending = []
+        self._park_pending = {}
         flights = self._flights
-        parked = self._parked
         ho = self._handoff
         fresh: list[tuple[OutboxEntry, Handed | None]] = []
         unread: list[str] = []
@@ -914,8 +1029,6 @@ class Dispatcher:
                     self._move(batch, e.due, mid, now + self._lease_s)
                 fl.lease_due = now + self._lease_s
                 continue
-            if parked:
-                parked.pop(mid, None)
             # The accepter's hand-off: taken at this first sight whatever happens next
             # (see ``accepted``), used only while the entry is still the one accepted.
             h = ho.pop(mid, None) if ho else None
@@ -957,17 +1070,11 @@ class Dispatcher:
                                  picks=picks)
             if fl is not None:
                 new_flights.append(fl)
-        for route in parked_routes:
-            # Capped: only the delay's growth matters (it stops at PARK_MAX_S), and an
-            # unbounded level made 2 ** level overflow a float after ~1,024 parking
-            # rounds (a long outage), which crashed the dispatcher.
-            self._park_level[route] = min(self._park_level.get(route, 0) + 1,
-                                          _PARK_LEVEL_MAX)
         if batch:
             await self._commit(batch)
-        for mid, due, route in self._park_pending:
-            self._parked[mid] = (due, route)
-        self._park_pending = []
+        if self._park_pending:
+            self._note_parked(self._park_pending, live)
+            self._park_pending = {}
         for fl in new_flights:
             self._flights[fl.message_id] = fl
         self._n["dispatched"] += len(new_flights)
@@ -1046,9 +1153,11 @@ class Dispatcher:
         new_parts: tuple[PartRecord, ...] | None = None
         if len(parts) != p.segments:
             if taken:
-                # Some parts went out with another layout: the rest must match them.
-                self._park(batch, e, rec, route, now)
-                parked_routes.add(route)
+                # Some parts went out with another layout: the rest must match them, so
+                # wait for the carrier they went to.
+                wait = (rec.carrier,) if rec.carrier is not None else route
+                self._park(batch, e, rec, wait, now)
+                parked_routes.add(wait)
                 return None
             parts = new_parts = tuple(PartRecord(index=i) for i in range(p.segments))
         if len(parts) == 1:  # the common case, without a comprehension's frame
@@ -1125,33 +1234,135 @@ class Dispatcher:
         return zlib.crc32(rec.id.encode()) & 0xFFFF
 
     def _park(self, batch: WriteBatch, e: OutboxEntry, rec: MessageRecord,
-              route: tuple[str, ...], now: float) -> None:
-        level = self._park_level.get(route, 0)
-        due = now + min(PARK_MIN_S * 2 ** level, PARK_MAX_S)
-        self._move(batch, e.due, rec.id, due)
-        self._park_pending.append((rec.id, due, route))
+              wait: tuple[str, ...], now: float) -> None:
+        """Move the entry to the parking range of ``wait`` (the carriers it waits for),
+        once: it stays there, unread and unwritten, until one of them is live. The record
+        is not written: its ``outbox_due`` is the due time the entry returns to."""
+        tag = self._park_tags.get(wait)
+        if tag is None:
+            tag = self._park_tags[wait] = park_tag(wait)
+        batch.outbox_remove(e.due, rec.id)
+        # ``outbox_add`` with a ``Parked`` value instead of a ``Lease``.
+        batch.ops.append((PUT, Db.OUTBOX, outbox_key(park_due(tag), rec.id),
+                          _encode_parked(Parked(e.due))))
+        pending = self._park_pending
+        pending[wait] = pending.get(wait, 0) + 1
+
+    def _note_parked(self, pending: dict[tuple[str, ...], int], live: set[str]) -> None:
+        """After the commit of a round that parked ``pending`` (count per carrier tuple):
+        count them; a range none of whose carriers was live in that round (``live``) is
+        down, so the next look that finds one live unparks it (none is missed however
+        liveness changed meanwhile)."""
+        parks = self._parks
+        for wait, n in pending.items():
+            tag = self._park_tags[wait]
+            st = parks.get(tag)
+            if st is None:
+                st = parks[tag] = _ParkState(wait, down=False)
+            st.count += n
+            for c in wait:
+                if c in live:
+                    break
+            else:
+                st.down = True
+                st.unparking = False
+                st.cursor = None
 
     def _move(self, batch: WriteBatch, old_due: float, message_id: str, due: float) -> None:
         batch.outbox_remove(old_due, message_id)
         batch.outbox_add(due, message_id)
         batch.update_message(message_id, _Apply({}, {"outbox_due": due}, None, roll=False))
 
-    async def _unpark(self, now: float) -> None:
-        live = self._became_live
-        self._became_live = set()
+    def _unparking(self) -> bool:
+        return any(st.unparking for st in self._parks.values())
+
+    async def _unpark_round(self, now: float) -> None:
+        """Look at each parking range: one found down whose carriers include a live one
+        starts unparking; then put back one chunk (at most ``UNPARK_CHUNK`` entries, one
+        read txn, one commit through the writer) to the due times they had."""
+        carriers = self._carriers
+        work: list[tuple[int, _ParkState]] = []
+        for tag, st in self._parks.items():
+            if not st.unparking:
+                up = False
+                for c in st.carriers:
+                    carrier = carriers.get(c)
+                    if carrier is not None and carrier.can_submit:
+                        up = True
+                        break
+                if not up:
+                    st.down = True
+                    continue
+                if not st.down:
+                    continue
+                st.down = False
+                st.unparking = True
+                st.cursor = None
+            work.append((tag, st))
+        if not work:
+            return
+        budget = UNPARK_CHUNK
         batch = WriteBatch()
-        moved: list[str] = []
-        for mid, (due, route) in self._parked.items():
-            if any(c in live for c in route):
-                self._move(batch, due, mid, now)
-                moved.append(mid)
-        for route in list(self._park_level):
-            if any(c in live for c in route):
-                del self._park_level[route]
+        moved: list[tuple[_ParkState, int, str | None, bool]] = []
+        read = self._store.read
+        for tag, st in work:
+            if budget <= 0:
+                break
+            rows = read(partial(parked_chunk, tag=tag, after=st.cursor, limit=budget))
+            pdue = park_due(tag)
+            for mid, value in rows:
+                try:
+                    due = _PARKED.decode(value).due
+                except (msgspec.DecodeError, msgspec.ValidationError):
+                    due = now
+                batch.outbox_remove(pdue, mid)
+                batch.outbox_add(due, mid)
+            moved.append((st, len(rows), rows[-1][0] if rows else st.cursor,
+                          len(rows) < budget))
+            budget -= len(rows)
         if batch:
             await self._commit(batch)
-        for mid in moved:
-            del self._parked[mid]
+        for st, n, cursor, done in moved:
+            st.count = max(0, st.count - n)
+            st.cursor = cursor
+            if done:
+                st.unparking = False
+                st.cursor = None
+                if not st.carriers:  # a range of an old config: emptied
+                    st.count = 0
+        for tag, st in list(self._parks.items()):
+            if not st.count and not st.unparking:
+                del self._parks[tag]
+
+    async def _load_parked(self) -> None:
+        """At start-up: count what a previous run parked, per range. A range whose tag is
+        not one of this config's routes or carriers (the config changed) is unparked at
+        once, to be routed again."""
+        known: dict[int, tuple[str, ...]] = {}
+        for r in self._config.routes:
+            known[park_tag(tuple(r.carriers))] = tuple(r.carriers)
+        for c in self._config.carriers:
+            known.setdefault(park_tag((c.name,)), (c.name,))
+        counts: dict[int, int] = {}
+        start: bytes | None = None
+        while True:
+            got, start = self._store.read(
+                partial(park_census, start=start, limit=_PARK_CENSUS_CHUNK))
+            for tag, n in got.items():
+                counts[tag] = counts.get(tag, 0) + n
+            if start is None:
+                break
+            await trio.lowlevel.checkpoint()
+        for tag, n in counts.items():
+            wait = known.get(tag)
+            st = self._parks[tag] = (_ParkState(wait) if wait is not None
+                                     else _ParkState((), down=False, unparking=True))
+            st.count = n
+            if wait is not None:
+                self._park_tags[wait] = tag
+        if counts:
+            log.info("%d message(s) parked by the previous run, waiting for %d route(s)",
+                     sum(counts.values()), len(counts))
 
     def _fail_all(self, batch: WriteBatch, e: OutboxEntry, rec: MessageRecord, now: float, *,
                   reason: str, detail: str) -> None:
@@ -1207,9 +1418,8 @@ class Dispatcher:
         self._wake.set()
         while True:
             await carrier.wait_until(_changed_from(carrier.can_submit))
-            if carrier.can_submit:
-                self._became_live.add(name)
-            # Up: unpark its messages. Down: its in-flight cap no longer holds the feed.
+            # Up: the feed unparks its messages. Down: its in-flight cap no longer holds
+            # the feed.
             self._wake.set()
 
     # -- committing outcomes ------------------------------------------------------------
