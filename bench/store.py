@@ -19,7 +19,11 @@ The groups run on this thread (``durability="os"``, no fsync: CPU, not the disk;
 time to build the batches from records, events and update functions in hand (the callers'
 side: keys, record encoding, op tuples). ``--lifecycle-only`` runs just that.
 
-usage: python bench/store.py [--seconds 1.0] [--dir DIR] [--lifecycle-only]
+``--txn-mix``: the writer thread's CPU per small write transaction of the single-message
+mix (accept, lease, outcome, receipt of 14 messages, one transaction each, through the
+real writer thread with fsync, then with ``os``; ``--rounds`` x 25 rounds, ``--repeats``).
+
+usage: python bench/store.py [--seconds 1.0] [--dir DIR] [--lifecycle-only] [--txn-mix]
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -296,6 +301,113 @@ def _lifecycle(path: Path, rounds: int, n: int = 1000, durability: str = "os") -
     }
 
 
+def _thread_user_sys(native_id: int) -> tuple[float, float]:
+    fields = Path(f"/proc/self/task/{native_id}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def _thread_wchar(native_id: int) -> int:
+    # Bytes the thread handed to write syscalls (LMDB's page writes: pwrite/writev).
+    for line in Path(f"/proc/self/task/{native_id}/io").read_text().splitlines():
+        if line.startswith("wchar:"):
+            return int(line.split()[1])
+    return 0
+
+
+def _txn_mix(path: Path, rounds: int, repeats: int, durability: str = "fsync",
+             n: int = 14, seed_messages: int = 20_000) -> dict:
+    """Small transactions of the single-message mix through the real writer thread.
+
+    Each round is what ``n`` single-message requests cause in e2e ``--mode single``
+    (one write transaction per ~14 requests there): an accept of ``n`` messages, a
+    lease, an outcome and a receipt ``AckBatch``, each committed (``commit_sync``) in a
+    transaction of its own. Reported: the writer thread's CPU (``pthread_getcpuclockid``;
+    user/sys split from /proc in clock ticks) per transaction and per op, the best and
+    the median of ``repeats``.
+    """
+    from gateway.store.writer import AckBatch
+
+    shutil.rmtree(path, ignore_errors=True)
+    store = LmdbStore.open(path, durability=durability, map_size=1 << 30)  # type: ignore[arg-type]
+    seed = WriteBatch()
+    for i in range(10_000):
+        seed.put_recipient(RecipientRecord(
+            phone=f"+1555{i:07d}", consent="subscribed", consent_source="api",
+            consent_at=T0 - 86_400, region="US", state="NY", zones=("America/New_York",)))
+    store._run_group([seed])
+    # Older traffic, so the B-trees have a realistic depth (ids sort by time as in the
+    # gateway: new messages land at the right edge).
+    for r in range(seed_messages // 1000):
+        for group in _lc_batches(_LcInputs(r, 1000)):
+            store._run_group(group)
+    store.start()
+    writer = next(t for t in threading.enumerate() if t.name == "store-writer")
+    assert writer.ident is not None and writer.native_id is not None
+    clock = time.pthread_getcpuclockid(writer.ident)
+    lease = Lease("c1", (0,), T0)
+    runs: list[tuple[float, float, float, float, int, int, int]] = []
+    base = seed_messages // 1000 + 1
+    try:
+        for rep in range(repeats):
+            rounds_batches: list[list[WriteBatch]] = []
+            for r in range(rounds):
+                x = _LcInputs(base + rep * rounds + r, n)
+                accept = WriteBatch()
+                outcome = WriteBatch(urgent=True)
+                lease_b = WriteBatch(urgent=True)
+                receipt = AckBatch()
+                for i, mid in enumerate(x.ids):
+                    phone = f"+1555{(r * n + i) * 7919 % 10_000:07d}"
+                    accept.put_message(x.records[i])
+                    accept.outbox_add(T0, mid)
+                    accept.update_recipient(phone, x.sends[i])
+                    accept.append_event(x.queued[i])
+                    lease_b.outbox_remove(T0, mid)
+                    lease_b.outbox_add(T0 + 30, mid, lease)
+                    outcome.put_carrier_id("c1", x.cids[i], mid, 0, T0 + 1)
+                    outcome.outbox_remove(T0 + 30, mid)
+                    outcome.update_message(mid, _lc_submitted)
+                    outcome.append_event(x.submitted[i])
+                    receipt.update_message(mid, _lc_delivered)
+                    receipt.append_event(x.receipts[i])
+                    receipt.append_event(x.delivered[i])
+                rounds_batches.append([accept, lease_b, outcome, receipt])
+            s = store.statistics()
+            txns0, ops0 = s.txns, s.ops
+            u0, k0 = _thread_user_sys(writer.native_id)
+            b0 = _thread_wchar(writer.native_id)
+            c0 = time.clock_gettime(clock)
+            w0 = time.perf_counter()
+            for batches in rounds_batches:
+                for b in batches:
+                    store.commit_sync(b)
+            wall = time.perf_counter() - w0
+            cpu = time.clock_gettime(clock) - c0
+            u1, k1 = _thread_user_sys(writer.native_id)
+            written = _thread_wchar(writer.native_id) - b0
+            s = store.statistics()
+            runs.append((cpu, u1 - u0, k1 - k0, wall, s.txns - txns0, s.ops - ops0, written))
+    finally:
+        store.close()
+    per_txn = sorted(r[0] / r[4] * 1e6 for r in runs)
+    best = min(runs, key=lambda r: r[0] / r[4])
+    return {
+        "durability": durability,
+        "txns_per_repeat": best[4],
+        "ops_per_txn": round(best[5] / best[4], 1),
+        "writer_cpu_us_per_txn_best": round(per_txn[0], 1),
+        "writer_cpu_us_per_txn_median": round(per_txn[len(per_txn) // 2], 1),
+        "writer_cpu_us_per_op_best": round(best[0] / best[5] * 1e6, 2),
+        "writer_user_sys_us_per_txn_best": [round(best[1] / best[4] * 1e6),
+                                            round(best[2] / best[4] * 1e6)],
+        "wall_us_per_txn_best": round(min(r[3] / r[4] for r in runs) * 1e6, 1),
+        # pages LMDB wrote per transaction (dirty pages + the meta page)
+        "pages_written_per_txn": round(sum(r[6] for r in runs) / sum(r[4] for r in runs)
+                                       / store._page_size, 2),
+    }
+
+
 async def _main(base: Path, seconds: float) -> dict:
     out: dict = {"bench": "store", "seconds_per_case": seconds, "cases": {}}
     for durability in ("fsync", "os"):
@@ -322,9 +434,17 @@ def main() -> None:
                         help="lifecycle rounds of 1,000 messages")
     parser.add_argument("--durability", default="os", choices=("os", "fsync"),
                         help="lifecycle: os (CPU of the apply) or fsync (+ the commit's)")
+    parser.add_argument("--txn-mix", action="store_true",
+                        help="only the writer's CPU per small transaction (single-mode mix, "
+                             "fsync and os)")
+    parser.add_argument("--repeats", type=int, default=5, help="txn-mix repeats")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
-        if args.lifecycle_only:
+        if args.txn_mix:
+            result = {"bench": "store", "txn_mix": [
+                _txn_mix(Path(tmp) / "tm", args.rounds * 25, args.repeats, durability=d)
+                for d in ("fsync", "os")]}
+        elif args.lifecycle_only:
             result = {"bench": "store", "lifecycle": _lifecycle(Path(tmp) / "lc", args.rounds,
                                                               durability=args.durability)}
         else:
