@@ -21,7 +21,7 @@ from gateway.store import (
     WriteBatch,
 )
 from gateway.store.keys import event_key
-from gateway.store.kv import Db
+from gateway.store.kv import Db, KvTxn
 
 from .conftest import Harness
 from .helpers import T0, error, event, message, recipient
@@ -298,6 +298,46 @@ async def test_events_monotonic_across_reopen_and_prune(harness: Harness) -> Non
             batch = WriteBatch()
             batch.append_event(event())
             assert (await store.commit(batch)).event_seqs == (4,)
+
+
+async def test_events_monotonic_when_the_newest_is_pruned_with_it(harness: Harness) -> None:
+    # meta holds the counter only when the newest event is gone (logic.apply_group): a
+    # batch that appends and prunes through its own events, and a run_in_txn function
+    # that deletes the newest event, must still leave the counter where it was.
+    def drop_newest(tx: KvTxn) -> list[Event]:
+        last = tx.last(Db.EVENTS)
+        assert last is not None
+        tx.delete(Db.EVENTS, last[0])
+        return []
+
+    with trio.fail_after(TIMEOUT):
+        async with harness.open() as store:
+            batch = WriteBatch()
+            batch.append_event(event())
+            batch.append_event(event())
+            batch.delete_events_through(2)
+            assert (await store.commit(batch)).event_seqs == (1, 2)
+            assert store.last_event_seq() == 2
+            await commit(store, lambda b: b.append_event(event()))
+            await commit(store, lambda b: b.run_in_txn(drop_newest))
+            assert store.events_after(0, 10) == []
+            assert store.last_event_seq() == 3
+        async with harness.open() as store:
+            assert store.last_event_seq() == 3
+            assert (await store.commit(_event_batch())).event_seqs == (4,)
+            # pruning below the newest event keeps the newest: the sequence goes on
+            await commit(store, lambda b: b.append_event(event()))
+            await commit(store, lambda b: b.delete_events_through(4))
+            assert [e.seq for e in store.events_after(0, 10)] == [5]
+        async with harness.open() as store:
+            assert store.last_event_seq() == 5
+            assert (await store.commit(_event_batch())).event_seqs == (6,)
+
+
+def _event_batch() -> WriteBatch:
+    batch = WriteBatch()
+    batch.append_event(event())
+    return batch
 
 
 async def test_concurrent_event_seqs_are_unique_and_dense(store: Store) -> None:

@@ -15,6 +15,7 @@ import trio.lowlevel
 import trio.testing
 
 from gateway.store import (
+    CommitResult,
     LmdbStore,
     MessageRecord,
     StoreClosedError,
@@ -302,3 +303,48 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
 def test_bad_durability_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="durability"):
         LmdbStore.open(tmp_path / "s", durability="maybe")  # type: ignore[arg-type]
+
+
+def _meta_seq(path: Path) -> bytes | None:
+    env = lmdb.open(str(path), max_dbs=20, readonly=True, lock=False)
+    try:
+        with env.begin() as txn:
+            return txn.get(b"event_seq", db=env.open_db(b"meta", txn=txn, create=False))
+    finally:
+        env.close()
+
+
+def test_event_counter_written_only_when_the_newest_event_goes(tmp_path: Path) -> None:
+    # Appends leave meta alone (the last key is the counter: one B-tree page less per
+    # commit); a group whose later batch prunes what an earlier one appended writes it.
+    path = tmp_path / "s"
+    store = LmdbStore.open(path)
+    try:
+        for _ in range(3):
+            batch = WriteBatch()
+            batch.append_event(event())
+            store._run_group([batch])
+    finally:
+        store.close()
+    assert _meta_seq(path) is None
+    store = LmdbStore.open(path)
+    try:
+        first, second = WriteBatch(), WriteBatch()
+        first.append_event(event())
+        first.append_event(event())
+        second.delete_events_through(5)
+        outcomes = store._run_group([first, second])
+        assert [getattr(o, "event_seqs", o) for o in outcomes] == [(4, 5), ()]
+        assert store.events_after(0, 10) == []
+        assert store.last_event_seq() == 5
+    finally:
+        store.close()
+    assert _meta_seq(path) == (5).to_bytes(8, "big")
+    store = LmdbStore.open(path)
+    try:
+        batch = WriteBatch()
+        batch.append_event(event())
+        assert store._run_group([batch])[0] == CommitResult((6,))
+    finally:
+        store.close()
+    assert _meta_seq(path) == (5).to_bytes(8, "big")  # the newest (6) exists again
