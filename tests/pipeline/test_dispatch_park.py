@@ -16,12 +16,14 @@ import trio
 import trio.testing
 
 from gateway.pipeline import dispatch as D
-from gateway.store import MemoryStore, Store, WriteBatch
+from gateway.pipeline.routing import Router
+from gateway.store import MemoryStore, MessageRecord, OutboxEntry, Store, WriteBatch
 from gateway.store.batch import DELETE, PUT
+from gateway.store.errors import StoreUnavailableError
 from gateway.store.keys import outbox_key, parse_outbox_key
 from gateway.store.kv import Db
 
-from .conftest import NOW
+from .conftest import NOW, make_config
 from .test_dispatch_harness import Rig, rig
 
 Clock = trio.testing.MockClock
@@ -109,6 +111,132 @@ async def test_parked_chunk_and_census_read_one_range(mem_store: MemoryStore) ->
     # the feed never sees parked entries, nor does recover()'s far-future read
     assert [e.message_id for e in mem_store.due_outbox(NOW + 86400 * 365 * 100, 100)] == [
         "due-now", "far"]
+
+
+class _Fake:
+    """A ``CarrierLike`` whose liveness the test sets."""
+
+    def __init__(self, live: bool) -> None:
+        self.can_submit = live
+
+    async def enqueue(self, batch: object) -> None:
+        raise AssertionError("nothing is dispatched in these tests")
+
+    async def wait_until(self, predicate: object) -> None:
+        await trio.sleep_forever()
+
+
+def _dispatcher(store: Store, **live: bool) -> tuple[D.Dispatcher, dict[str, _Fake]]:
+    config = make_config(routes=(("+3361", ("a",)), ("+", ("b",))), carriers=("a", "b"))
+    cs = {n: _Fake(v) for n, v in live.items()}
+    return D.Dispatcher(store, config, cs, Router(config.routes), clock=lambda: NOW), cs
+
+
+async def _park(d: D.Dispatcher, store: Store, wait: tuple[str, ...], ids: list[str],
+                live: set[str]) -> None:
+    """What a dispatch round does for messages it parks: the moves in its commit, then
+    ``_note_parked`` with that round's liveness."""
+    batch = WriteBatch()
+    add = WriteBatch()
+    d._park_pending = {}
+    for i, mid in enumerate(ids):
+        add.outbox_add(NOW - 100 + i, mid)
+        rec = MessageRecord(id=mid, created_at=NOW, to="+33612000000", text="x",
+                            kind="transactional")
+        d._park(batch, OutboxEntry(NOW - 100 + i, mid), rec, wait, NOW)
+    await store.commit(add)
+    await store.commit(batch)
+    d._note_parked(d._park_pending, live)
+
+
+def _due_ids(store: Store) -> list[tuple[float, str]]:
+    return [(e.due, e.message_id) for e in store.due_outbox(NOW, 1000)]
+
+
+async def test_parking_decisions(mem_store: MemoryStore, monkeypatch: pytest.MonkeyPatch,
+                                 ) -> None:
+    d, cs = _dispatcher(mem_store, a=False, b=True)
+    ids = [f"m{i}" for i in range(5)]
+    await _park(d, mem_store, ("a",), ids, live={"b"})
+    st = d.statistics()
+    assert st.parked == 5 and st.parked_by_route == {"a": 5} and _due_ids(mem_store) == []
+    commits = mem_store.statistics().commits
+    # "a" still down: nothing read back, nothing written, however often the feed looks
+    for _ in range(50):
+        await d._unpark_round(NOW)
+    assert mem_store.statistics().commits == commits
+    # up: chunks of UNPARK_CHUNK, each entry back at the due time it had
+    monkeypatch.setattr(D, "UNPARK_CHUNK", 2)
+    cs["a"].can_submit = True
+    rounds = 0
+    while d._parks:
+        await d._unpark_round(NOW)
+        rounds += 1
+    assert rounds == 3 and mem_store.statistics().commits == commits + 3
+    assert _due_ids(mem_store) == [(NOW - 100 + i, mid) for i, mid in enumerate(ids)]
+    assert d.statistics().parked == 0 and mem_store.outbox_depth() == 5
+
+
+async def test_a_park_while_its_carrier_is_live_waits_for_its_next_up(
+        mem_store: MemoryStore) -> None:
+    # Parts that went out with another layout wait for their carrier; if it was live in
+    # that round (the layout changed), looking again must not unpark it in a loop.
+    d, cs = _dispatcher(mem_store, a=False, b=True)
+    await _park(d, mem_store, ("b",), ["x1"], live={"b"})
+    commits = mem_store.statistics().commits
+    for _ in range(20):
+        await d._unpark_round(NOW)
+    assert mem_store.statistics().commits == commits and d.statistics().parked == 1
+    cs["b"].can_submit = False
+    await d._unpark_round(NOW)  # a look finds it down ...
+    cs["b"].can_submit = True
+    await d._unpark_round(NOW)  # ... and the next one up: put back
+    assert _due_ids(mem_store) == [(NOW - 100, "x1")] and not d._parks
+
+
+async def test_a_failed_unpark_commit_resumes_where_it_stood(mem_store: MemoryStore,
+                                                              monkeypatch: pytest.MonkeyPatch,
+                                                              ) -> None:
+    monkeypatch.setattr(D, "UNPARK_CHUNK", 3)
+    d, cs = _dispatcher(mem_store, a=False, b=True)
+    ids = [f"m{i}" for i in range(7)]
+    await _park(d, mem_store, ("a",), ids, live={"b"})
+    cs["a"].can_submit = True
+    await d._unpark_round(NOW)  # 3 back
+    mem_store.fail_commits(StoreUnavailableError("disk"))
+    with pytest.raises(StoreUnavailableError):
+        await d._unpark_round(NOW)
+    mem_store.fail_commits(None)
+    while d._parks:
+        await d._unpark_round(NOW)
+    assert sorted(m for _, m in _due_ids(mem_store)) == ids
+    assert mem_store.outbox_depth() == 7
+
+
+async def test_a_round_parking_under_a_down_route_stops_the_pass(
+        mem_store: MemoryStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(D, "UNPARK_CHUNK", 2)
+    d, cs = _dispatcher(mem_store, a=False, b=True)
+    await _park(d, mem_store, ("a",), ["m0", "m1", "m2", "m3"], live={"b"})
+    cs["a"].can_submit = True
+    await d._unpark_round(NOW)  # m0, m1 back
+    cs["a"].can_submit = False  # down again; a round parks m0 again
+    batch = WriteBatch()
+    d._park_pending = {}
+    rec = MessageRecord(id="m0", created_at=NOW, to="+33612000000", text="x",
+                        kind="transactional")
+    d._park(batch, OutboxEntry(NOW - 100, "m0"), rec, ("a",), NOW)
+    await mem_store.commit(batch)
+    d._note_parked(d._park_pending, {"b"})
+    commits = mem_store.statistics().commits
+    for _ in range(10):
+        await d._unpark_round(NOW)
+    assert mem_store.statistics().commits == commits  # stopped: the route is down
+    assert d.statistics().parked == 3 and _due_ids(mem_store) == [(NOW - 99, "m1")]
+    cs["a"].can_submit = True
+    while d._parks:
+        await d._unpark_round(NOW)
+    assert sorted(m for _, m in _due_ids(mem_store)) == ["m0", "m1", "m2", "m3"]
 
 
 # --- with the pipeline -------------------------------------------------------------------
