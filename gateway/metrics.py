@@ -421,7 +421,7 @@ def _read_dispatcher(f: _Families, s: object) -> None:
     f.gauge("smsgw_dispatch_inflight", "Messages handed to carriers and not yet answered."
             ).add_metric([], _num(_get(s, "inflight")))
     f.gauge("smsgw_dispatch_parked",
-            "Routes parked because no carrier of theirs has a live bind.").add_metric(
+            "Messages parked because no carrier of their route has a live bind.").add_metric(
         [], _num(_get(s, "parked")))
 
 
