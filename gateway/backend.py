@@ -12,6 +12,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
@@ -57,7 +58,9 @@ from gateway.store import (
     StoreError,
     StoreFullError,
     WriteBatch,
+    logic,
 )
+from gateway.store.kv import KvTxn
 from gateway.store.marketing import StoreMarketing
 from rules.delivery_errors import record_error
 from rules.error_segment import in_error_segment
@@ -515,15 +518,23 @@ class GatewayBackend:
             if seq < 0:
                 raise InvalidRequest("`after` must be a cursor from `next`",
                                      field="after", code="invalid_cursor")
-        evs = self._read(lambda: self._store.events_after(seq, limit))
+        evs, head = self._read(lambda: self._store.read(partial(_feed, after=seq, limit=limit)))
+        # ``head`` > ``seq`` with no event after ``seq``: retention removed every event
+        # after the cursor (an idle week). Wait and answer from ``head``: waiting from
+        # ``seq`` would return at once (``wait_for_events`` looks at the last assigned
+        # number), and the consumer would poll in a loop without being told.
+        start = max(seq, head)
         if not evs and wait > 0:
             with trio.move_on_after(wait):
-                await self._store.wait_for_events(seq)
-            evs = self._read(lambda: self._store.events_after(seq, limit))
-        nxt = str(evs[-1].seq) if evs else (after or "0")
+                await self._store.wait_for_events(start)
+            evs = self._read(lambda: self._store.events_after(start, limit))
+        nxt = str(evs[-1].seq) if evs else (str(start) if start > seq else (after or "0"))
         # Sequence numbers have no holes (a failed batch's events roll back with it), so
-        # a first event beyond seq + 1 means retention removed the ones in between.
-        pruned = evs[0].seq - seq - 1 if evs and seq > 0 and evs[0].seq > seq + 1 else 0
+        # a first event beyond seq + 1 (or a head beyond seq with no event) means
+        # retention removed the ones in between. ``after=0`` is a cursor too (``next`` of
+        # an empty feed); a call without ``after`` asks for the oldest events kept.
+        last_gone = evs[0].seq - 1 if evs else start
+        pruned = last_gone - seq if after and last_gone > seq else 0
         return EventsOut(events=[event_out(e) for e in evs], next=nxt, pruned=pruned)
 
     # --- health -------------------------------------------------------------------------
@@ -597,3 +608,11 @@ if TYPE_CHECKING:  # GatewayBackend must satisfy the API's Backend protocol (myp
 
     def _conforms(b: GatewayBackend) -> Backend:
         return b
+
+
+def _feed(tx: KvTxn, *, after: int, limit: int) -> tuple[list[Event], int]:
+    """``GET /v1/events``' read: the events after ``after`` and, when there are none,
+    the last assigned number (else 0), in one read transaction (an event committed
+    between two reads would otherwise be skipped)."""
+    evs = logic.events_after(tx, after, limit)
+    return evs, 0 if evs else logic.last_event_seq(tx)
