@@ -110,6 +110,9 @@ FIRST_SWEEP_DELAY_S: Final = 60.0
 #: The scan for orphan carrier ids visits every carrier id: it runs once a day, not
 #: every sweep (carrier ids normally go with their message).
 ORPHAN_SCAN_EVERY_S: Final = DAY
+#: The outbox snapshot keeps ids made up to this long after the message cutoff
+#: (``Retention._outbox_ids``): the cutoff's millisecond, and clock steps back.
+ID_TIME_MARGIN_S: Final = 3600.0
 #: Cursor names of webhook endpoints (``gateway.webhooks``).
 WEBHOOK_CURSOR_PREFIX: Final = "webhook:"
 
@@ -423,7 +426,11 @@ class Retention:
     async def _outbox_ids(self, created_before: float) -> frozenset[str]:
         # Only ids that may belong to a message created before the cutoff (the sweep
         # looks at no other): a campaign of 1,000,000 queued messages stays out of memory.
-        young = young_id_prefix(created_before)
+        # ``young_id_prefix`` is the prefix of the cutoff's millisecond: an id made earlier
+        # in it is >= the prefix too; and an id may be ahead of its ``created_at`` (the id
+        # generator keeps its last millisecond while the clock steps back). Ids made up to
+        # ``ID_TIME_MARGIN_S`` after the cutoff are kept as well: a few more ids.
+        young = young_id_prefix(created_before + ID_TIME_MARGIN_S)
         ids: set[str] = set()
         pos: bytes | None = b""
         while pos is not None:

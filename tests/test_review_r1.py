@@ -67,3 +67,33 @@ async def test_events_pruned_counts_from_an_explicit_cursor_zero() -> None:
         assert [e.id for e in out.events] == ["5", "6"] and out.pruned == 4
         assert (await be.events(None, 100, 0)).pruned == 0
         assert (await be.events("", 100, 0)).pruned == 0
+
+
+async def test_outbox_snapshot_keeps_an_old_message_made_in_the_cutoffs_millisecond(
+        autojump_clock: trio.testing.MockClock) -> None:
+    """``young_id_prefix(cutoff)`` is the id prefix of the cutoff's millisecond: a message
+    created earlier in that millisecond (created_at < cutoff, so a candidate) has an id
+    >= the prefix and was left out of the outbox snapshot, so its outbox entry did not
+    protect it (the final record with an outbox entry of tests/test_retention.py
+    ``seed``, one millisecond later, was pruned)."""
+    from gateway.pipeline.ids import IdGenerator
+    from gateway.retention import DAY, Retention, RetentionSettings
+    from gateway.store import MessageRecord, PartRecord
+
+    now = 1_790_000_000.0 + 40 * DAY + 0.0005
+    cutoff = now - 30 * DAY
+    created = cutoff - 0.0003  # same millisecond as the cutoff, before it
+    assert int(created * 1000) == int(cutoff * 1000)
+    mid = IdGenerator().next(created)
+    async with open_memory_store() as store:
+        b = WriteBatch()
+        b.put_message(MessageRecord(id=mid, created_at=created, to=LA, text="t",
+                                    kind="campaign", status="failed",
+                                    parts=(PartRecord(0, status="failed"),)))
+        b.outbox_add(now + DAY, mid)
+        await store.commit(b)
+        retention = Retention(store, RetentionSettings(messages_s=30 * DAY, events_s=0,
+                                                       errors_s=0), clock=lambda: now)
+        sw = await retention.sweep()
+        assert store.get_message(mid) is not None
+        assert sw.pruned["messages"] == 0 and sw.kept == {"in_outbox": 1}
