@@ -321,13 +321,11 @@ def _txn_mix(path: Path, rounds: int, repeats: int, durability: str = "fsync",
 
     Each round is what ``n`` single-message requests cause in e2e ``--mode single``
     (one write transaction per ~14 requests there): an accept of ``n`` messages, a
-    lease, an outcome and a receipt ``AckBatch``, each committed (``commit_sync``) in a
+    lease, an outcome and a receipt batch (urgent), each committed (``commit_sync``) in a
     transaction of its own. Reported: the writer thread's CPU (``pthread_getcpuclockid``;
     user/sys split from /proc in clock ticks) per transaction and per op, the best and
     the median of ``repeats``.
     """
-    from gateway.store.writer import AckBatch
-
     shutil.rmtree(path, ignore_errors=True)
     store = LmdbStore.open(path, durability=durability, map_size=1 << 30)  # type: ignore[arg-type]
     seed = WriteBatch()
@@ -356,7 +354,7 @@ def _txn_mix(path: Path, rounds: int, repeats: int, durability: str = "fsync",
                 accept = WriteBatch()
                 outcome = WriteBatch(urgent=True)
                 lease_b = WriteBatch(urgent=True)
-                receipt = AckBatch()
+                receipt = WriteBatch(urgent=True)
                 for i, mid in enumerate(x.ids):
                     phone = f"+1555{(r * n + i) * 7919 % 10_000:07d}"
                     accept.put_message(x.records[i])

@@ -119,7 +119,6 @@ from gateway.store.keys import MAX_KEY_BYTES, carrier_key
 from gateway.store.kv import Db, KvTxn
 from gateway.store.logic import CARRIER_ID
 from gateway.store.records import ErrorSummary as StoredErrors
-from gateway.store.writer import AckBatch
 from rules.delivery_errors import classify_delivery_error, record_delivered, record_error
 from rules.keywords import ConsentChange, KeywordSets, apply_mo, classify, handle_mo
 from rules.model import ErrorClass, ErrorSummary
@@ -571,9 +570,8 @@ class InboundProcessor:
 
     async def _process(self, items: list[Inbound]) -> None:
         now = self._clock()
-        # The SMSC holds its next receipts until these are acked (after the commit): the
-        # writer commits an AckBatch ahead of everything else queued.
-        batch: WriteBatch = AckBatch()
+        # Urgent: the SMSC holds its next receipts until these are acked (after the commit).
+        batch = WriteBatch(urgent=True)
         acks: list[Inbound] = []
         phones: set[str] = set()
         self._n["batches"] += 1

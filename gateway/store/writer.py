@@ -9,19 +9,14 @@ write transaction, makes it durable, and then wakes the waiters with ONE
 new batches pile up, and the next transaction takes them all: the more load, the bigger
 the groups, the fewer fsyncs per batch. There is no timer and no artificial delay.
 
-Three lanes, each committed in groups of its own:
-- ``AckBatch`` (inbound receipts and MO: the SMSC's deliver_sm window, often 64 unacked
-  per session, waits for these commits, since deliver_sm_resp only goes out after them);
-- other ``urgent`` batches (the dispatcher's leases / ``sending`` marks and outcomes);
-- normal batches (accept groups of thousands of messages).
-An ``AckBatch`` group goes first whenever one is queued, except right after an
-``AckBatch`` group when another lane has work: so a receipt batch waits for at most the
-transaction under way, and the other lanes for at most one (small, window-bound) ack group
-each time. The urgent and normal lanes alternate as before (an urgent batch waits for at
-most one accept group besides). Within a lane, batches keep their order. (With one shared
-urgent lane, receipt batches rode in the dispatcher's ~1,200-op groups, ~10 ms of writer
-wall time each while submitting a backlog: receipts ran at ~3-4k/s against 17-20k
-submits/s; before the urgent lane at all, ~500/s behind accept groups, bench/RESULTS.md.)
+Two lanes: batches marked ``urgent`` (small, latency-bound: inbound receipts whose
+deliver_sm_resp waits for the commit, the dispatcher's ``sending`` marks and outcomes)
+are committed in their own group ahead of the normal batches queued (accept groups of
+thousands of messages). Groups alternate between the lanes while both have work, so an
+urgent batch waits for at most the transaction under way, and a normal one for at most
+one urgent group; within a lane, batches keep their order. (Without it a receipt's ack
+waited ~250 ms behind accept groups: 64 unacked receipts per session capped receipts at
+~500/s while submitting, bench/RESULTS.md.)
 
 Outcomes are per batch: a batch whose own logic fails (idempotency conflict, a failing
 update function) fails alone; an environmental failure (map full after growth, disk
@@ -55,24 +50,13 @@ from .batch import WriteBatch
 from .errors import StoreClosedError, StoreError, StoreUnavailableError
 from .records import CommitResult
 
-__all__ = ["AckBatch", "GroupCommitWriter", "GroupRunner", "WriterStats"]
+__all__ = ["GroupCommitWriter", "GroupRunner", "WriterStats"]
 
 # Runs one group in one transaction; returns one outcome per batch, or raises a
 # StoreError that fails the whole group.
 GroupRunner = Callable[[Sequence[WriteBatch]], list[CommitResult | Exception]]
 
 _STOP: Final = object()
-
-
-class AckBatch(WriteBatch):
-    """An urgent ``WriteBatch`` that a peer's window waits on: inbound deliveries whose
-    deliver_sm_resp is sent after this commit. The writer commits these in their own
-    groups ahead of every other lane (see the module docstring)."""
-
-    __slots__ = ()
-
-    def __init__(self) -> None:
-        super().__init__(urgent=True)
 
 
 class _Pending:
@@ -251,19 +235,12 @@ class GroupCommitWriter:
     def _loop(self) -> None:
         dirty = False
         get = self._queue.get
-        acks: deque[_Pending] = deque()
         urgent: deque[_Pending] = deque()
         normal: deque[_Pending] = deque()
         stop = False
         prefer_normal = False
-        last_acks = False
-
-        def lane_of(p: _Pending) -> deque[_Pending]:
-            b = p.batch
-            return acks if type(b) is AckBatch else urgent if b.urgent else normal
-
         while True:
-            if not acks and not urgent and not normal:
+            if not urgent and not normal:
                 if stop:
                     return
                 timeout = self._idle_timeout if dirty else None
@@ -277,8 +254,8 @@ class GroupCommitWriter:
                 if first is _STOP:
                     return
                 assert isinstance(first, _Pending)
-                lane_of(first).append(first)
-            # Take everything queued meanwhile into the lanes.
+                (urgent if first.batch.urgent else normal).append(first)
+            # Take everything queued meanwhile into the two lanes.
             while not stop:
                 try:
                     item = self._queue.get_nowait()
@@ -288,13 +265,9 @@ class GroupCommitWriter:
                     stop = True  # commit what came before it, then return
                     break
                 assert isinstance(item, _Pending)
-                lane_of(item).append(item)
-            if acks and not (last_acks and (urgent or normal)):
-                lane = acks
-            else:
-                lane = normal if (prefer_normal and normal) or not urgent else urgent
-                prefer_normal = lane is urgent
-            last_acks = lane is acks
+                (urgent if item.batch.urgent else normal).append(item)
+            lane = normal if (prefer_normal and normal) or not urgent else urgent
+            prefer_normal = lane is urgent
             group = [lane.popleft()]
             n_ops = len(group[0].batch)
             while lane and n_ops < self._max_group_ops:

@@ -29,7 +29,6 @@ from gateway.store import (
     open_memory_store,
     open_store,
 )
-from gateway.store.writer import AckBatch
 
 from .conftest import NOW
 from .test_dispatch_harness import FakeInbound
@@ -192,29 +191,3 @@ async def test_status_payloads(mem_store: Store, config: GatewayConfig) -> None:
            if e.type == "message.status"}
     assert got == {"M1": plain, "M2": with_meta, "M3": plain}  # M3: M1's, remembered
     assert b'"metadata":{"order":7}' in with_meta
-
-
-class _Lanes:
-    """The store, noting the type of each batch committed."""
-
-    def __init__(self, store: Store) -> None:
-        self._store = store
-        self.kinds: list[type[WriteBatch]] = []
-
-    async def commit(self, batch: WriteBatch) -> CommitResult:
-        self.kinds.append(type(batch))
-        return await self._store.commit(batch)
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._store, name)
-
-
-async def test_receipt_batches_are_ack_batches(mem_store: Store, config: GatewayConfig) -> None:
-    # The SMSC's deliver_sm window waits for these commits: the writer's ack lane takes
-    # them ahead of the dispatcher's groups (gateway.store.writer).
-    await _submitted(mem_store, "M1", 1)
-    lanes = _Lanes(mem_store)
-    proc = _processor(lanes, config)  # type: ignore[arg-type]
-    a = FakeInbound(receipt_pdu(FR1[1:], "AM10", "DELIVRD"))
-    await proc.process([a])  # type: ignore[list-item]
-    assert a.acked and lanes.kinds == [AckBatch]

@@ -17,7 +17,7 @@ from gateway.store import (
     StoreUnavailableError,
     WriteBatch,
 )
-from gateway.store.writer import AckBatch, GroupCommitWriter
+from gateway.store.writer import GroupCommitWriter
 
 from .helpers import message
 
@@ -149,12 +149,11 @@ class Recorder(Runner):
 
     def __init__(self) -> None:
         super().__init__()
-        self.seen: list[list[tuple[bool | str, int]]] = []
+        self.seen: list[list[tuple[bool, int]]] = []
 
     def __call__(self, batches: Sequence[WriteBatch]) -> list[CommitResult | Exception]:
         out = super().__call__(batches)
-        self.seen.append([("ack" if isinstance(b, AckBatch) else b.urgent, len(b))
-                          for b in batches])
+        self.seen.append([(b.urgent, len(b)) for b in batches])
         return out
 
 
@@ -166,7 +165,7 @@ def _tagged(n: int, *, urgent: bool) -> WriteBatch:
 
 
 async def _groups_after(first_urgent: bool, queued: list[WriteBatch],
-                        **kw: int) -> list[list[tuple[bool | str, int]]]:
+                        **kw: int) -> list[list[tuple[bool, int]]]:
     """Hold the writer in a group, queue ``queued`` meanwhile, release: the groups after."""
     runner = Recorder()
     writer = GroupCommitWriter(runner, **kw)
@@ -199,28 +198,3 @@ async def test_lanes_alternate_under_max_group_ops() -> None:
         _tagged(6, urgent=False), _tagged(5, urgent=True), _tagged(6, urgent=False),
         _tagged(5, urgent=True)], max_group_ops=5)
     assert groups == [[(True, 5)], [(False, 6)], [(True, 5)], [(False, 6)]]
-
-
-def _ack(n: int) -> WriteBatch:
-    b = AckBatch()
-    for i in range(n):
-        b.put_message(message(f"a{i}"))
-    return b
-
-
-async def test_ack_batches_go_ahead_of_the_urgent_lane() -> None:
-    # Receipt batches (the SMSC's window waits on them) queued behind dispatcher batches
-    # commit in a group of their own, first; then the lanes take turns as before.
-    groups = await _groups_after(False, [
-        _tagged(7, urgent=True), _tagged(6, urgent=False), _ack(2), _ack(3)])
-    assert groups == [[("ack", 2), ("ack", 3)], [(True, 7)], [(False, 6)]]
-
-
-async def test_ack_lane_yields_one_group_to_each_waiting_lane() -> None:
-    # An ack group never follows an ack group while another lane waits: the other lanes
-    # get at least every other group, the urgent/normal alternation keeps going.
-    groups = await _groups_after(False, [
-        _ack(5), _tagged(5, urgent=True), _ack(5), _tagged(6, urgent=False), _ack(5),
-        _tagged(5, urgent=True), _ack(5)], max_group_ops=5)
-    assert groups == [[("ack", 5)], [(True, 5)], [("ack", 5)], [(False, 6)], [("ack", 5)],
-                      [(True, 5)], [("ack", 5)]]
