@@ -12,7 +12,8 @@ the error history grow until LMDB's ``max_map_size``, after which every write fa
 * *idempotency claims* older than ``idempotency_retention_days`` (0: as long as their
   message);
 * *events* older than ``events_retention_days``, but never one after the smallest
-  position of a cursor that still counts (:func:`holding_cursors`);
+  position of a cursor that still counts (:func:`holding_cursors`), nor the newest one
+  (the feed is never emptied);
 * *error history* entries older than ``errors_retention_days``, except those that still
   decide the error segment (:func:`error_entries_to_prune`).
 
@@ -62,6 +63,7 @@ from gateway.store.retention import (
     carrier_id_chunk,
     error_chunk,
     event_head,
+    event_newest,
     idempotency_chunk,
     message_chunk,
     outbox_chunk,
@@ -506,9 +508,15 @@ class Retention:
         cursors = holding_cursors(list_cursors(self._store), s.webhooks)
         hold_name = min(cursors, key=cursors.__getitem__) if cursors else None
         hold = cursors[hold_name] if hold_name is not None else None
+        # The newest event always stays: a feed emptied under a cursor that is behind the
+        # newest number gives that consumer no event at all, only a ``last_event_seq``
+        # ahead of it (a webhook endpoint added back after its cursor stopped holding
+        # would loop on that without a checkpoint). Read once: the newest only grows.
+        newest = self._store.read(event_newest)
+        keep = hold if newest is None else newest - 1 if hold is None else min(hold, newest - 1)
         while True:
             head = self._store.read(partial(event_head, limit=CHUNK_KEYS))
-            through = events_prune_through(head, now, s.events_s, hold)
+            through = events_prune_through(head, now, s.events_s, keep)
             if through is None:
                 break
             batch = WriteBatch()

@@ -97,3 +97,35 @@ async def test_outbox_snapshot_keeps_an_old_message_made_in_the_cutoffs_millisec
         sw = await retention.sweep()
         assert store.get_message(mid) is not None
         assert sw.pruned["messages"] == 0 and sw.kept == {"in_outbox": 1}
+
+
+async def test_the_sweep_never_empties_the_feed(autojump_clock: trio.testing.MockClock) -> None:
+    """Every event old and no cursor holding them (an idle week; a webhook endpoint
+    removed from the config, its cursor at 2): the sweep deleted all of them. A consumer
+    whose cursor is behind the newest number then finds no event at all: the webhook
+    sender, if that endpoint is added back, loops on ``events_after`` = [] and
+    ``wait_for_events`` (which returns at once) without a checkpoint and freezes the
+    trio thread (the whole gateway). The newest event now stays, so the consumer gets
+    it and sees the gap."""
+    from gateway.retention import DAY, Retention, RetentionSettings
+    from gateway.store import Event
+    from gateway.store.cursors import set_cursor
+
+    now = 1_790_000_000.0 + 40 * DAY
+    async with open_memory_store() as store:
+        b = WriteBatch()
+        for _ in range(6):
+            b.append_event(Event(seq=0, at=now - 30 * DAY, type="message.status"))
+        set_cursor(b, "webhook:removed", 2)
+        await store.commit(b)
+        retention = Retention(store, RetentionSettings(messages_s=0, errors_s=0,
+                                                       events_s=7 * DAY), clock=lambda: now)
+        sw = await retention.sweep()
+        assert [e.seq for e in store.events_after(2, 10)] == [6]
+        assert sw.pruned["events"] == 5 and store.last_event_seq() == 6
+        # the next event lets the kept one go at the next sweep
+        b = WriteBatch()
+        b.append_event(Event(seq=0, at=now, type="message.status"))
+        await store.commit(b)
+        sw = await retention.sweep()
+        assert [e.seq for e in store.events_after(0, 10)] == [7] and sw.pruned["events"] == 1

@@ -33,6 +33,7 @@ __all__ = [
     "carrier_id_chunk",
     "error_chunk",
     "event_head",
+    "event_newest",
     "idempotency_chunk",
     "message_chunk",
     "outbox_chunk",
@@ -75,6 +76,12 @@ def event_head(tx: KvTxn, limit: int) -> list[tuple[int, float]]:
         ev: Event = EVENT_DECODER.decode(value)
         out.append((parse_event_key(key), ev.at))
     return out
+
+
+def event_newest(tx: KvTxn) -> int | None:
+    """The sequence number of the newest event in the feed (None when it is empty)."""
+    last = tx.last(Db.EVENTS)
+    return None if last is None else parse_event_key(last[0])
 
 
 def carrier_id_chunk(
