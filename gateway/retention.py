@@ -381,23 +381,26 @@ class Retention:
         if s.errors_s > 0:
             steps.append(("errors", self._errors))
         failed: list[str] = []
-        for kind, step in steps:
-            # One kind failing (a record it cannot read) does not stop the others; a
-            # store that fails fails them all (the store's errors end the sweep).
-            try:
-                await step(now, sw)
-            except StoreError:
-                raise
-            except Exception:
-                self.stats.failures += 1
-                failed.append(kind)
-                log.exception("retention sweep failed", kind=kind)
-            else:
-                if kind == "carrier_ids":
-                    self._last_orphan_scan = now
         st = self.stats
-        for kind, n in sw.pruned.items():
-            st.pruned[kind] += n
+        try:
+            for kind, step in steps:
+                # One kind failing (a record it cannot read) does not stop the others; a
+                # store that fails fails them all (the store's errors end the sweep).
+                try:
+                    await step(now, sw)
+                except StoreError:
+                    raise
+                except Exception:
+                    self.stats.failures += 1
+                    failed.append(kind)
+                    log.exception("retention sweep failed", kind=kind)
+                else:
+                    if kind == "carrier_ids":
+                        self._last_orphan_scan = now
+        finally:
+            # What was committed is gone, whether or not a later kind fails.
+            for kind, n in sw.pruned.items():
+                st.pruned[kind] += n
         st.sweeps += 1
         st.last_sweep_at = now
         st.last_sweep_seconds = time.monotonic() - started

@@ -129,3 +129,45 @@ async def test_the_sweep_never_empties_the_feed(autojump_clock: trio.testing.Moc
         await store.commit(b)
         sw = await retention.sweep()
         assert [e.seq for e in store.events_after(0, 10)] == [7] and sw.pruned["events"] == 1
+
+
+async def test_a_sweep_that_fails_part_way_still_counts_what_it_pruned(
+        autojump_clock: trio.testing.MockClock) -> None:
+    """The messages step commits its deletions, then the events step's commit fails
+    (store full): the messages (and their carrier id) were deleted for good, but
+    ``smsgw_retention_pruned_total`` never counted them (the sweep's counts were added to
+    the stats only after the last kind)."""
+    from gateway.retention import DAY, Retention, RetentionSettings
+    from gateway.store import Event, MessageRecord, PartRecord, StoreFullError
+    from gateway.store.batch import PRUNE_EVENTS
+
+    now = 1_790_000_000.0 + 40 * DAY
+    old = now - 35 * DAY
+    async with open_memory_store() as store:
+        b = WriteBatch()
+        b.put_message(MessageRecord(id="0a0001", created_at=old, to=LA, text="t",
+                                    kind="campaign", status="delivered",
+                                    parts=(PartRecord(0, carrier="c1", carrier_msg_id="AB",
+                                                      status="delivered"),)))
+        b.put_carrier_id("c1", "AB", "0a0001", 0, old)
+        for _ in range(3):
+            b.append_event(Event(seq=0, at=old, type="message.status"))
+        await store.commit(b)
+        real_commit = store.commit
+
+        async def commit(batch: WriteBatch) -> object:
+            if any(op[0] == PRUNE_EVENTS for op in batch.ops):
+                raise StoreFullError("full")
+            return await real_commit(batch)
+
+        store.commit = commit  # type: ignore[method-assign]
+        retention = Retention(store, RetentionSettings(errors_s=0), clock=lambda: now)
+        try:
+            await retention.sweep()
+        except StoreFullError:
+            pass
+        else:  # pragma: no cover
+            raise AssertionError("the events step should have failed")
+        assert store.get_message("0a0001") is None
+        assert retention.statistics().pruned["messages"] == 1
+        assert retention.statistics().pruned["carrier_ids"] == 1
