@@ -211,7 +211,8 @@ def message_verdict(rec: MessageRecord, now: float, *, retention_s: float,
 
 def young_id_prefix(t: float) -> str:
     """The smallest message id (``gateway.pipeline.ids``) made at or after ``t``: those ids
-    are all ``>=`` it (its alphabet sorts like its values), older ones are all ``<`` it."""
+    are all ``>=`` it (its alphabet sorts like its values), ids of an earlier millisecond
+    are all ``<`` it (an id made earlier in ``t``'s millisecond is ``>=`` it too)."""
     ms = int(t * 1000)
     out = []
     for _ in range(10):
