@@ -613,6 +613,6 @@ if TYPE_CHECKING:  # GatewayBackend must satisfy the API's Backend protocol (myp
 def _feed(tx: KvTxn, *, after: int, limit: int) -> tuple[list[Event], int]:
     """``GET /v1/events``' read: the events after ``after`` and, when there are none,
     the last assigned number (else 0), in one read transaction (an event committed
-    between two reads would otherwise be skipped)."""
+    between two reads would otherwise be skipped). ``limit`` 0 looks at no event: 0."""
     evs = logic.events_after(tx, after, limit)
-    return evs, 0 if evs else logic.last_event_seq(tx)
+    return evs, 0 if evs or limit <= 0 else logic.last_event_seq(tx)

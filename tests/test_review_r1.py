@@ -49,6 +49,8 @@ async def test_events_after_a_fully_pruned_feed_say_so_and_long_poll(
         again = await be.events(out.next, 100, 30.0)
         assert again.events == [] and again.pruned == 0 and again.next == "6"
         assert trio.current_time() - t0 >= 30.0
+        # limit 0 looks at nothing: nothing is reported missed, the cursor stays
+        assert await be.events("2", 0, 0) == type(out)(events=[], next="2", pruned=0)
         # no cursor: nothing is reported missed, but the cursor moves past the gap
         fresh = await be.events(None, 100, 0)
         assert fresh.events == [] and fresh.pruned == 0 and fresh.next == "6"
