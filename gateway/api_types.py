@@ -457,7 +457,8 @@ class EventsOut(_Out, kw_only=True):
     """``GET /v1/events``: events after the cursor, oldest first."""
 
     events: list[EventOut]
-    #: Cursor for the next call (unchanged when no event arrived within ``wait``).
+    #: Cursor for the next call: unchanged when no event arrived within ``wait``, except
+    #: that it moves past events retention removed (counted in ``pruned``).
     next: str
     #: Events after the cursor that are no longer in the feed (removed by retention,
     #: ``[store] events_retention_days``): the first event returned is not the one right

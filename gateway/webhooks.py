@@ -223,6 +223,17 @@ class WebhookSender:
             while True:
                 events = store.events_after(self._cursor, self.config.batch_max)
                 if not events:
+                    last = store.last_event_seq()
+                    if last > self._cursor:
+                        # Nothing after the cursor, yet the feed went past it: those
+                        # events were pruned (retention). Move on, or wait_for_events
+                        # returns at once and this loop spins without a checkpoint.
+                        log.warning("webhook %s: events %d..%d are no longer in the feed "
+                                    "(pruned) and were not delivered", self.name,
+                                    self._cursor + 1, last)
+                        await self._save_cursor(last)
+                        self._cursor = last
+                        continue
                     self._state = "idle"
                     await store.wait_for_events(self._cursor)
                     continue

@@ -368,6 +368,30 @@ async def test_restart_resumes_from_the_stored_cursor(
     assert rx.ids == [1, 2, 3, 4, 5, 6]  # nothing twice, nothing lost
 
 
+async def test_a_cursor_behind_an_emptied_feed_moves_on_instead_of_spinning(
+        autojump_clock: trio.testing.MockClock) -> None:
+    # Events 3..6 were pruned (retention, while this endpoint was out of the config) and
+    # nothing newer exists: the feed is empty after the cursor, but the store's last
+    # sequence number is past it, so waiting for events returns at once. The sender spun
+    # on that without a checkpoint and froze the whole event loop.
+    store = MemoryStore()
+    await add_events(store, 6)
+    prune = WriteBatch()
+    set_cursor(prune, "webhook:crm", 2)
+    prune.delete_events_through(6)
+    await store.commit(prune)
+    rx = Receiver()
+    async with receiving(rx) as port:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(WebhookSender(hook(port), store).run)
+            with trio.fail_after(30):
+                await wait_for(lambda: get_cursor(store, "webhook:crm") == 6)
+                await add_events(store, 1)
+                await wait_for(lambda: len(rx.ids) == 1)
+            nursery.cancel_scope.cancel()
+    assert rx.ids == [7]
+
+
 async def test_stop_during_a_post_sends_that_batch_again(
         autojump_clock: trio.testing.MockClock) -> None:
     store = MemoryStore()
