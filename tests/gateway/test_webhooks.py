@@ -381,14 +381,13 @@ async def test_a_cursor_behind_an_emptied_feed_moves_on_instead_of_spinning(
     prune.delete_events_through(6)
     await store.commit(prune)
     rx = Receiver()
-    async with receiving(rx) as port:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(WebhookSender(hook(port), store).run)
-            with trio.fail_after(30):
-                await wait_for(lambda: get_cursor(store, "webhook:crm") == 6)
-                await add_events(store, 1)
-                await wait_for(lambda: len(rx.ids) == 1)
-            nursery.cancel_scope.cancel()
+    async with receiving(rx) as port, trio.open_nursery() as nursery:
+        await nursery.start(WebhookSender(hook(port), store).run)
+        with trio.fail_after(30):
+            await wait_for(lambda: get_cursor(store, "webhook:crm") == 6)
+            await add_events(store, 1)
+            await wait_for(lambda: len(rx.ids) == 1)
+        nursery.cancel_scope.cancel()
     assert rx.ids == [7]
 
 
