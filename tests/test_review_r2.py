@@ -236,3 +236,101 @@ async def test_route_flapping_in_the_middle_of_unparking_sends_each_message_once
         assert parked_in_store(store) == 0
         st = r.dispatcher.statistics()
         assert st.parked == 0 and st.parked_by_route == {}
+
+
+async def test_a_prefix_routed_elsewhere_after_a_restart_takes_its_new_route(
+        mem_store: object, autojump_clock: trio.testing.MockClock) -> None:
+    # Parked while "+3361" went to the "down" carrier only; the operator re-routes that
+    # prefix to "up" (the "down" carrier stays configured, still down) and restarts: the
+    # waiting messages go out through "up", as they did within <= 30 s before per-route
+    # parking (they were re-routed at each re-park). Before the fix their range, tagged
+    # by the carrier tuple ("down",) alone, was still "known" (a configured carrier) and
+    # waited for "down" however long it stayed down.
+    from tests.pipeline.test_dispatch_harness import rig
+    from tests.pipeline.test_dispatch_park import (
+        DOWN_PHONES,
+        ROUTES,
+        parked_in_store,
+        send_spread,
+    )
+
+    store: Any = mem_store
+    async with rig(store, carriers=("up", "down"), passwords={"down": "wrong"},
+                   routes=ROUTES) as r:
+        ids = await send_spread(r, DOWN_PHONES[:6], 0.25)
+        await r.wait_until(lambda: r.dispatcher.statistics().parked == 6)
+    assert parked_in_store(store) == 6
+    async with rig(store, carriers=("up", "down"), passwords={"down": "wrong"},
+                   routes=(("+", ("up",)),)) as r:
+        recs = await r.wait(ids, "delivered")
+        assert {rec.parts[0].carrier for rec in recs} == {"up"}
+        assert r.server.stats.submits == 6
+        assert parked_in_store(store) == 0 and r.dispatcher.statistics().parked == 0
+
+
+async def test_a_prefix_still_routed_the_same_keeps_waiting_after_a_restart(
+        mem_store: object, autojump_clock: trio.testing.MockClock) -> None:
+    # The counterpart: same routes after the restart, the carrier still down: the range
+    # is known, left alone (no writes), and goes out when the carrier is up.
+    from tests.pipeline.test_dispatch_harness import rig
+    from tests.pipeline.test_dispatch_park import (
+        DOWN_PHONES,
+        ROUTES,
+        bring_up_down,
+        count_writes,
+        parked_in_store,
+        send_spread,
+    )
+
+    store: Any = mem_store
+    async with rig(store, carriers=("up", "down"), passwords={"down": "wrong"},
+                   routes=ROUTES) as r:
+        ids = await send_spread(r, DOWN_PHONES[:6], 0.25)
+        await r.wait_until(lambda: r.dispatcher.statistics().parked == 6)
+    async with rig(store, carriers=("up", "down"), passwords={"down": "wrong"},
+                   routes=ROUTES) as r:
+        with count_writes(store) as w:
+            await r.wait_until(lambda: r.dispatcher.statistics().parked == 6)
+            assert r.dispatcher.statistics().parked_by_route == {"down": 6}
+            await trio.sleep(120)
+            assert w.commits == 0
+        await bring_up_down(r)
+        recs = await r.wait(ids, "delivered")
+        assert {rec.parts[0].carrier for rec in recs} == {"down"}
+        assert r.server.stats.submits == 6 and parked_in_store(store) == 0
+
+
+async def test_a_longer_prefix_added_after_a_restart_takes_its_numbers(
+        mem_store: object, autojump_clock: trio.testing.MockClock) -> None:
+    # The "+3361" route to "down" stays, but a new, longer "+33612" route sends those
+    # numbers to "up": the messages parked for "+3361" go out through "up".
+    from tests.pipeline.test_dispatch_harness import rig
+    from tests.pipeline.test_dispatch_park import (
+        DOWN_PHONES,
+        ROUTES,
+        parked_in_store,
+        send_spread,
+    )
+
+    store: Any = mem_store
+    async with rig(store, carriers=("up", "down"), passwords={"down": "wrong"},
+                   routes=ROUTES) as r:
+        ids = await send_spread(r, DOWN_PHONES[:6], 0.25)
+        await r.wait_until(lambda: r.dispatcher.statistics().parked == 6)
+    async with rig(store, carriers=("up", "down"), passwords={"down": "wrong"},
+                   routes=(("+33612", ("up",)), *ROUTES)) as r:
+        recs = await r.wait(ids, "delivered")
+        assert {rec.parts[0].carrier for rec in recs} == {"up"}
+        assert r.server.stats.submits == 6
+        assert parked_in_store(store) == 0 and r.dispatcher.statistics().parked == 0
+
+
+def test_route_sigs_name_the_longer_prefixes_taking_numbers_away() -> None:
+    from gateway.pipeline.dispatch import park_tag, route_sigs
+
+    sigs = route_sigs(["+", "+3361", "+33612", "+4", "+336"])
+    assert sigs["+33612"] == "+33612" and sigs["+4"] == "+4"
+    assert sigs["+3361"].split("\x1d") == ["+3361", "+33612"]
+    assert sigs["+"].split("\x1d") == ["+", "+336", "+3361", "+33612", "+4"]
+    # a carrier's own range (no prefix) keeps its tag; a route's differs from it
+    assert park_tag(("down",)) != park_tag(("down",), sigs["+4"])

@@ -521,12 +521,36 @@ _encode_parked = msgspec.msgpack.Encoder().encode
 _U64: Final = struct.Struct(">Q")
 
 
-def park_tag(carriers: Sequence[str]) -> int:
+def park_tag(carriers: Sequence[str], prefix: str | None = None) -> int:
     """The 40-bit tag of the parking range of messages waiting for any of ``carriers``
-    (stable across processes: blake2b of the names). Two carrier tuples with one tag
-    (odds ~n**2 / 2**41) would share a range: unparked together, harmless."""
-    h = hashlib.blake2b("\x1f".join(carriers).encode(), digest_size=_PARK_TAG_BYTES)
+    (stable across processes: blake2b of the names); with ``prefix`` (``route_sig``),
+    of the messages that the route of that prefix sends to them (a range per route, so
+    that a restart with that prefix's numbers routed otherwise puts them back). Two
+    ranges with one tag (odds ~n**2 / 2**41) would share a range: unparked together,
+    harmless."""
+    name = "\x1f".join(carriers)
+    if prefix is not None:
+        name = f"{prefix}\x1e{name}"
+    h = hashlib.blake2b(name.encode(), digest_size=_PARK_TAG_BYTES)
     return int.from_bytes(h.digest(), "big")
+
+
+def route_sigs(prefixes: Iterable[str]) -> dict[str, str]:
+    """Per route prefix, what decides which numbers its route gets: the prefix and the
+    longer prefixes that take some of its numbers away (a parking range's ``park_tag``
+    prefix: adding or removing such a route, or routing the prefix to other carriers,
+    makes the ranges parked under the old routing unknown at start-up: routed again)."""
+    ps = sorted(set(prefixes))
+    out: dict[str, str] = {}
+    for i, p in enumerate(ps):
+        longer = [p]
+        for j in range(i + 1, len(ps)):  # those starting with p follow it in order
+            q = ps[j]
+            if not q.startswith(p):
+                break
+            longer.append(q)
+        out[p] = "\x1d".join(longer)
+    return out
 
 
 def park_due(tag: int) -> float:
@@ -623,6 +647,8 @@ class Dispatcher:
         mapping = getattr(carriers, "carriers", carriers)
         self._carriers: dict[str, CarrierLike] = dict(mapping)
         self._router = router
+        #: ``route_sigs`` of the configured routes (a parking range's prefix part).
+        self._route_sigs = route_sigs(r.prefix for r in config.routes)
         self._accepter = accepter
         self._clock = clock
         self._recipients = recipients
@@ -654,8 +680,9 @@ class Dispatcher:
         #: Parking ranges by tag (``_ParkState``): counts, never message ids.
         self._parks: dict[int, _ParkState] = {}
         #: Messages parked by the dispatch round under way, per carrier tuple waited for.
-        self._park_pending: dict[tuple[str, ...], int] = {}
-        self._park_tags: dict[tuple[str, ...], int] = {}
+        #: (route prefix or None, carriers waited for) -> count / tag (``_park``).
+        self._park_pending: dict[tuple[str | None, tuple[str, ...]], int] = {}
+        self._park_tags: dict[tuple[str | None, tuple[str, ...]], int] = {}
         #: Records the accepter handed over (``accepted``), by message id; each is taken
         #: (popped) at the first sight of its outbox entry, whatever is done with it.
         self._handoff: dict[str, Handed] = {}
@@ -796,9 +823,18 @@ class Dispatcher:
             by_carrier={c: dict(v) for c, v in self._by_carrier.items()},
             rejected_by_status={c: dict(v) for c, v in self._rejected_by_status.items()},
             handoff_used=n["handoff_used"], handoff_missed=n["handoff_missed"],
-            parked_by_route={",".join(st.carriers): st.count
-                             for st in self._parks.values() if st.count},
+            parked_by_route=self._parked_by_route(),
         )
+
+    def _parked_by_route(self) -> dict[str, int]:
+        """Parked messages per carrier tuple waited for (the ranges of routes with the
+        same carriers summed)."""
+        out: dict[str, int] = {}
+        for st in self._parks.values():
+            if st.count:
+                name = ",".join(st.carriers)
+                out[name] = out.get(name, 0) + st.count
+        return out
 
     async def _commit(self, batch: WriteBatch) -> None:
         """Commit, then tell the accepter how many outbox entries went (backpressure)."""
@@ -1130,7 +1166,7 @@ class Dispatcher:
                 picks[prefix] = name
         settings = self._settings.get(name) if name is not None else None
         if name is None or settings is None:
-            self._park(batch, e, rec, route, now)
+            self._park(batch, e, rec, route, now, prefix=prefix)
             parked_routes.add(route)
             return None
         opts, builder = settings
@@ -1156,7 +1192,8 @@ class Dispatcher:
                 # Some parts went out with another layout: the rest must match them, so
                 # wait for the carrier they went to.
                 wait = (rec.carrier,) if rec.carrier is not None else route
-                self._park(batch, e, rec, wait, now)
+                self._park(batch, e, rec, wait, now,
+                           prefix=None if rec.carrier is not None else prefix)
                 parked_routes.add(wait)
                 return None
             parts = new_parts = tuple(PartRecord(index=i) for i in range(p.segments))
@@ -1234,28 +1271,34 @@ class Dispatcher:
         return zlib.crc32(rec.id.encode()) & 0xFFFF
 
     def _park(self, batch: WriteBatch, e: OutboxEntry, rec: MessageRecord,
-              wait: tuple[str, ...], now: float) -> None:
-        """Move the entry to the parking range of ``wait`` (the carriers it waits for),
-        once: it stays there, unread and unwritten, until one of them is live. The record
-        is not written: its ``outbox_due`` is the due time the entry returns to."""
-        tag = self._park_tags.get(wait)
+              wait: tuple[str, ...], now: float, *, prefix: str | None = None) -> None:
+        """Move the entry to the parking range of ``wait`` (the carriers it waits for;
+        with ``prefix``, as the route of that prefix), once: it stays there, unread and
+        unwritten, until one of them is live. The record is not written: its
+        ``outbox_due`` is the due time the entry returns to."""
+        if prefix is not None:
+            prefix = self._route_sigs.get(prefix, prefix)
+        key = (prefix, wait)
+        tag = self._park_tags.get(key)
         if tag is None:
-            tag = self._park_tags[wait] = park_tag(wait)
+            tag = self._park_tags[key] = park_tag(wait, prefix)
         batch.outbox_remove(e.due, rec.id)
         # ``outbox_add`` with a ``Parked`` value instead of a ``Lease``.
         batch.ops.append((PUT, Db.OUTBOX, outbox_key(park_due(tag), rec.id),
                           _encode_parked(Parked(e.due))))
         pending = self._park_pending
-        pending[wait] = pending.get(wait, 0) + 1
+        pending[key] = pending.get(key, 0) + 1
 
-    def _note_parked(self, pending: dict[tuple[str, ...], int], live: set[str]) -> None:
+    def _note_parked(self, pending: dict[tuple[str | None, tuple[str, ...]], int],
+                     live: set[str]) -> None:
         """After the commit of a round that parked ``pending`` (count per carrier tuple):
         count them; a range none of whose carriers was live in that round (``live``) is
         down, so the next look that finds one live unparks it (none is missed however
         liveness changed meanwhile)."""
         parks = self._parks
-        for wait, n in pending.items():
-            tag = self._park_tags[wait]
+        for key, n in pending.items():
+            tag = self._park_tags[key]
+            wait = key[1]
             st = parks.get(tag)
             if st is None:
                 st = parks[tag] = _ParkState(wait, down=False)
@@ -1336,13 +1379,17 @@ class Dispatcher:
 
     async def _load_parked(self) -> None:
         """At start-up: count what a previous run parked, per range. A range whose tag is
-        not one of this config's routes or carriers (the config changed) is unparked at
-        once, to be routed again."""
-        known: dict[int, tuple[str, ...]] = {}
+        not one of this config's routes (prefix and carriers: a prefix routed elsewhere
+        now is routed again) or carriers (the config changed) is unparked at once, to be
+        routed again."""
+        known: dict[int, tuple[str | None, tuple[str, ...]]] = {}
+        sigs = self._route_sigs
         for r in self._config.routes:
-            known[park_tag(tuple(r.carriers))] = tuple(r.carriers)
+            route = tuple(r.carriers)
+            sig = sigs[r.prefix]
+            known[park_tag(route, sig)] = (sig, route)
         for c in self._config.carriers:
-            known.setdefault(park_tag((c.name,)), (c.name,))
+            known.setdefault(park_tag((c.name,)), (None, (c.name,)))
         counts: dict[int, int] = {}
         start: bytes | None = None
         while True:
@@ -1354,12 +1401,12 @@ class Dispatcher:
                 break
             await trio.lowlevel.checkpoint()
         for tag, n in counts.items():
-            wait = known.get(tag)
-            st = self._parks[tag] = (_ParkState(wait) if wait is not None
+            key = known.get(tag)
+            st = self._parks[tag] = (_ParkState(key[1]) if key is not None
                                      else _ParkState((), down=False, unparking=True))
             st.count = n
-            if wait is not None:
-                self._park_tags[wait] = tag
+            if key is not None:
+                self._park_tags[key] = tag
         if counts:
             log.info("%d message(s) parked by the previous run, waiting for %d route(s)",
                      sum(counts.values()), len(counts))
