@@ -60,7 +60,6 @@ from gateway.store import (
     WriteBatch,
     logic,
 )
-from gateway.store.kv import KvTxn
 from gateway.store.marketing import StoreMarketing
 from rules.delivery_errors import record_error
 from rules.error_segment import in_error_segment
@@ -518,7 +517,8 @@ class GatewayBackend:
             if seq < 0:
                 raise InvalidRequest("`after` must be a cursor from `next`",
                                      field="after", code="invalid_cursor")
-        evs, head = self._read(lambda: self._store.read(partial(_feed, after=seq, limit=limit)))
+        evs, head = self._read(lambda: self._store.read(
+            partial(logic.events_or_head, after=seq, limit=limit)))
         # ``head`` > ``seq`` with no event after ``seq``: retention removed every event
         # after the cursor (an idle week). Wait and answer from ``head``: waiting from
         # ``seq`` would return at once (``wait_for_events`` looks at the last assigned
@@ -602,17 +602,8 @@ def _segment_line(pe: PhoneErrors, policy: Any, now: datetime,
                             error_class=last.error_class, errors=len(pe.entries))
 
 
-
 if TYPE_CHECKING:  # GatewayBackend must satisfy the API's Backend protocol (mypy checks)
     from gateway.api_types import Backend
 
     def _conforms(b: GatewayBackend) -> Backend:
         return b
-
-
-def _feed(tx: KvTxn, *, after: int, limit: int) -> tuple[list[Event], int]:
-    """``GET /v1/events``' read: the events after ``after`` and, when there are none,
-    the last assigned number (else 0), in one read transaction (an event committed
-    between two reads would otherwise be skipped). ``limit`` 0 looks at no event: 0."""
-    evs = logic.events_after(tx, after, limit)
-    return evs, 0 if evs or limit <= 0 else logic.last_event_seq(tx)

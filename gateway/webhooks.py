@@ -41,6 +41,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, Final, Literal, Protocol
 
 import msgspec
@@ -60,6 +61,7 @@ from gateway.http import (
 from gateway.store import Event, StoreError, WriteBatch
 from gateway.store.cursors import get_cursor, set_cursor
 from gateway.store.kv import KvTxn
+from gateway.store.logic import events_or_head
 
 __all__ = [
     "DEAD_LETTER",
@@ -221,9 +223,9 @@ class WebhookSender:
         task_status.started(self)
         async with self._client:
             while True:
-                events = store.events_after(self._cursor, self.config.batch_max)
+                events, last = store.read(partial(
+                    events_or_head, after=self._cursor, limit=self.config.batch_max))
                 if not events:
-                    last = store.last_event_seq()
                     if last > self._cursor:
                         # Nothing after the cursor, yet the feed went past it: those
                         # events were pruned (retention). Move on, or wait_for_events

@@ -43,6 +43,7 @@ __all__ = [
     "due_outbox",
     "error_segment_chunk",
     "events_after",
+    "events_or_head",
     "get_errors",
     "init_schema",
     "last_event_seq",
@@ -298,6 +299,16 @@ def events_after(tx: KvTxn, after: int, limit: int) -> list[Event]:
         if len(out) >= limit:
             break
     return out
+
+
+def events_or_head(tx: KvTxn, after: int, limit: int) -> tuple[list[Event], int]:
+    """The events after ``after`` (at most ``limit``) and, when there are none, the last
+    assigned sequence number (else 0), in one read transaction: read apart, an event
+    committed between the two reads would look pruned. A head beyond ``after`` with no
+    event after it means retention removed every event after ``after``. ``limit`` 0
+    looks at no event: 0."""
+    evs = events_after(tx, after, limit)
+    return evs, 0 if evs or limit <= 0 else last_event_seq(tx)
 
 
 def _phone_errors(tx: KvTxn, prefix: bytes, since_ms: int) -> list[ErrorEntry]:
