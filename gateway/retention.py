@@ -50,7 +50,7 @@ from gateway.pipeline.dispatch import (
     SUBMITTED,
     UNKNOWN_RECEIPT,
 )
-from gateway.pipeline.ids import ALPHABET, ID_LENGTH
+from gateway.pipeline.ids import ID_LENGTH, time_prefix
 from gateway.receipts import normalise_message_id
 from gateway.store import ErrorEntry, MessageRecord, StoreError, WriteBatch
 from gateway.store.cursors import list_cursors
@@ -213,12 +213,7 @@ def young_id_prefix(t: float) -> str:
     """The smallest message id (``gateway.pipeline.ids``) made at or after ``t``: those ids
     are all ``>=`` it (its alphabet sorts like its values), ids of an earlier millisecond
     are all ``<`` it (an id made earlier in ``t``'s millisecond is ``>=`` it too)."""
-    ms = int(t * 1000)
-    out = []
-    for _ in range(10):
-        out.append(ALPHABET[ms & 31])
-        ms >>= 5
-    return "".join(reversed(out))
+    return time_prefix(t)
 
 
 def carrier_ids_of(rec: MessageRecord) -> list[tuple[str, str]]:
@@ -480,30 +475,37 @@ class Retention:
     async def _orphan_carrier_ids(self, now: float, sw: _Sweep) -> None:
         s = self.settings
         older_than = now - s.messages_s
-        pos: bytes | None = b""
-        while pos is not None:
-            found, _, pos = self._store.read(partial(
-                carrier_id_chunk, start=pos, limit=CHUNK_KEYS, older_than=older_than))
-            doomed = [key for key, rec, exists in found
-                      if carrier_id_prunable(rec, exists, now, s.messages_s)]
-            if doomed:
-                op = PruneCarrierIds(doomed, older_than)
-                await self._commit(op)
-                sw.pruned["carrier_ids"] += op.deleted
-            if pos is not None or doomed:
-                await self._pause(bool(doomed))
+
+        def read(start: bytes, tx: Any) -> tuple[list[bytes], bytes | None]:
+            found, _, pos = carrier_id_chunk(tx, start, CHUNK_KEYS, older_than)
+            return [key for key, rec, exists in found
+                    if carrier_id_prunable(rec, exists, now, s.messages_s)], pos
+
+        await self._prune_keys(read, partial(PruneCarrierIds, older_than=older_than),
+                               "carrier_ids", sw)
 
     async def _claims(self, now: float, sw: _Sweep) -> None:
         s = self.settings
+
+        def read(start: bytes, tx: Any) -> tuple[list[bytes], bytes | None]:
+            found, pos = idempotency_chunk(tx, start, CHUNK_KEYS)
+            return [key for key, rec in found if claim_prunable(rec, now, s.idempotency_s)], pos
+
+        await self._prune_keys(read, partial(PruneIdempotency, older_than=now - s.idempotency_s),
+                               "idempotency", sw)
+
+    async def _prune_keys(self, read: Callable[[bytes, Any], tuple[list[bytes], bytes | None]],
+                          prune: Callable[[list[bytes]], PruneCarrierIds | PruneIdempotency],
+                          kind: str, sw: _Sweep) -> None:
+        """Chunk by chunk: the keys ``read(start, tx)`` picks (and where to resume), deleted by the
+        ``prune`` op (which re-checks each in the write transaction), then a pause."""
         pos: bytes | None = b""
         while pos is not None:
-            found, pos = self._store.read(partial(idempotency_chunk, start=pos,
-                                                  limit=CHUNK_KEYS))
-            doomed = [key for key, rec in found if claim_prunable(rec, now, s.idempotency_s)]
+            doomed, pos = self._store.read(partial(read, pos))
             if doomed:
-                op = PruneIdempotency(doomed, now - s.idempotency_s)
+                op = prune(doomed)
                 await self._commit(op)
-                sw.pruned["idempotency"] += op.deleted
+                sw.pruned[kind] += op.deleted
             if pos is not None or doomed:
                 await self._pause(bool(doomed))
 

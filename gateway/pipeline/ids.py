@@ -23,7 +23,7 @@ from __future__ import annotations
 import secrets
 import time
 
-__all__ = ["ALPHABET", "ID_LENGTH", "IdGenerator", "id_time"]
+__all__ = ["ALPHABET", "ID_LENGTH", "IdGenerator", "id_time", "time_prefix"]
 
 #: Crockford base32, lowercase (no i, l, o, u): URL- and key-safe, sorts numerically.
 ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
@@ -37,6 +37,13 @@ def _b32(value: int, width: int) -> str:
         out.append(ALPHABET[value & 31])
         value >>= 5
     return "".join(reversed(out))
+
+
+def time_prefix(t: float) -> str:
+    """The 10-character time part of the ids made in ``t``'s millisecond (the inverse of
+    :func:`id_time`): every id made at or after ``t`` sorts ``>=`` it, every id of an
+    earlier millisecond ``<`` it."""
+    return _b32(int(t * 1000), 10)
 
 
 def id_time(message_id: str) -> float:

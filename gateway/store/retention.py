@@ -199,49 +199,52 @@ class PruneMessages:
         return ()
 
 
-class PruneCarrierIds:
+class _PruneOlder:
+    """In the write txn: delete each listed key of ``db`` whose value still qualifies
+    (``_still``: re-read here, it may have changed since the chunk was read)."""
+
+    __slots__ = ("deleted", "keys", "older_than")
+    db: Db
+
+    def __init__(self, keys: Sequence[bytes], older_than: float) -> None:
+        self.keys = tuple(keys)
+        self.older_than = older_than
+        self.deleted = 0
+
+    def _still(self, tx: KvTxn, value: bytes) -> bool:
+        raise NotImplementedError
+
+    def __call__(self, tx: KvTxn) -> tuple[()]:
+        self.deleted = 0
+        for key in self.keys:
+            v = tx.get(self.db, key)
+            if v is not None and self._still(tx, v):
+                tx.delete(self.db, key)
+                self.deleted += 1
+        return ()
+
+
+class PruneCarrierIds(_PruneOlder):
     """In the write txn: delete each listed carrier id that is still older than
     ``older_than`` and whose message is (still) gone."""
 
-    __slots__ = ("deleted", "keys", "older_than")
+    __slots__ = ()
+    db = Db.CARRIER_IDS
 
-    def __init__(self, keys: Sequence[bytes], older_than: float) -> None:
-        self.keys = tuple(keys)
-        self.older_than = older_than
-        self.deleted = 0
-
-    def __call__(self, tx: KvTxn) -> tuple[()]:
-        self.deleted = 0
-        for key in self.keys:
-            v = tx.get(Db.CARRIER_IDS, key)
-            if v is None:
-                continue
-            rec = CARRIER_ID.decode(v)
-            if rec.at < self.older_than and tx.get(Db.MESSAGES, rec.message_id.encode()) is None:
-                tx.delete(Db.CARRIER_IDS, key)
-                self.deleted += 1
-        return ()
+    def _still(self, tx: KvTxn, value: bytes) -> bool:
+        rec = CARRIER_ID.decode(value)
+        return rec.at < self.older_than and tx.get(Db.MESSAGES, rec.message_id.encode()) is None
 
 
-class PruneIdempotency:
+class PruneIdempotency(_PruneOlder):
     """In the write txn: delete each listed claim that is still older than ``older_than``
     (a claim is never rewritten with an older time, so the re-check is enough)."""
 
-    __slots__ = ("deleted", "keys", "older_than")
+    __slots__ = ()
+    db = Db.IDEMPOTENCY
 
-    def __init__(self, keys: Sequence[bytes], older_than: float) -> None:
-        self.keys = tuple(keys)
-        self.older_than = older_than
-        self.deleted = 0
-
-    def __call__(self, tx: KvTxn) -> tuple[()]:
-        self.deleted = 0
-        for key in self.keys:
-            v = tx.get(Db.IDEMPOTENCY, key)
-            if v is not None and IDEMPOTENCY.decode(v).at < self.older_than:
-                tx.delete(Db.IDEMPOTENCY, key)
-                self.deleted += 1
-        return ()
+    def _still(self, tx: KvTxn, value: bytes) -> bool:
+        return IDEMPOTENCY.decode(value).at < self.older_than
 
 
 class PruneErrors:
