@@ -124,7 +124,7 @@ def main() -> None:
             kw["picks"] = {}
         for e, rec, h in items:
             flights.append(d._route_one(batch, e, rec, now, per_carrier=per_carrier,
-                                        parked_routes=set(), live=live,
+                                        live=live,
                                         handed=h if handed else None, **kw))
         return batch, per_carrier, flights
 

@@ -1020,6 +1020,7 @@ class Bind:
         return False
 
     def _submit_answered(self, entry: Sent, event: ev.ResponseReceived, now: float) -> None:
+        """A refused submit (non-zero status) or a generic_nack."""
         batch, index, sent_at = entry
         status = event.status
         if self.queue is not None:
@@ -1037,15 +1038,8 @@ class Bind:
                     bind=self.name, reason=f"generic_nack {_status_name(status)}",
                     latency=now - sent_at))
                 return
-        if status == 0:
-            self.accepted += 1
-            message_id = getattr(event.pdu, "message_id", "") or ""
-            batch.resolve(index, SubmitOutcome(
-                kind=OutcomeKind.ACCEPTED, message_id=message_id, bind=self.name,
-                latency=now - sent_at))
-            if self.queue is not None:
-                self.queue.accepted(now)
-            return
+        # Accepted answers never come here: ``_dispatch`` resolves them (and a nack with
+        # status 0 is RSYSERR above).
         rc = retry_class(status)
         if rc is RetryClass.THROTTLED:
             self.throttled += 1

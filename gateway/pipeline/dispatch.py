@@ -1095,14 +1095,13 @@ class Dispatcher:
             ready += [(e, rec, None) for e, rec in await self._reevaluate(scheduled, now)]
         per_carrier: dict[str, tuple[list[tuple[_Flight, int]], list[P.SubmitSm]]] = {}
         new_flights: list[_Flight] = []
-        parked_routes: set[tuple[str, ...]] = set()
         # Liveness as of this round (nothing below awaits until the commit), and the
         # carrier each route's prefix goes to in this round (the first live one).
         live = {n for n, c in self._carriers.items() if c.can_submit}
         picks: dict[str, str | None] = {}
         for e, rec, h in ready:
             fl = self._route_one(batch, e, rec, now, per_carrier=per_carrier,
-                                 parked_routes=parked_routes, live=live, handed=h,
+                                 live=live, handed=h,
                                  picks=picks)
             if fl is not None:
                 new_flights.append(fl)
@@ -1135,7 +1134,7 @@ class Dispatcher:
 
     def _route_one(self, batch: WriteBatch, e: OutboxEntry, rec: MessageRecord, now: float, *,
                    per_carrier: dict[str, tuple[list[tuple[_Flight, int]], list[P.SubmitSm]]],
-                   parked_routes: set[tuple[str, ...]], live: set[str],
+                   live: set[str],
                    handed: Handed | None = None,
                    picks: dict[str, str | None] | None = None) -> _Flight | None:
         hit = self._router.lookup(rec.to)  # route and matched prefix in one probe
@@ -1167,7 +1166,6 @@ class Dispatcher:
         settings = self._settings.get(name) if name is not None else None
         if name is None or settings is None:
             self._park(batch, e, rec, route, now, prefix=prefix)
-            parked_routes.add(route)
             return None
         opts, builder = settings
         country = None
@@ -1194,7 +1192,6 @@ class Dispatcher:
                 wait = (rec.carrier,) if rec.carrier is not None else route
                 self._park(batch, e, rec, wait, now,
                            prefix=None if rec.carrier is not None else prefix)
-                parked_routes.add(wait)
                 return None
             parts = new_parts = tuple(PartRecord(index=i) for i in range(p.segments))
         if len(parts) == 1:  # the common case, without a comprehension's frame

@@ -98,6 +98,7 @@ from gateway.receipts import (
     DeliveryReceipt,
     MessageIdFormat,
     ReceiptState,
+    is_receipt_esm_class,
     parse_receipt,
     receipt_first_key,
     receipt_lookup_keys,
@@ -151,9 +152,6 @@ ACK_LATENCY_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25
                               2.5, 5.0, 10.0)
 
 _replace = msgspec.structs.replace
-#: esm_class message-type bits (0x3C) of a receipt (0x04) and of an intermediate
-#: notification (0x20, §5.2.12): both are parsed as receipts.
-_RECEIPT_TYPES: Final = frozenset({0x04, 0x20})
 #: ``gateway.pipeline.events.encode_data``'s encoding (a default JSON Encoder), without
 #: the Python call around it, for the per-receipt event payload.
 _encode_payload = msgspec.json.Encoder().encode
@@ -584,9 +582,8 @@ class InboundProcessor:
         for inb in items:
             pdu = inb.pdu
             carrier = self._carrier(inb)
-            # ``Inbound.is_receipt`` (0x04) or an intermediate notification (0x20).
-            r = self._parse_receipt(pdu) if (int(pdu.esm_class) & 0x3C) in _RECEIPT_TYPES \
-                else None
+            # A receipt (0x04) or an intermediate notification (0x20).
+            r = self._parse_receipt(pdu) if is_receipt_esm_class(int(pdu.esm_class)) else None
             if r is not None:
                 fmt = formats.get(carrier)
                 if fmt is None:
