@@ -90,7 +90,6 @@ from gateway.store import (
     WriteBatch,
 )
 from gateway.store.batch import DELETE, PUT
-from gateway.store.keys import outbox_key
 from gateway.store.kv import Db, KvTxn
 
 __all__ = [
@@ -517,7 +516,6 @@ class Parked(msgspec.Struct, frozen=True, array_like=True, gc=False):
 
 
 _PARKED: Final = msgspec.msgpack.Decoder(Parked)
-_encode_parked = msgspec.msgpack.Encoder().encode
 _U64: Final = struct.Struct(">Q")
 
 
@@ -1280,9 +1278,7 @@ class Dispatcher:
         if tag is None:
             tag = self._park_tags[key] = park_tag(wait, prefix)
         batch.outbox_remove(e.due, rec.id)
-        # ``outbox_add`` with a ``Parked`` value instead of a ``Lease``.
-        batch.ops.append((PUT, Db.OUTBOX, outbox_key(park_due(tag), rec.id),
-                          _encode_parked(Parked(e.due))))
+        batch.outbox_add(park_due(tag), rec.id, Parked(e.due))
         pending = self._park_pending
         pending[key] = pending.get(key, 0) + 1
 

@@ -127,9 +127,11 @@ class WriteBatch:
         self.ops.append((DELETE, Db.RECIPIENTS, _id_key(phone, "phone")))
 
     # outbox
-    def outbox_add(self, due: float, message_id: str, lease: Lease | None = None) -> None:
+    def outbox_add(self, due: float, message_id: str,
+                   lease: Lease | msgspec.Struct | None = None) -> None:
         """Queue ``message_id`` as due at ``due`` (epoch seconds, ms precision); with a
-        ``lease``, the entry records parts in flight (``OutboxEntry.lease``)."""
+        ``lease``, the entry records parts in flight (``OutboxEntry.lease``). Another
+        record (the dispatcher's ``Parked``) is stored as the entry's value as given."""
         self.ops.append((PUT, Db.OUTBOX, outbox_key(due, message_id),
                          b"" if lease is None else _encode(lease)))
 
