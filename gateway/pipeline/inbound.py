@@ -727,13 +727,16 @@ class InboundProcessor:
                     misses.extend(receipts)
         if not misses:
             self._lookup(receipts, found, misses, pending, prechecked=prechecked)
-        if misses and d is not None and any(self._pending(d, h) for h in misses):
+        if misses and d is not None:
             # Answered by the carrier, not committed yet: wait for that commit.
+            waited = False
             with trio.move_on_after(PENDING_COMMIT_WAIT_S):
                 while any(self._pending(d, h) for h in misses):
+                    waited = True
                     await d.wait_committed()
-            again, misses = misses, []
-            self._lookup(again, found, misses)
+            if waited:
+                again, misses = misses, []
+                self._lookup(again, found, misses)
         for h in misses:
             if (d is not None and h.keys and d.awaiting_response(h.carrier) > 0
                     and now - h.first_seen < self._grace):
