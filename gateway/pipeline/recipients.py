@@ -300,14 +300,10 @@ class RecipientCache:
 
         Raises KeyError for an invalid number (check :meth:`is_valid` or use ``load``).
         """
-        e = self._entries.get(phone)
-        if e is None:
-            self.load((phone,))
-            e = self._entries[phone]
-        f = e.facts
-        if f is None:
-            f = e.facts = facts_from_record(e.record, sends_since=self._sends_since(e.record))
-        return f
+        got = self.facts_stored(phone)
+        if got is None:
+            raise KeyError(phone)
+        return got[0]
 
     def facts_stored(self, phone: str) -> tuple[RecipientFacts, bool] | None:
         """``(facts, stored)`` of ``phone`` in one lookup: :meth:`facts` and
