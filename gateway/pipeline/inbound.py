@@ -290,40 +290,16 @@ class _ApplyMo:
         return new
 
 
-class _ApplyReceipt:
-    """Message change: one receipt on one part, then the roll-up (pure)."""
-
-    __slots__ = ("done_at", "err", "error_class", "now", "part", "stat", "status")
-
-    def __init__(self, part: int, status: str | None, stat: str, *, err: str | None,
-                 done_at: float | None, error_class: str | None, now: float) -> None:
-        self.part = part
-        self.status = status
-        self.stat = stat
-        self.err = err
-        self.done_at = done_at
-        self.error_class = error_class
-        self.now = now
-
-    def __call__(self, old: MessageRecord | None) -> MessageRecord | None:
-        got = self.apply(old)
-        return None if got is None else got[0]
-
-    def apply(self, old: MessageRecord | None) -> tuple[MessageRecord, str | None] | None:
-        """``(new record, roll-up of its parts)``, or None when nothing changes."""
-        return _apply_receipt(old, (self.part, self.status, self.stat, self.err, self.done_at,
-                                    self.error_class, self.now))
-
-
 #: One receipt's change to its message: ``(part, status, stat, err, done_at, error_class,
-#: now)`` as ``_ApplyReceipt`` holds them; what ``_matched`` keeps per receipt for
+#: now)``; what ``_matched`` keeps per receipt for
 #: ``_WriteReceipts`` (a tuple: no object to build per receipt).
 _ReceiptChange = tuple[int, str | None, str, str | None, float | None, str | None, float]
 
 
 def _apply_receipt(old: MessageRecord | None,
                    change: _ReceiptChange) -> tuple[MessageRecord, str | None] | None:
-    """:meth:`_ApplyReceipt.apply` of the receipt ``change``."""
+    """``(new record, roll-up of its parts)`` after the receipt ``change`` (one receipt on
+    one part, then the roll-up; pure), or None when nothing changes."""
     part, status, stat, err, done_at, error_class, now = change
     if old is None or part >= len(old.parts):
         return None
@@ -384,7 +360,7 @@ class _WriteReceipts:
                 put(key, new)
                 continue
             if stored is None:
-                continue  # deleted meanwhile: ``_ApplyReceipt`` would leave it absent
+                continue  # deleted meanwhile: ``_apply_receipt`` would leave it absent
             rec = MESSAGE_DECODER.decode(stored)
             changed = False
             for change in fns:

@@ -1,11 +1,11 @@
-"""``_ApplyReceipt`` (pure): a receipt that sets no part status (an intermediate one, or a
+"""``_apply_receipt`` (pure): a receipt that sets no part status (an intermediate one, or a
 state without a part status) records what the carrier said and keeps the part's status."""
 
 from __future__ import annotations
 
 import pytest
 
-from gateway.pipeline.inbound import _ApplyReceipt
+from gateway.pipeline.inbound import _apply_receipt
 from gateway.store import MessageRecord, PartRecord
 
 
@@ -19,8 +19,8 @@ def _rec(*statuses: str) -> MessageRecord:
 @pytest.mark.parametrize("status", [None, "delivered"])
 def test_receipt_fields_and_status(status: str | None) -> None:
     old = _rec("accepted", "accepted")
-    got = _ApplyReceipt(0, status, "ENROUTE" if status is None else "DELIVRD", err="000",
-                        done_at=5.0, error_class=None, now=9.0).apply(old)
+    got = _apply_receipt(old, (0, status, "ENROUTE" if status is None else "DELIVRD", "000",
+                               5.0, None, 9.0))
     assert got is not None
     new, _ = got
     p = new.parts[0]
