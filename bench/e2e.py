@@ -138,6 +138,7 @@ def http_post(path: str, body: bytes) -> bytes:
 def run_loadgen(port: int, n: int, mix: str, batch: int, connections: int, rate: float,
                 bypass_qh: bool) -> dict[str, Any]:
     """Push n messages; one request in flight per keep-alive connection."""
+    build0 = time.process_time()
     enc = msgspec.json.Encoder()
     if batch <= 1:
         requests = [http_post("/v1/messages", enc.encode(message(i, mix, bypass_qh)))
@@ -167,6 +168,7 @@ def run_loadgen(port: int, n: int, mix: str, batch: int, connections: int, rate:
     per_second: dict[int, int] = {}
     t0 = time.perf_counter()
     wall0 = time.time()
+    cpu0 = time.process_time()
     outstanding = 0
 
     def send(s: socket.socket, idx: int, now: float) -> None:
@@ -235,9 +237,13 @@ def run_loadgen(port: int, n: int, mix: str, batch: int, connections: int, rate:
             sec = int(time.time())
             per_second[sec] = per_second.get(sec, 0) + sizes[idx]
     elapsed = time.perf_counter() - t0
+    cpu = time.process_time() - cpu0
     for s in socks:
         s.close()
     return {"messages": n, "requests": len(requests), "seconds": round(elapsed, 3),
+            # CPU of this client while it sent (the other core's budget), and before it
+            # started (building the request bodies, not overlapping the gateway's work)
+            "cpu_s": round(cpu, 3), "build_cpu_s": round(cpu0 - build0, 3),
             "started_at": wall0, "ended_at": wall0 + elapsed,
             "accepted_per_s": round(n / elapsed), "queued": queued, "rejected": rejected,
             "other": other, "statuses": statuses,
@@ -682,6 +688,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                     "--format", "raw", "-o", args.py_spy, "--nonblocking"],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         cpu0 = proc_cpu(pid)
+        harness_cpu0 = time.process_time()
         threads0 = thread_cpu(pid)
         faults0 = proc_minflt(pid)
         sim_cpu0 = proc_cpu(sim.pid) if sim is not None else 0.0
@@ -728,6 +735,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 break
         t_end = time.time()
         cpu = proc_cpu(pid) - cpu0
+        harness_cpu = time.process_time() - harness_cpu0
         faults = proc_minflt(pid) - faults0
         threads = {k: round(v - threads0.get(k, 0.0), 2) for k, v in thread_cpu(pid).items()}
         if spy is not None:
@@ -797,8 +805,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "drain_per_s": round(c.get("final", 0) / (t_end - released_at), 1)
                 if released_at else None,
             }
+        # What the other core spends per message: the simulator, the load generator and
+        # this process (the event follower), which bounds what one gateway core can show.
+        out["harness_cpu_s"] = {"loadgen": load.get("cpu_s"), "follower": round(harness_cpu, 2)}
         if sim is not None:
             out["sim_cpu_s"] = round(proc_cpu(sim.pid) - sim_cpu0, 2)
+            out["other_core_cpu_us_per_message"] = round(
+                (out["sim_cpu_s"] + (load.get("cpu_s") or 0.0) + harness_cpu) / n * 1e6, 1)
             stats = stop_sim(sim)
             sim = None
             out["sim"] = {k: stats.get(k) for k in ("submits", "submits_ok", "throttled",

@@ -61,6 +61,12 @@ def test_batch_mixed_counts(tmp_path: Path) -> None:
     assert isinstance(sim, dict)
     assert sim["submits"] == sim["submits_ok"] == sim["dlrs_acked"] == counts["receipts"]
     assert sim["throttled"] == 0
+    # the other core's budget is reported: the client sent for a while, the follower polled
+    harness = out["harness_cpu_s"]
+    assert isinstance(harness, dict)
+    assert harness["loadgen"] > 0 and harness["follower"] > 0
+    other = out["other_core_cpu_us_per_message"]
+    assert isinstance(other, float) and other > 0
     if importlib.util.find_spec("matplotlib") is None:  # the `bench` extra
         assert out["plot"] is None and "matplotlib" in str(out["plot_skipped"])
     else:
