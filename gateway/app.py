@@ -461,7 +461,8 @@ class Gateway:
         log.info("retention started", messages_days=s.retention_days,
                  events_days=s.events_retention_days,
                  idempotency_days=s.idempotency_retention_days,
-                 errors_days=round(settings.errors_s / 86400), interval_s=s.retention_interval_s)
+                 errors_days=round(settings.errors_s / 86400), links_days=s.links_retention_days,
+                 interval_s=s.retention_interval_s)
 
     # -- stop ----------------------------------------------------------------------------
 

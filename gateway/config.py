@@ -177,6 +177,10 @@ class StoreConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     #: ``rules.error_segment.days`` (a longer window raises it); the entries that decide
     #: the segment stay.
     errors_retention_days: RetentionDays = 30
+    #: Short links (their token then answers 404) and recorded clicks go after this many
+    #: days; a message's click summary once its message is gone and its last click is
+    #: this old.
+    links_retention_days: RetentionDays = 90
     #: A retention sweep starts this often.
     retention_interval_s: Annotated[float, msgspec.Meta(ge=1)] = 3600.0
 

@@ -458,7 +458,8 @@ def _read_inbound(f: _Families, s: object) -> None:
 
 def _read_retention(f: _Families, s: object) -> None:
     _labelled_counts(f, "smsgw_retention_pruned", "Keys deleted by data retention, by kind "
-                     "(messages, carrier_ids, idempotency, events, errors).", "kind",
+                     "(messages, carrier_ids, idempotency, events, errors, links, clicks, "
+                     "message_clicks, optin_challenges, optin_starts).", "kind",
                      _get(s, "pruned", {}))
     f.counter("smsgw_retention_sweeps", "Retention sweeps completed.").add_metric(
         [], _num(_get(s, "sweeps")))

@@ -15,13 +15,17 @@ the error history grow until LMDB's ``max_map_size``, after which every write fa
   position of a cursor that still counts (:func:`holding_cursors`), nor the newest one
   (the feed is never emptied);
 * *error history* entries older than ``errors_retention_days``, except those that still
-  decide the error segment (:func:`error_entries_to_prune`).
+  decide the error segment (:func:`error_entries_to_prune`);
+* *short links* and their *clicks* older than ``links_retention_days``, and a message's
+  click summary once its message is gone and its last click is that old;
+* *opt-in challenges* a day after they expired (a verify answers ``expired`` for that
+  day, then ``unknown_challenge``) and opt-in *start-log* entries older than the rate
+  limit's window (``gateway.store.marketing.START_LOG_KEEP_S``), whenever the task runs.
 
 **What never goes:** a message that is not final (:func:`message_verdict`), anything an
 outbox entry refers to, recipient records (consent, opt-outs, flow marks, caps and the
 all-time error summary are compliance state, never pruned by age), the cursors
-themselves and the ``meta`` database, and the marketing databases (links keep
-redirecting; not this module's).
+themselves and the ``meta`` database.
 
 **How:** decisions are pure functions of records and ``now`` (table-driven tests in
 tests/test_retention.py); the task reads one bounded chunk per short read transaction,
@@ -36,12 +40,14 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from functools import partial
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import msgspec
 import trio
 
 from gateway.logging import get_logger
+from gateway.marketing.optin import Challenge
+from gateway.marketing.store import Click, LinkTarget, MessageClicks
 from gateway.pipeline.dispatch import (
     ACCEPTED,
     MESSAGE_FINAL,
@@ -54,12 +60,20 @@ from gateway.pipeline.ids import ID_LENGTH, time_prefix
 from gateway.receipts import normalise_message_id
 from gateway.store import ErrorEntry, MessageRecord, StoreError, WriteBatch
 from gateway.store.cursors import list_cursors
+from gateway.store.kv import Db
+from gateway.store.marketing import CHALLENGE, LINK, MESSAGE_CLICKS, START_LOG_KEEP_S
 from gateway.store.records import CarrierIdRecord, IdempotencyRecord
 from gateway.store.retention import (
+    CLICK,
     PruneCarrierIds,
+    PruneChallenges,
+    PruneClicks,
     PruneErrors,
     PruneIdempotency,
+    PruneLinks,
+    PruneMessageClicks,
     PruneMessages,
+    PruneStarts,
     carrier_id_chunk,
     error_chunk,
     event_head,
@@ -67,6 +81,8 @@ from gateway.store.retention import (
     idempotency_chunk,
     message_chunk,
     outbox_chunk,
+    record_chunk,
+    start_chunk,
 )
 from rules.delivery_errors import SEGMENT_CLASSES
 from rules.model import ErrorClass
@@ -80,12 +96,17 @@ __all__ = [
     "RetentionStats",
     "carrier_id_prunable",
     "carrier_ids_of",
+    "challenge_prunable",
     "claim_prunable",
+    "click_prunable",
     "error_entries_to_prune",
     "events_prune_through",
     "holding_cursors",
     "last_activity",
+    "link_prunable",
+    "message_clicks_prunable",
     "message_verdict",
+    "start_prunable",
     "young_id_prefix",
 ]
 
@@ -119,7 +140,11 @@ ID_TIME_MARGIN_S: Final = 3600.0
 WEBHOOK_CURSOR_PREFIX: Final = "webhook:"
 
 #: Pruned-key kinds (metric label ``kind``).
-KINDS: Final = ("messages", "carrier_ids", "idempotency", "events", "errors")
+KINDS: Final = ("messages", "carrier_ids", "idempotency", "events", "errors", "links",
+                 "clicks", "message_clicks", "optin_challenges", "optin_starts")
+#: An expired opt-in challenge stays this long (a late verify answers ``expired``, not
+#: ``unknown_challenge``; docs/marketing.md proposed ``expires_at`` + 1 day).
+CHALLENGE_GRACE_S: Final = 86_400.0
 
 #: :func:`message_verdict`'s answer when the message may go; anything else says why not.
 PRUNE: Final = "prune"
@@ -145,11 +170,15 @@ class RetentionSettings(msgspec.Struct, frozen=True, kw_only=True):
     interval_s: float = 3600.0
     #: Webhook endpoints in the config (enabled or not): only their cursors hold events.
     webhooks: tuple[str, ...] = ()
+    #: Short links and clicks (``links_retention_days``); 0 = keep forever.
+    links_s: float = 90 * DAY
 
     @property
     def enabled(self) -> bool:
-        """Whether anything is pruned at all."""
-        return bool(self.messages_s or self.events_s or self.idempotency_s or self.errors_s)
+        """Whether the task runs at all (it then also prunes expired opt-in challenges
+        and old opt-in start-log entries, which have no setting)."""
+        return bool(self.messages_s or self.events_s or self.idempotency_s or self.errors_s
+                    or self.links_s)
 
     @classmethod
     def from_config(cls, cfg: Any) -> RetentionSettings:
@@ -163,7 +192,8 @@ class RetentionSettings(msgspec.Struct, frozen=True, kw_only=True):
                    receipt_window_s=cfg.pipeline.carrier_id_ttl_s,
                    sticky_count=cfg.rules.error_segment.sticky_count,
                    interval_s=s.retention_interval_s,
-                   webhooks=tuple(h.name for h in cfg.webhooks))
+                   webhooks=tuple(h.name for h in cfg.webhooks),
+                   links_s=s.links_retention_days * DAY)
 
 
 # ------------------------------------------------------------------ pure decisions
@@ -241,6 +271,35 @@ def claim_prunable(rec: IdempotencyRecord, now: float, lifetime_s: float) -> boo
     return lifetime_s > 0 and now - rec.at >= lifetime_s
 
 
+def link_prunable(rec: LinkTarget, now: float, retention_s: float) -> bool:
+    """Whether a short link is old enough to go (its token then answers 404)."""
+    return rec.created_at < now - retention_s
+
+
+def click_prunable(rec: Click, now: float, retention_s: float) -> bool:
+    """Whether a recorded click is old enough to go (its event stays in the feed until the
+    feed's own retention)."""
+    return rec.at < now - retention_s
+
+
+def message_clicks_prunable(rec: MessageClicks, message_exists: bool, now: float,
+                            retention_s: float) -> bool:
+    """A message's click summary goes with its message, once its links cannot be clicked
+    any more either (its last click older than the links' retention)."""
+    return not message_exists and (rec.last_at is None or rec.last_at < now - retention_s)
+
+
+def challenge_prunable(rec: Challenge, now: float, grace_s: float = CHALLENGE_GRACE_S) -> bool:
+    """Whether an opt-in challenge expired more than ``grace_s`` ago (verified or not: a
+    verified one's consent is on the recipient record)."""
+    return rec.expires_at < now - grace_s
+
+
+def start_prunable(at: float, now: float) -> bool:
+    """Whether an opt-in start-log entry is older than every rate-limit window looks."""
+    return at < now - START_LOG_KEEP_S
+
+
 def events_prune_through(head: Sequence[tuple[int, float]], now: float, retention_s: float,
                          hold: int | None) -> int | None:
     """The last sequence number to prune among ``head`` (``(seq, at)``, oldest first), or
@@ -294,6 +353,14 @@ def error_entries_to_prune(entries: Sequence[ErrorEntry], now: float, retention_
 
 
 # --------------------------------------------------------------------------- the task
+
+
+class _PruneOp(Protocol):
+    """A ``gateway.store.retention`` prune op: run in the write txn, counts what it deleted."""
+
+    deleted: int
+
+    def __call__(self, tx: Any) -> tuple[()]: ...
 
 
 class RetentionStats(msgspec.Struct, kw_only=True):
@@ -376,6 +443,10 @@ class Retention:
             steps.append(("events", self._events))
         if s.errors_s > 0:
             steps.append(("errors", self._errors))
+        if s.links_s > 0:
+            steps += [("links", self._links), ("clicks", self._clicks),
+                      ("message_clicks", self._message_clicks)]
+        steps += [("optin_challenges", self._challenges), ("optin_starts", self._starts)]
         failed: list[str] = []
         st = self.stats
         try:
@@ -494,8 +565,56 @@ class Retention:
         await self._prune_keys(read, partial(PruneIdempotency, older_than=now - s.idempotency_s),
                                "idempotency", sw)
 
+    async def _links(self, now: float, sw: _Sweep) -> None:
+        retention_s = self.settings.links_s
+
+        def read(start: bytes, tx: Any) -> tuple[list[bytes], bytes | None]:
+            found, pos = record_chunk(tx, Db.LINKS, LINK, start, CHUNK_KEYS)
+            return [key for key, rec in found if link_prunable(rec, now, retention_s)], pos
+
+        await self._prune_keys(read, partial(PruneLinks, older_than=now - retention_s),
+                               "links", sw)
+
+    async def _clicks(self, now: float, sw: _Sweep) -> None:
+        retention_s = self.settings.links_s
+
+        def read(start: bytes, tx: Any) -> tuple[list[bytes], bytes | None]:
+            found, pos = record_chunk(tx, Db.CLICKS, CLICK, start, CHUNK_KEYS)
+            return [key for key, rec in found if click_prunable(rec, now, retention_s)], pos
+
+        await self._prune_keys(read, partial(PruneClicks, older_than=now - retention_s),
+                               "clicks", sw)
+
+    async def _message_clicks(self, now: float, sw: _Sweep) -> None:
+        retention_s = self.settings.links_s
+
+        def read(start: bytes, tx: Any) -> tuple[list[bytes], bytes | None]:
+            found, pos = record_chunk(tx, Db.MESSAGE_CLICKS, MESSAGE_CLICKS, start, CHUNK_KEYS)
+            has_message = tx.getter(Db.MESSAGES)
+            return [key for key, rec in found if message_clicks_prunable(
+                rec, has_message(key) is not None, now, retention_s)], pos
+
+        await self._prune_keys(read, partial(PruneMessageClicks, older_than=now - retention_s),
+                               "message_clicks", sw)
+
+    async def _challenges(self, now: float, sw: _Sweep) -> None:
+        def read(start: bytes, tx: Any) -> tuple[list[bytes], bytes | None]:
+            found, pos = record_chunk(tx, Db.OPTIN_CHALLENGES, CHALLENGE, start, CHUNK_KEYS)
+            return [key for key, rec in found if challenge_prunable(rec, now)], pos
+
+        await self._prune_keys(read, partial(PruneChallenges,
+                                             older_than=now - CHALLENGE_GRACE_S),
+                               "optin_challenges", sw)
+
+    async def _starts(self, now: float, sw: _Sweep) -> None:
+        def read(start: bytes, tx: Any) -> tuple[list[bytes], bytes | None]:
+            found, pos = start_chunk(tx, start, CHUNK_KEYS)
+            return [key for key, at in found if start_prunable(at, now)], pos
+
+        await self._prune_keys(read, PruneStarts, "optin_starts", sw)
+
     async def _prune_keys(self, read: Callable[[bytes, Any], tuple[list[bytes], bytes | None]],
-                          prune: Callable[[list[bytes]], PruneCarrierIds | PruneIdempotency],
+                          prune: Callable[[list[bytes]], _PruneOp],
                           kind: str, sw: _Sweep) -> None:
         """Chunk by chunk: the keys ``read(start, tx)`` picks (and where to resume), deleted by the
         ``prune`` op (which re-checks each in the write transaction), then a pause."""

@@ -346,7 +346,9 @@ async def test_task_prunes_old_finished_data_and_keeps_the_rest(
             assert store.get_recipient(KEEP_PHONE) is not None
             assert [round((NOW - e.at) / DAY) for e in store.get_errors(PHONE)] == [70, 1]
             assert retention.stats.pruned == {"messages": 1, "carrier_ids": 2,
-                                              "idempotency": 1, "events": 3, "errors": 2}
+                                              "idempotency": 1, "events": 3, "errors": 2,
+                                              "links": 0, "clicks": 0, "message_clicks": 0,
+                                              "optin_challenges": 0, "optin_starts": 0}
             assert retention.stats.events_held == 2
             line = next(r for r in caplog.records if r.getMessage() == "retention sweep")
             fields = line.fields  # type: ignore[attr-defined]
@@ -474,8 +476,8 @@ def test_metrics_render_the_counters() -> None:
 
 @pytest.mark.parametrize(("toml", "started"), [
     ("", True),
-    ("[store]\nretention_days = 0\nevents_retention_days = 0\nerrors_retention_days = 0\n",
-     False),
+    ("[store]\nretention_days = 0\nevents_retention_days = 0\nerrors_retention_days = 0\n"
+     "links_retention_days = 0\n", False),
 ])
 async def test_app_starts_the_task_unless_everything_is_off(toml: str, started: bool) -> None:
     gw = Gateway(load_config_bytes(toml, env={}), handle_signals=False)

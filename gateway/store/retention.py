@@ -19,17 +19,30 @@ exactly like LMDB (tests/store/test_retention.py runs both).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Final
 
-from .keys import MAX_KEY_BYTES, carrier_key, parse_event_key, parse_outbox_key
+import msgspec
+
+from gateway.marketing.store import Click
+
+from .keys import MAX_KEY_BYTES, carrier_key, from_ms, parse_event_key, parse_outbox_key
 from .kv import Db, KvTxn
 from .logic import CARRIER_ID, ERROR, EVENT_DECODER, IDEMPOTENCY, MESSAGE
+from .marketing import CHALLENGE, LINK, MESSAGE_CLICKS
 from .records import CarrierIdRecord, ErrorEntry, Event, IdempotencyRecord, MessageRecord
 
 __all__ = [
+    "CLICK",
     "PruneCarrierIds",
+    "PruneChallenges",
+    "PruneClicks",
     "PruneErrors",
     "PruneIdempotency",
+    "PruneKeys",
+    "PruneLinks",
+    "PruneMessageClicks",
     "PruneMessages",
+    "PruneStarts",
     "carrier_id_chunk",
     "error_chunk",
     "event_head",
@@ -37,7 +50,11 @@ __all__ = [
     "idempotency_chunk",
     "message_chunk",
     "outbox_chunk",
+    "record_chunk",
+    "start_chunk",
 ]
+
+CLICK: Final = msgspec.msgpack.Decoder(Click)
 
 #: ``(carrier, carrier message id)`` pairs a message's parts may be stored under.
 CarrierIdsOf = Callable[[MessageRecord], Iterable[tuple[str, str]]]
@@ -104,15 +121,37 @@ def carrier_id_chunk(
     return out, n, None
 
 
+def record_chunk(
+    tx: KvTxn, db: Db, decoder: msgspec.msgpack.Decoder[Any], start: bytes, limit: int
+) -> tuple[list[tuple[bytes, Any]], bytes | None]:
+    """Up to ``limit`` ``(key, decoded value)`` of ``db`` from key ``start`` on, and the
+    key to resume at (None at the end)."""
+    out: list[tuple[bytes, Any]] = []
+    decode = decoder.decode
+    for key, value in tx.scan(db, start):
+        if len(out) >= limit:
+            return out, key
+        out.append((bytes(key), decode(value)))
+    return out, None
+
+
 def idempotency_chunk(
     tx: KvTxn, start: bytes, limit: int
 ) -> tuple[list[tuple[bytes, IdempotencyRecord]], bytes | None]:
     """Up to ``limit`` idempotency claims from key ``start`` on."""
-    out: list[tuple[bytes, IdempotencyRecord]] = []
-    for key, value in tx.scan(Db.IDEMPOTENCY, start):
+    return record_chunk(tx, Db.IDEMPOTENCY, IDEMPOTENCY, start, limit)
+
+
+def start_chunk(tx: KvTxn, start: bytes, limit: int,
+                ) -> tuple[list[tuple[bytes, float]], bytes | None]:
+    """Up to ``limit`` keys of the opt-in start log (``optin_starts``: prefix, 8-byte ms,
+    2-byte counter; docs/marketing.md) from ``start`` on, each with its time; and the key
+    to resume at (None at the end)."""
+    out: list[tuple[bytes, float]] = []
+    for key, _ in tx.scan(Db.OPTIN_STARTS, start):
         if len(out) >= limit:
             return out, key
-        out.append((bytes(key), IDEMPOTENCY.decode(value)))
+        out.append((bytes(key), from_ms(int.from_bytes(key[-10:-2], "big"))))
     return out, None
 
 
@@ -211,14 +250,14 @@ class _PruneOlder:
         self.older_than = older_than
         self.deleted = 0
 
-    def _still(self, tx: KvTxn, value: bytes) -> bool:
+    def _still(self, tx: KvTxn, key: bytes, value: bytes) -> bool:
         raise NotImplementedError
 
     def __call__(self, tx: KvTxn) -> tuple[()]:
         self.deleted = 0
         for key in self.keys:
             v = tx.get(self.db, key)
-            if v is not None and self._still(tx, v):
+            if v is not None and self._still(tx, key, v):
                 tx.delete(self.db, key)
                 self.deleted += 1
         return ()
@@ -231,7 +270,7 @@ class PruneCarrierIds(_PruneOlder):
     __slots__ = ()
     db = Db.CARRIER_IDS
 
-    def _still(self, tx: KvTxn, value: bytes) -> bool:
+    def _still(self, tx: KvTxn, key: bytes, value: bytes) -> bool:
         rec = CARRIER_ID.decode(value)
         return rec.at < self.older_than and tx.get(Db.MESSAGES, rec.message_id.encode()) is None
 
@@ -243,16 +282,16 @@ class PruneIdempotency(_PruneOlder):
     __slots__ = ()
     db = Db.IDEMPOTENCY
 
-    def _still(self, tx: KvTxn, value: bytes) -> bool:
+    def _still(self, tx: KvTxn, key: bytes, value: bytes) -> bool:
         return IDEMPOTENCY.decode(value).at < self.older_than
 
 
-class PruneErrors:
-    """In the write txn: delete the listed ``errors`` keys. Error entries are written once
-    and never changed, and a newer entry only makes an older one less needed, so the
-    decision made on the read needs no re-check."""
+class PruneKeys:
+    """In the write txn: delete the listed keys of ``db``, for values written once and
+    never changed whose key or value alone decided (no re-check needed)."""
 
     __slots__ = ("deleted", "keys")
+    db: Db
 
     def __init__(self, keys: Sequence[bytes]) -> None:
         self.keys = tuple(keys)
@@ -261,6 +300,65 @@ class PruneErrors:
     def __call__(self, tx: KvTxn) -> tuple[()]:
         self.deleted = 0
         for key in self.keys:
-            if tx.delete(Db.ERRORS, key):
+            if tx.delete(self.db, key):
                 self.deleted += 1
         return ()
+
+
+class PruneErrors(PruneKeys):
+    """The listed ``errors`` keys. Error entries are written once and never changed, and a
+    newer entry only makes an older one less needed, so the read's decision stands."""
+
+    __slots__ = ()
+    db = Db.ERRORS
+
+
+class PruneStarts(PruneKeys):
+    """The listed opt-in start-log keys (their time is in the key, the value is empty)."""
+
+    __slots__ = ()
+    db = Db.OPTIN_STARTS
+
+
+class PruneLinks(_PruneOlder):
+    """Short links still created before ``older_than`` (a token is put once: never
+    younger on a re-read, but a link put again under a pruned token is not touched)."""
+
+    __slots__ = ()
+    db = Db.LINKS
+
+    def _still(self, tx: KvTxn, key: bytes, value: bytes) -> bool:
+        return LINK.decode(value).created_at < self.older_than
+
+
+class PruneClicks(_PruneOlder):
+    """Recorded clicks still older than ``older_than``."""
+
+    __slots__ = ()
+    db = Db.CLICKS
+
+    def _still(self, tx: KvTxn, key: bytes, value: bytes) -> bool:
+        return CLICK.decode(value).at < self.older_than
+
+
+class PruneMessageClicks(_PruneOlder):
+    """Click summaries whose message is (still) gone and whose last click is still older
+    than ``older_than`` (a click meanwhile makes it younger: kept)."""
+
+    __slots__ = ()
+    db = Db.MESSAGE_CLICKS
+
+    def _still(self, tx: KvTxn, key: bytes, value: bytes) -> bool:
+        last = MESSAGE_CLICKS.decode(value).last_at
+        return (last is None or last < self.older_than) and tx.get(Db.MESSAGES, key) is None
+
+
+class PruneChallenges(_PruneOlder):
+    """Opt-in challenges that still expired before ``older_than`` (a verify never moves
+    ``expires_at``)."""
+
+    __slots__ = ()
+    db = Db.OPTIN_CHALLENGES
+
+    def _still(self, tx: KvTxn, key: bytes, value: bytes) -> bool:
+        return CHALLENGE.decode(value).expires_at < self.older_than
