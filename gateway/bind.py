@@ -43,7 +43,7 @@ import os
 import random
 import ssl
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Literal
 
 import msgspec
@@ -73,6 +73,7 @@ __all__ = [
     "SubmitBatch",
     "SubmitOutcome",
     "WorkQueue",
+    "ack_all",
     "ssl_context",
 ]
 
@@ -561,6 +562,30 @@ class Inbound:
         return f"<Inbound {self.bind} seq={self.seq} {type(self.pdu).__name__}>"
 
 
+def ack_all(items: Iterable[Inbound]) -> None:
+    """``item.ack()`` for each of ``items``, in order: the responses of a batch of
+    deliveries committed together (``InboundProcessor``), queued per link in one call
+    (``Session.acknowledge_all``) with its writer woken once. Anything that is not an
+    ``Inbound`` (a consumer's own stand-in) gets its ``ack()`` called."""
+    link: _Link | None = None
+    seqs: list[int] = []
+    for item in items:
+        if type(item) is not Inbound:
+            item.ack()
+            continue
+        if item.acked:
+            continue
+        item.acked = True
+        if item._link is not link:
+            if link is not None:
+                link.respond_all(seqs)
+            link = item._link
+            seqs = []
+        seqs.append(item.seq)
+    if link is not None:
+        link.respond_all(seqs)
+
+
 # --- errors ---------------------------------------------------------------------------
 
 
@@ -635,6 +660,11 @@ class _Link:
             return False  # the session closed or unbound meanwhile: the SMSC re-delivers
         self.wake_writer()
         return True
+
+    def respond_all(self, seqs: list[int]) -> None:
+        """``respond(seq, 0)`` for each of ``seqs``, the writer woken once."""
+        if self.alive and self.session.acknowledge_all(seqs):
+            self.wake_writer()
 
 
 class BindStats(msgspec.Struct, frozen=True, kw_only=True):

@@ -100,6 +100,7 @@ __all__ = [
     "DispatcherStats",
     "Reevaluator",
     "rollup",
+    "rollup_one",
 ]
 
 log = logging.getLogger("smsgw.dispatch")
@@ -241,9 +242,28 @@ def rollup(parts: Sequence[PartRecord]) -> str | None:
     some -> ``partially_delivered``; none -> ``failed`` (a submit failed), else
     ``undelivered`` (UNDELIV, REJECTD, DELETED), else ``expired``, else ``unknown``.
     """
+    if len(parts) == 1:  # most messages: the roll-up of one status, remembered
+        return rollup_one(parts[0].status)
     if not parts:
         return None
     return _rollup([p.status for p in parts])
+
+
+#: ``_rollup([status])`` by status (``rollup_one``): statuses are a handful of constants,
+#: but a stored record may hold any string, so the table is bounded.
+_ROLLUP_ONE: dict[str, str | None] = {}
+
+
+def rollup_one(status: str) -> str | None:
+    """:func:`rollup` of a message of one part whose status is ``status``."""
+    try:
+        return _ROLLUP_ONE[status]
+    except KeyError:
+        pass
+    st = _rollup([status])
+    if len(_ROLLUP_ONE) < 64:
+        _ROLLUP_ONE[status] = st
+    return st
 
 
 def _rollup(statuses: list[str]) -> str | None:

@@ -64,7 +64,7 @@ from typing import Any, Final, Protocol
 import msgspec
 import trio
 
-from gateway.bind import Inbound
+from gateway.bind import Inbound, ack_all
 from gateway.config import CarrierConfig, GatewayConfig
 from gateway.encoding import Reassembler, UdhError, UnsupportedDataCoding, parse_mo
 from gateway.pipeline.accept import ReplyRequest
@@ -78,6 +78,7 @@ from gateway.pipeline.dispatch import (
     UNKNOWN_RECEIPT,
     ReceiptGate,
     rollup,
+    rollup_one,
 )
 from gateway.pipeline.events import (
     MESSAGE_STATUS,
@@ -110,6 +111,7 @@ from gateway.store import (
     HistoryEntry,
     KeywordEntry,
     MessageRecord,
+    PartRecord,
     RecipientRecord,
     Store,
     StoreError,
@@ -290,6 +292,12 @@ class _ApplyMo:
         return new
 
 
+#: ``esm_class & 0x3F`` of the esm_class values ``is_receipt_esm_class`` takes (a receipt
+#: or an intermediate notification; it reads bits 2-5 only, so the mask keeps its answer for
+#: any int).
+_RECEIPT_ESM_CLASSES: Final = frozenset(e for e in range(0x40) if is_receipt_esm_class(e))
+
+
 #: One receipt's change to its message: ``(part, status, stat, err, done_at, error_class,
 #: now)``; what ``_matched`` keeps per receipt for
 #: ``_WriteReceipts`` (a tuple: no object to build per receipt).
@@ -301,22 +309,32 @@ def _apply_receipt(old: MessageRecord | None,
     """``(new record, roll-up of its parts)`` after the receipt ``change`` (one receipt on
     one part, then the roll-up; pure), or None when nothing changes."""
     part, status, stat, err, done_at, error_class, now = change
-    if old is None or part >= len(old.parts):
+    if old is None:
         return None
-    parts = list(old.parts)
-    p = parts[part]
+    old_parts = old.parts
+    n = len(old_parts)
+    if part >= n:
+        return None
+    p = old_parts[part]
     if p.status in RECEIPT_FINAL and p.status != UNKNOWN_RECEIPT:
         return None  # a final receipt is kept (re-deliveries, late contradictions)
-    parts[part] = _replace(p, receipt_stat=stat, receipt_err=err, done_at=done_at,
-                           error_class=error_class,
-                           status=p.status if status is None else status)
-    st = rollup(parts)
+    np = _replace(p, receipt_stat=stat, receipt_err=err, done_at=done_at,
+                  error_class=error_class, status=p.status if status is None else status)
+    parts: tuple[PartRecord, ...]
+    if n == 1:  # most messages: no list of parts to copy and roll up
+        parts = (np,)
+        st = rollup_one(np.status)
+    else:
+        copy = list(old_parts)
+        copy[part] = np
+        parts = tuple(copy)
+        st = rollup(parts)
     if st is not None and st != old.status:
-        return _replace(old, parts=tuple(parts), updated_at=now, status=st,
+        return _replace(old, parts=parts, updated_at=now, status=st,
                         history=(*old.history, HistoryEntry(
                             now, st, None, f"part {part + 1}: {stat}"
                             + (f" err {err}" if err else "")))), st
-    return _replace(old, parts=tuple(parts), updated_at=now), st
+    return _replace(old, parts=parts, updated_at=now), st
 
 
 class _Work:
@@ -557,9 +575,17 @@ class InboundProcessor:
         formats = self._id_formats
         for inb in items:
             pdu = inb.pdu
-            carrier = self._carrier(inb)
+            # (``_carrier``, ``is_receipt_esm_class`` and ``_parse_receipt`` written out
+            # for a bind's deliver_sm: this loop runs once per receipt)
+            carrier = inb.carrier if type(inb) is Inbound else self._carrier(inb)
             # A receipt (0x04) or an intermediate notification (0x20).
-            r = self._parse_receipt(pdu) if is_receipt_esm_class(int(pdu.esm_class)) else None
+            if (int(pdu.esm_class) & 0x3F) not in _RECEIPT_ESM_CLASSES:
+                r = None
+            elif type(pdu) is P.DeliverSm:
+                r = parse_receipt(pdu.esm_class, pdu.short_message, pdu.tlvs,
+                                  data_coding=pdu.data_coding)
+            else:
+                r = self._parse_receipt(pdu)
             if r is not None:
                 fmt = formats.get(carrier)
                 if fmt is None:
@@ -592,8 +618,8 @@ class InboundProcessor:
         total = 0.0
         last_at: float | None = None
         i = 0
+        ack_all(acks)
         for inb in acks:
-            inb.ack()
             at = getattr(inb, "received_at", None)  # (test fakes have none)
             if at is None:
                 continue

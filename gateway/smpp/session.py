@@ -677,6 +677,35 @@ class Session:
             raise LocalProtocolError(f"no request with sequence_number {seq} awaits a response")
         self.send_response(seq, _EMPTY_RESPONSE[request_id | RESPONSE_BIT], status)
 
+    def acknowledge_all(self, seqs: list[int]) -> int:
+        """``acknowledge(seq)`` (status 0) for each of ``seqs``, in order; a ``seq`` it
+        would refuse (LocalProtocolError) is skipped. Returns how many were answered.
+
+        For the answers to a batch of receipts, committed together: one call, and the
+        deliver_sm ones written from the template in one loop.
+        """
+        pending = self._pending_in
+        out = self._out
+        n = 0
+        fast = self._state in RESPONSE_STATES
+        answered = 0
+        for seq in seqs:
+            if fast and pending.get(seq) == _DELIVER_SM:
+                del pending[seq]
+                out.append(_DELIVER_SM_RESP_OK(17, _DELIVER_SM_RESP, 0, seq))
+                n += 1
+                continue
+            try:
+                self.acknowledge(seq)
+            except LocalProtocolError:
+                continue
+            answered += 1
+        if n:
+            self._bytes_sent += 17 * n
+            sent = self._sent
+            sent[_DELIVER_SM_RESP] = sent.get(_DELIVER_SM_RESP, 0) + n
+        return answered + n
+
     def close(self) -> None:
         """We are closing the connection: state CLOSED, inflight requests abandoned.
 
