@@ -22,7 +22,9 @@ accepts a strict subset of what h11 accepts:
 
 ``HeadParser`` is ``parse_head`` with a memory of the request lines and header lines it
 has parsed (a client sends the same few lines again and again: the regular expressions
-are most of the cost); the same differential test holds it to ``parse_head``.
+are most of the cost), and of whole heads (a client sends the very same head again and
+again, or a few: only Content-Length varies); the same differential test holds it to
+``parse_head``.
 
 Pure: bytes in, values out (no trio, no socket).
 """
@@ -93,20 +95,30 @@ class HeadParser:
     ever new lines costs memory once and speed never below ``parse_head``'s).
     """
 
-    __slots__ = ("_fields", "_max_line", "_size", "_starts")
+    __slots__ = ("_fields", "_heads", "_max_head", "_max_line", "_size", "_starts")
 
-    def __init__(self, size: int = 256, max_line: int = 256) -> None:
+    def __init__(self, size: int = 256, max_line: int = 256, max_head: int = 1024) -> None:
         self._starts: dict[bytes, tuple[bytes, bytes]] = {}
         self._fields: dict[bytes, tuple[bytes, bytes]] = {}
+        #: Whole heads (without the final CRLF CRLF) -> (method, target, headers, length):
+        #: a head parses to the same values every time, so this is exact. At most
+        #: ``size`` heads of at most ``max_head`` bytes.
+        self._heads: dict[bytes, tuple[bytes, bytes, tuple[tuple[bytes, bytes], ...], int]] = {}
         self._size = size
         self._max_line = max_line
+        self._max_head = max_head
 
     def __call__(self, data: bytes, limit: int, pos: int = 0) -> Head | None:
         """As ``parse_head(data, limit, pos)``."""
         end = data.find(b"\r\n\r\n", pos, pos + limit)
         if end < 0:
             return None
-        lines = data[pos:end].split(b"\r\n")
+        raw = data[pos:end]
+        hit = self._heads.get(raw)
+        if hit is not None:
+            # A fresh list: the caller owns the headers it gets.
+            return hit[0], hit[1], list(hit[2]), end + 4, hit[3]
+        lines = raw.split(b"\r\n")
         first = lines[0]
         start = self._starts.get(first)
         if start is None:
@@ -143,4 +155,7 @@ class HeadParser:
             headers.append(field)
         if hosts != 1:
             return None
-        return start[0], start[1], headers, end + 4, length if length > 0 else 0
+        length = length if length > 0 else 0
+        if len(self._heads) < self._size and len(raw) <= self._max_head:
+            self._heads[raw] = (start[0], start[1], tuple(headers), length)
+        return start[0], start[1], headers, end + 4, length

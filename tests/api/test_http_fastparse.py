@@ -211,6 +211,26 @@ def test_head_parser_remembers_lines_within_its_bounds() -> None:
     assert sorted(parser._starts) == [b"GET /a HTTP/1.1", b"GET /b HTTP/1.1"]
 
 
+def test_head_parser_remembers_whole_heads_within_its_bounds() -> None:
+    parser = HeadParser(size=2, max_head=50)
+    a = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
+    b = b"POST /b HTTP/1.1\r\nHost: y\r\nContent-Length: 2\r\n\r\nhi"
+    long = b"GET /c HTTP/1.1\r\nHost: z\r\nX-Long: " + b"v" * 40 + b"\r\n\r\n"
+    third = b"GET /d HTTP/1.1\r\nHost: w\r\n\r\n"
+    bad = b"GET /e HTTP/1.1\r\nHost: v\r\nHost: v\r\n\r\n"  # two Hosts: h11's call
+    for data in (a, b, long, bad, third) * 2:
+        assert parser(data, LIMIT) == parse_head(data, LIMIT)
+    # The long head and the third (no room left) were not remembered, nor a declined one.
+    assert sorted(parser._heads) == [a[:-4], b[:b.index(b"\r\n\r\n")]]
+    # The same head behind other bytes (pipelined) is found at its position.
+    assert parser(b"xy\r\n\r\n" + b, LIMIT, 6) == parse_head(b"xy\r\n\r\n" + b, LIMIT, 6)
+    # The caller owns the header list it gets: changing it changes no later answer.
+    got = parser(a, LIMIT)
+    assert got is not None
+    got[2].append((b"x-injected", b"1"))
+    assert parser(a, LIMIT) == parse_head(a, LIMIT)
+
+
 def test_fields_and_boundaries() -> None:
     data = (b"POST /v1/messages?x=1 HTTP/1.1\r\nHost: gw\r\nX-Empty:\r\n"
             b"X-Ws: \t a \t b\t \r\nContent-Length: 3\r\n\r\nabcGET")
