@@ -693,6 +693,10 @@ class Dispatcher:
         self._committed_evt = trio.Event()
         self._idle_evt = trio.Event()
         self._wake = trio.Event()
+        #: While the feed sleeps in ``_idle``: the event seq it read before its round
+        #: (``_watch_events`` wakes it on a newer one); None while it works.
+        self._idle_seq: int | None = None
+        self._went_idle = trio.Event()
         self._uncommitted: dict[tuple[str, str], tuple[str, int]] = {}
         self._outstanding: dict[str, int] = defaultdict(int)
         #: Parking ranges by tag (``_ParkState``): counts, never message ids.
@@ -878,6 +882,7 @@ class Dispatcher:
         await self._load_parked()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._commit_loop)
+            nursery.start_soon(self._watch_events)
             for name, carrier in self._carriers.items():
                 nursery.start_soon(self._watch_carrier, name, carrier)
             task_status.started(self)
@@ -1049,21 +1054,31 @@ class Dispatcher:
         delay = IDLE_MAX_S
         if oldest is not None:
             delay = min(max(oldest.due - now, 0.002), IDLE_MAX_S)
-        wake = self._wake
+        # One wait on ``_wake``: the store's events set it through ``_watch_events`` (a
+        # nursery with a task for each of the two waits cost ~46 us more per sleep, and
+        # the feed sleeps about once per 100 messages).
+        self._idle_seq = seq
+        self._went_idle.set()
+        try:
+            with trio.move_on_after(delay):
+                await self._wake.wait()
+        finally:
+            self._idle_seq = None
+
+    async def _watch_events(self) -> None:
+        """For ``_idle``: while the feed sleeps, wake it when the store has an event newer
+        than the one it read before its round (any commit that may have made something
+        due: every accept commits a ``message.status`` event)."""
         store = self._store
-        with trio.move_on_after(delay):
-            async with trio.open_nursery() as nursery:
-
-                async def on_wakeup() -> None:
-                    await wake.wait()
-                    nursery.cancel_scope.cancel()
-
-                async def on_event() -> None:
-                    await store.wait_for_events(seq)
-                    nursery.cancel_scope.cancel()
-
-                nursery.start_soon(on_wakeup)
-                nursery.start_soon(on_event)
+        while True:
+            await self._went_idle.wait()
+            self._went_idle = trio.Event()
+            seq = self._idle_seq
+            if seq is None:
+                continue  # the feed is up again already
+            await store.wait_for_events(seq)
+            if self._idle_seq is not None:
+                self._wake.set()
 
     async def _dispatch(self, entries: list[OutboxEntry], now: float) -> None:
         batch = WriteBatch(urgent=True)  # the binds wait for it: ahead of accept groups
