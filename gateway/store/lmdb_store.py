@@ -222,11 +222,15 @@ class LmdbStore(StoreReads):
         self._env_closed = False
         self._events_token: trio.lowlevel.TrioToken | None = None
         self._events_changed: trio.Event | None = None
+        # The last assigned event sequence number as of the last committed group (writer
+        # thread only; None: read it from the store). This thread is the only writer, so
+        # it stays right until a group fails, which resets it.
+        self._seq: int | None = None
         self._writer = GroupCommitWriter(
             self._run_group,
             idle_timeout=os_sync_interval if durability == "os" else None,
             on_idle=self._flush if durability == "os" else None,
-            on_events=self._signal_events,
+            on_events=self._events_hook,
         )
 
     # lifecycle -----------------------------------------------------------------------
@@ -349,8 +353,10 @@ class LmdbStore(StoreReads):
     def _txn_group(self, batches: Sequence[WriteBatch]) -> list[CommitResult | Exception]:
         txn = self._env.begin(write=True)
         tx = _LmdbTxn(self._env, self._dbs, txn)
+        seq = self._seq
+        self._seq = None  # until this group is through
         try:
-            outcomes, applied = logic.apply_group(tx, batches, fatal=(lmdb.Error,))
+            outcomes, applied, seq = logic.apply_group(tx, batches, (lmdb.Error,), seq)
             if applied:
                 txn.commit()  # with durability="fsync" this returns after fdatasync
             else:
@@ -358,6 +364,7 @@ class LmdbStore(StoreReads):
         except BaseException:
             tx.abort()
             raise
+        self._seq = seq
         self._after_commit()
         return outcomes
 
@@ -383,13 +390,16 @@ class LmdbStore(StoreReads):
 
     # event notification ----------------------------------------------------------------
 
-    def _signal_events(self) -> None:
+    def _events_hook(self) -> tuple[trio.lowlevel.TrioToken, Callable[[], None]] | None:
+        # Writer thread, after a group that appended events: what to run in trio (the
+        # writer folds it into its wake-up of the group's waiters: one ``run_sync_soon``).
+        # Nothing when nobody waits: ``wait_for_events`` sets ``_events_changed`` before
+        # it reads the last sequence number, so a waiter that this check misses read the
+        # store after this group's commit and saw its events.
         token = self._events_token
-        if token is not None:
-            try:
-                token.run_sync_soon(self._bump_events)
-            except trio.RunFinishedError:
-                self._events_token = None
+        if token is None or self._events_changed is None:
+            return None
+        return token, self._bump_events
 
     def _bump_events(self) -> None:
         ev = self._events_changed
@@ -403,10 +413,14 @@ class LmdbStore(StoreReads):
         Wrap in ``trio.move_on_after``. Woken by the writer only for stores opened with
         ``open_store`` in this trio run.
         """
-        while self.last_event_seq() <= after_seq:
-            if self._events_changed is None:
-                self._events_changed = trio.Event()
-            await self._events_changed.wait()
+        while True:
+            changed = self._events_changed
+            if changed is None:
+                changed = self._events_changed = trio.Event()
+            # Read after the event is in place (see ``_events_hook``).
+            if self.last_event_seq() > after_seq:
+                return
+            await changed.wait()
 
     # reads ---------------------------------------------------------------------------
 

@@ -204,39 +204,57 @@ def apply_group(
     tx: KvTxn,
     batches: Sequence[WriteBatch],
     fatal: tuple[type[BaseException], ...] = (),
-) -> tuple[list[CommitResult | Exception], int]:
+    seq: int | None = None,
+) -> tuple[list[CommitResult | Exception], int, int]:
     """Apply ``batches`` in order inside ``tx``, each in its own nested transaction.
 
     Returns one outcome per batch (a ``CommitResult``, or the exception that failed only
-    that batch) and the number of batches applied. Exceptions of a ``fatal`` type (the
-    backend's own errors: map full, disk) propagate: the caller aborts ``tx`` and fails
-    the whole group. Events get sequence numbers in batch order.
+    that batch), the number of batches applied and the last assigned event sequence
+    number after them. Exceptions of a ``fatal`` type (the backend's own errors: map
+    full, disk) propagate: the caller aborts ``tx`` and fails the whole group. Events get
+    sequence numbers in batch order. ``seq``: the last assigned number as of the start of
+    ``tx`` when the caller knows it (what the previous committed group returned; the
+    only writer's own bookkeeping), else it is read from the store.
+
+    A group of one batch is applied in ``tx`` itself, without a nested transaction: if
+    it fails, nothing of ``tx`` is kept (the caller aborts ``tx`` when none applied).
     """
-    meta = _meta_seq(tx)
-    seq = max(meta, _last_event_key(tx))
+    if seq is None:
+        seq = last_event_seq(tx)
+    start = seq
     outcomes: list[CommitResult | Exception] = []
     applied = 0
-    for batch in batches:
-        child = tx.child()
+    if len(batches) == 1:
         try:
-            result, new_seq = _apply(child, batch, seq)
-            child.commit()
+            result, seq = _apply(tx, batches[0], seq)
         except fatal:
-            child.abort()
             raise
         except Exception as exc:
-            child.abort()
-            outcomes.append(exc)
-            continue
-        seq = new_seq
-        applied += 1
+            return [exc], 0, start
         outcomes.append(result)
+        applied = 1
+    else:
+        for batch in batches:
+            child = tx.child()
+            try:
+                result, new_seq = _apply(child, batch, seq)
+                child.commit()
+            except fatal:
+                child.abort()
+                raise
+            except Exception as exc:
+                child.abort()
+                outcomes.append(exc)
+                continue
+            seq = new_seq
+            applied += 1
+            outcomes.append(result)
     # The counter goes to ``meta`` only when the newest number has no event left (a prune
     # or a ``run_in_txn`` function deleted it): writing it every transaction dirtied one
     # more B-tree page per fsync'ed commit (bench/store.py --txn-mix).
-    if seq > meta and _last_event_key(tx) < seq:
+    if applied and _last_event_key(tx) < seq and _meta_seq(tx) < seq:
         tx.put(Db.META, _SEQ_KEY, seq.to_bytes(8, "big"))
-    return outcomes, applied
+    return outcomes, applied, seq
 
 
 # reads ---------------------------------------------------------------------------------

@@ -169,8 +169,11 @@ class MemoryStore(StoreReads):
             self._failed += 1
             raise copy.copy(self._fail_with)
         tx = _MemTxn(self._tables)
-        outcomes, _ = logic.apply_group(tx, [batch])
-        tx.commit()
+        outcomes, applied, _ = logic.apply_group(tx, [batch])
+        if applied:
+            tx.commit()
+        else:
+            tx.abort()
         self._txns += 1
         outcome = outcomes[0]
         self._last_latency = time.perf_counter() - t0

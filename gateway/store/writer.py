@@ -50,7 +50,7 @@ from .batch import WriteBatch
 from .errors import StoreClosedError, StoreError, StoreUnavailableError
 from .records import CommitResult
 
-__all__ = ["GroupCommitWriter", "GroupRunner", "WriterStats"]
+__all__ = ["EventsHook", "GroupCommitWriter", "GroupRunner", "WriterStats"]
 
 # Runs one group in one transaction; returns one outcome per batch, or raises a
 # StoreError that fails the whole group.
@@ -110,12 +110,19 @@ class WriterStats:
         self.last_txn_seconds = 0.0
 
 
-def _wake_trio(pendings: list[_Pending]) -> None:
-    # Runs in the trio thread (via run_sync_soon): one call wakes a whole group.
+#: ``on_events``'s answer: a function to run in that trio run, or None.
+EventsHook = Callable[[], tuple[trio.lowlevel.TrioToken, Callable[[], None]] | None]
+
+
+def _wake_trio(pendings: list[_Pending], also: Callable[[], None] | None = None) -> None:
+    # Runs in the trio thread (via run_sync_soon): one call wakes a whole group (and runs
+    # the store's event notification when it was folded in).
     for p in pendings:
         done = p.done
         assert isinstance(done, trio.Event)
         done.set()
+    if also is not None:
+        also()
 
 
 def _fresh(exc: BaseException) -> BaseException:
@@ -137,7 +144,9 @@ class GroupCommitWriter:
     nursery for ``open_store``, or a plain thread via ``start_thread``).
     ``idle_timeout``/``on_idle``: after a group, if no batch arrives within the timeout,
     ``on_idle`` runs once (the ``os`` durability mode flushes to disk there).
-    ``on_events``: called on the writer thread after a group that appended events.
+    ``on_events``: called on the writer thread after a group that appended events; it
+    returns ``(token, fn)`` to run ``fn`` in that trio run (folded into the group's
+    wake-up when its waiters are in the same run: one ``run_sync_soon``), or None.
     """
 
     def __init__(
@@ -147,7 +156,7 @@ class GroupCommitWriter:
         max_group_ops: int = 100_000,
         idle_timeout: float | None = None,
         on_idle: Callable[[], None] | None = None,
-        on_events: Callable[[], None] | None = None,
+        on_events: EventsHook | None = None,
     ) -> None:
         self._run_group = run_group
         self._max_group_ops = max_group_ops
@@ -309,16 +318,16 @@ class GroupCommitWriter:
                 p.outcome = outcome
         stats.events += n_events
         stats.last_commit_latency = now - group[0].enqueued  # the group's longest wait
-        if n_events and self._on_events is not None:
-            self._on_events()
-        self._wake(group)
+        also = self._on_events() if n_events and self._on_events is not None else None
+        self._wake(group, also)
 
     def _finish(self, group: list[_Pending], exc: BaseException) -> None:
         for p in group:
             p.outcome = _fresh(exc)
         self._wake(group)
 
-    def _wake(self, group: list[_Pending]) -> None:
+    def _wake(self, group: list[_Pending],
+              also: tuple[trio.lowlevel.TrioToken, Callable[[], None]] | None = None) -> None:
         by_token: dict[trio.lowlevel.TrioToken, list[_Pending]] = {}
         for p in group:
             if p.token is None:
@@ -328,6 +337,12 @@ class GroupCommitWriter:
             else:
                 by_token.setdefault(p.token, []).append(p)
         for token, pendings in by_token.items():
+            fn = None
+            if also is not None and also[0] is token:
+                fn, also = also[1], None
             # A finished trio run has nobody waiting any more.
             with contextlib.suppress(trio.RunFinishedError):
-                token.run_sync_soon(_wake_trio, pendings)
+                token.run_sync_soon(_wake_trio, pendings, fn)
+        if also is not None:
+            with contextlib.suppress(trio.RunFinishedError):
+                also[0].run_sync_soon(also[1])
