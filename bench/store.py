@@ -23,7 +23,18 @@ side: keys, record encoding, op tuples). ``--lifecycle-only`` runs just that.
 mix (accept, lease, outcome, receipt of 14 messages, one transaction each, through the
 real writer thread with fsync, then with ``os``; ``--rounds`` x 25 rounds, ``--repeats``).
 
+``--builders``: the trio thread's CPU per message to build the write ops of one message's
+lifecycle (the gsm1 mix: ``put_message``, ``outbox_add`` x2 (one with a lease),
+``outbox_remove`` x2, ``update_message``, ``put_carrier_id``, ``append_event`` x4), from
+records, events and functions in hand; best of ``--repeats``.
+
+``--trio-txn``: CPU per small transaction through ``open_store`` in trio (1-event batches
+committed one after another, ``durability="os"``), with and without a task waiting in
+``wait_for_events`` (the dispatcher's idle wait, the long-poll feed): the writer thread's
+CPU and the whole process's (the trio side of the hand-off included), per transaction.
+
 usage: python bench/store.py [--seconds 1.0] [--dir DIR] [--lifecycle-only] [--txn-mix]
+       [--builders] [--trio-txn]
 """
 
 from __future__ import annotations
@@ -406,6 +417,77 @@ def _txn_mix(path: Path, rounds: int, repeats: int, durability: str = "fsync",
     }
 
 
+def _builders(repeats: int, n: int = 1000) -> dict:
+    """CPU per message of the per-message ``WriteBatch`` builders (module docstring)."""
+    x = _LcInputs(0, n)
+    lease = x.lease
+    best = float("inf")
+    for _ in range(repeats):
+        c0 = time.thread_time()
+        for _ in range(10):
+            accept, leases, outcome, receipt = (WriteBatch(), WriteBatch(urgent=True),
+                                                WriteBatch(urgent=True), WriteBatch(urgent=True))
+            for i, mid in enumerate(x.ids):
+                accept.put_message(x.records[i])
+                accept.outbox_add(T0, mid)
+                accept.append_event(x.queued[i])
+                leases.outbox_remove(T0, mid)
+                leases.outbox_add(T0 + 30, mid, lease)
+                outcome.put_carrier_id("c1", x.cids[i], mid, 0, T0 + 1)
+                outcome.outbox_remove(T0 + 30, mid)
+                outcome.update_message(mid, _lc_submitted)
+                outcome.append_event(x.submitted[i])
+                receipt.append_event(x.receipts[i])
+                receipt.append_event(x.delivered[i])
+        best = min(best, (time.thread_time() - c0) / (10 * n))
+    return {"builders_us_per_message_best": round(best * 1e6, 3), "repeats": repeats}
+
+
+def _process_cpu() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+async def _trio_txn_case(path: Path, n: int, repeats: int, waiter: bool) -> dict:
+    shutil.rmtree(path, ignore_errors=True)
+    ev = Event(seq=0, at=T0, type="message.status", message_id="m1", phone="+15551234567",
+               status="queued", data=_STATUS_DATA)
+    runs: list[tuple[float, float]] = []
+    async with open_store(path, durability="os") as store, trio.open_nursery() as nursery:
+        if waiter:
+            async def follow() -> None:
+                seq = store.last_event_seq()
+                while True:
+                    await store.wait_for_events(seq)
+                    seq = store.last_event_seq()
+            nursery.start_soon(follow)
+        await trio.sleep(0.05)
+        writer = next(t for t in threading.enumerate() if t is not threading.main_thread())
+        assert writer.ident is not None
+        clock = time.pthread_getcpuclockid(writer.ident)
+        for _ in range(repeats):
+            batches = []
+            for _ in range(n):
+                b = WriteBatch(urgent=True)
+                b.append_event(ev)
+                batches.append(b)
+            c0, p0 = time.clock_gettime(clock), _process_cpu()
+            for b in batches:
+                await store.commit(b)
+            runs.append(((time.clock_gettime(clock) - c0) / n, (_process_cpu() - p0) / n))
+        nursery.cancel_scope.cancel()
+    writer_us = sorted(r[0] * 1e6 for r in runs)
+    process_us = sorted(r[1] * 1e6 for r in runs)
+    return {"waiter": waiter, "txns_per_repeat": n,
+            "writer_cpu_us_per_txn_median": round(writer_us[len(runs) // 2], 2),
+            "writer_cpu_us_per_txn_best": round(writer_us[0], 2),
+            "process_cpu_us_per_txn_median": round(process_us[len(runs) // 2], 2)}
+
+
+async def _trio_txn(path: Path, repeats: int) -> list[dict]:
+    return [await _trio_txn_case(path, 3000, repeats, waiter) for waiter in (True, False)]
+
+
 async def _main(base: Path, seconds: float) -> dict:
     out: dict = {"bench": "store", "seconds_per_case": seconds, "cases": {}}
     for durability in ("fsync", "os"):
@@ -435,10 +517,20 @@ def main() -> None:
     parser.add_argument("--txn-mix", action="store_true",
                         help="only the writer's CPU per small transaction (single-mode mix, "
                              "fsync and os)")
-    parser.add_argument("--repeats", type=int, default=5, help="txn-mix repeats")
+    parser.add_argument("--repeats", type=int, default=5,
+                        help="txn-mix / builders / trio-txn repeats")
+    parser.add_argument("--builders", action="store_true",
+                        help="only the per-message WriteBatch builders' CPU")
+    parser.add_argument("--trio-txn", action="store_true",
+                        help="only the CPU per 1-event transaction through open_store")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
-        if args.txn_mix:
+        if args.builders:
+            result = {"bench": "store", "builders": _builders(max(args.repeats, 5))}
+        elif args.trio_txn:
+            result = {"bench": "store",
+                      "trio_txn": trio.run(_trio_txn, Path(tmp) / "tt", max(args.repeats, 5))}
+        elif args.txn_mix:
             result = {"bench": "store", "txn_mix": [
                 _txn_mix(Path(tmp) / "tm", args.rounds * 25, args.repeats, durability=d)
                 for d in ("fsync", "os")]}

@@ -19,6 +19,7 @@ batch does not take the other batches of its group commit with it.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable, Sequence
 from typing import Any, Final, TypeAlias
 
@@ -30,7 +31,6 @@ from .keys import (
     check_key,
     error_key,
     error_prefix,
-    outbox_key,
     to_ms,
 )
 from .kv import Db
@@ -65,6 +65,12 @@ FN: Final = 7
 Op: TypeAlias = tuple[Any, ...]
 
 _encode = msgspec.msgpack.Encoder().encode
+_pack_u64 = struct.Struct(">Q").pack
+# The databases of the per-message builders as globals (an enum member is a class
+# attribute lookup on every use).
+_MESSAGES: Final = Db.MESSAGES
+_OUTBOX: Final = Db.OUTBOX
+_CARRIER_IDS: Final = Db.CARRIER_IDS
 MESSAGE_DECODER: Final = msgspec.msgpack.Decoder(MessageRecord)
 RECIPIENT_DECODER: Final = msgspec.msgpack.Decoder(RecipientRecord)
 
@@ -99,14 +105,22 @@ class WriteBatch:
         return bool(self.ops)
 
     # messages
+    # The builders called for every message (put_message, update_message, outbox_add,
+    # outbox_remove, put_carrier_id, append_event) have their key helpers written out: ~12
+    # calls per message on the trio thread (bench/store.py --builders).
     def put_message(self, record: MessageRecord) -> None:
         """Insert or replace a message record."""
-        self.ops.append((PUT, Db.MESSAGES, _id_key(record.id, "message id"), _encode(record)))
+        key = record.id.encode()
+        if not 0 < len(key) <= MAX_KEY_BYTES:
+            check_key(key, "message id")
+        self.ops.append((PUT, _MESSAGES, key, _encode(record)))
 
     def update_message(self, message_id: str, fn: MessageUpdate) -> None:
         """Read-modify-write a message inside the transaction (see module docstring)."""
-        key = _id_key(message_id, "message id")
-        self.ops.append((UPDATE, Db.MESSAGES, key, fn, MESSAGE_DECODER))
+        key = message_id.encode()
+        if not 0 < len(key) <= MAX_KEY_BYTES:
+            check_key(key, "message id")
+        self.ops.append((UPDATE, _MESSAGES, key, fn, MESSAGE_DECODER))
 
     def delete_message(self, message_id: str) -> None:
         """Delete a message record (its outbox/carrier entries are separate ops)."""
@@ -132,20 +146,29 @@ class WriteBatch:
         """Queue ``message_id`` as due at ``due`` (epoch seconds, ms precision); with a
         ``lease``, the entry records parts in flight (``OutboxEntry.lease``). Another
         record (the dispatcher's ``Parked``) is stored as the entry's value as given."""
-        self.ops.append((PUT, Db.OUTBOX, outbox_key(due, message_id),
-                         b"" if lease is None else _encode(lease)))
+        ms = round(due * 1000)  # keys.outbox_key
+        key = _pack_u64(ms if ms > 0 else 0) + message_id.encode()
+        if len(key) > MAX_KEY_BYTES:
+            check_key(key, "outbox")
+        self.ops.append((PUT, _OUTBOX, key, b"" if lease is None else _encode(lease)))
 
     def outbox_remove(self, due: float, message_id: str) -> None:
         """Remove the outbox entry added with the same ``due`` (absent is no error)."""
-        self.ops.append((DELETE, Db.OUTBOX, outbox_key(due, message_id)))
+        ms = round(due * 1000)  # keys.outbox_key
+        key = _pack_u64(ms if ms > 0 else 0) + message_id.encode()
+        if len(key) > MAX_KEY_BYTES:
+            check_key(key, "outbox")
+        self.ops.append((DELETE, _OUTBOX, key))
 
     # carrier message ids
     def put_carrier_id(
         self, carrier: str, carrier_msg_id: str, message_id: str, part: int, at: float
     ) -> None:
         """Map a carrier's message id to (message id, part)."""
-        rec = CarrierIdRecord(message_id=message_id, part=part, at=at)
-        self.ops.append((PUT, Db.CARRIER_IDS, carrier_key(carrier, carrier_msg_id), _encode(rec)))
+        key = carrier.encode() + b"\0" + carrier_msg_id.encode()
+        if key.count(b"\0") != 1 or len(key) > MAX_KEY_BYTES:  # keys.carrier_key
+            key = carrier_key(carrier, carrier_msg_id)  # raises
+        self.ops.append((PUT, _CARRIER_IDS, key, _encode(CarrierIdRecord(message_id, part, at))))
 
     def delete_carrier_id(self, carrier: str, carrier_msg_id: str) -> None:
         """Forget a carrier message id."""
@@ -165,8 +188,9 @@ class WriteBatch:
         ``event.seq`` is ignored: the store assigns the next sequence number.
         """
         self.ops.append((EVENT, event))
-        self._n_events += 1
-        return self._n_events - 1
+        n = self._n_events
+        self._n_events = n + 1
+        return n
 
     # idempotency
     def put_idempotency(self, key: str, record: IdempotencyRecord) -> None:
