@@ -187,7 +187,7 @@ class _Waiter:
 class AcceptCoalescer:
     """Concurrent small ``POST /v1/messages`` requests share one ``Accepter.accept``.
 
-    One accept per request costs a lock round, a batch, a commit wait and its wake-up per
+    One accept per request costs a batch, a commit wait and its wake-up per
     request; with many keep-alive connections sending one message each, that overhead is
     most of the work. Here a request of at most ``max_request`` messages joins a queue; at
     most ``max_inflight`` accepts run at once, and the requests that arrive meanwhile go
