@@ -222,10 +222,13 @@ class LmdbStore(StoreReads):
         self._env_closed = False
         self._events_token: trio.lowlevel.TrioToken | None = None
         self._events_changed: trio.Event | None = None
-        # The last assigned event sequence number as of the last committed group (writer
-        # thread only; None: read it from the store). This thread is the only writer, so
-        # it stays right until a group fails, which resets it.
+        # The last assigned event sequence number as of the last committed group and that
+        # transaction's id (writer thread only; None: read it from the store). It is used
+        # only when the next write transaction is the very next one (id + 1): a write by
+        # anyone else in between (another process on the same files) makes the group read
+        # it again. A failing group resets it.
         self._seq: int | None = None
+        self._seq_txn = -1
         self._writer = GroupCommitWriter(
             self._run_group,
             idle_timeout=os_sync_interval if durability == "os" else None,
@@ -353,12 +356,14 @@ class LmdbStore(StoreReads):
     def _txn_group(self, batches: Sequence[WriteBatch]) -> list[CommitResult | Exception]:
         txn = self._env.begin(write=True)
         tx = _LmdbTxn(self._env, self._dbs, txn)
-        seq = self._seq
+        txn_id = txn.id()
+        seq = self._seq if txn_id == self._seq_txn + 1 else None
         self._seq = None  # until this group is through
         try:
             outcomes, applied, seq = logic.apply_group(tx, batches, (lmdb.Error,), seq)
             if applied:
                 txn.commit()  # with durability="fsync" this returns after fdatasync
+                self._seq_txn = txn_id
             else:
                 txn.abort()
         except BaseException:

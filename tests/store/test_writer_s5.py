@@ -1,7 +1,8 @@
 """Session 5 writer-thread fast paths, each against the general path it replaces:
 
 * the last event sequence number carried from one committed group to the next
-  (``LmdbStore._seq``) instead of read from the store at the start of every group;
+  (``LmdbStore._seq``, used when no other transaction committed in between) instead of
+  read from the store at the start of every group;
 * a group of one batch applied without a nested transaction;
 * the event notification folded into the waiters' wake-up (one ``run_sync_soon`` per
   group), and none at all when nobody waits for events.
@@ -9,6 +10,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -144,6 +148,39 @@ def test_a_failed_group_does_not_move_the_carried_number(tmp_path: Path) -> None
         again.append_event(event())
         assert _run(store, [again]) == [(2,)]
         assert store._seq == store.last_event_seq() == 2
+    finally:
+        store.close()
+
+
+_OTHER_WRITER = textwrap.dedent("""
+    import sys
+    from gateway.store import Event, LmdbStore, WriteBatch
+    store = LmdbStore.open(sys.argv[1], durability="os")
+    batch = WriteBatch()
+    batch.append_event(Event(seq=0, at=1.0, type="status", message_id="b"))
+    batch.append_event(Event(seq=0, at=1.0, type="status", message_id="b"))
+    store._run_group([batch])
+    store._close_env()
+""")
+
+
+@pytest.mark.slow
+def test_events_of_another_writer_in_between_are_kept(tmp_path: Path) -> None:
+    # Another process committing to the same files between two of our groups (not how
+    # the gateway runs, but LMDB allows it): the carried number is not used then.
+    path = tmp_path / "s"
+    store = LmdbStore.open(path, durability="os")
+    try:
+        first = WriteBatch()
+        first.append_event(event(mid="a"))
+        assert _run(store, [first]) == [(1,)]
+        subprocess.run([sys.executable, "-c", _OTHER_WRITER, str(path)], check=True,
+                       timeout=60)
+        again = WriteBatch()
+        again.append_event(event(mid="c"))
+        assert _run(store, [again]) == [(4,)]
+        assert [(e.seq, e.message_id) for e in store.events_after(0, 10)] == [
+            (1, "a"), (2, "b"), (3, "b"), (4, "c")]
     finally:
         store.close()
 
