@@ -20,7 +20,8 @@ the error history grow until LMDB's ``max_map_size``, after which every write fa
   click summary once its message is gone and its last click is that old;
 * *opt-in challenges* a day after they expired (a verify answers ``expired`` for that
   day, then ``unknown_challenge``) and opt-in *start-log* entries older than the rate
-  limit's window (``gateway.store.marketing.START_LOG_KEEP_S``), whenever the task runs.
+  limit's window (``[optin] window_s``, at least ``gateway.store.marketing.START_LOG_KEEP_S``),
+  whenever the task runs.
 
 **What never goes:** a message that is not final (:func:`message_verdict`), anything an
 outbox entry refers to, recipient records (consent, opt-outs, flow marks, caps and the
@@ -172,6 +173,9 @@ class RetentionSettings(msgspec.Struct, frozen=True, kw_only=True):
     webhooks: tuple[str, ...] = ()
     #: Short links and clicks (``links_retention_days``); 0 = keep forever.
     links_s: float = 90 * DAY
+    #: Opt-in start-log entries are kept this long: the start rate limit's window
+    #: (``[optin] window_s``, any length) when it is longer than ``START_LOG_KEEP_S``.
+    starts_s: float = START_LOG_KEEP_S
 
     @property
     def enabled(self) -> bool:
@@ -193,7 +197,9 @@ class RetentionSettings(msgspec.Struct, frozen=True, kw_only=True):
                    sticky_count=cfg.rules.error_segment.sticky_count,
                    interval_s=s.retention_interval_s,
                    webhooks=tuple(h.name for h in cfg.webhooks),
-                   links_s=s.links_retention_days * DAY)
+                   links_s=s.links_retention_days * DAY,
+                   starts_s=max(START_LOG_KEEP_S, cfg.optin.window_s)
+                   if getattr(cfg, "optin", None) is not None else START_LOG_KEEP_S)
 
 
 # ------------------------------------------------------------------ pure decisions
@@ -295,9 +301,10 @@ def challenge_prunable(rec: Challenge, now: float, grace_s: float = CHALLENGE_GR
     return rec.expires_at < now - grace_s
 
 
-def start_prunable(at: float, now: float) -> bool:
-    """Whether an opt-in start-log entry is older than every rate-limit window looks."""
-    return at < now - START_LOG_KEEP_S
+def start_prunable(at: float, now: float, keep_s: float = START_LOG_KEEP_S) -> bool:
+    """Whether an opt-in start-log entry is older than the rate limit's window looks back
+    (``keep_s``: ``RetentionSettings.starts_s``)."""
+    return at < now - keep_s
 
 
 def events_prune_through(head: Sequence[tuple[int, float]], now: float, retention_s: float,
@@ -607,9 +614,11 @@ class Retention:
                                "optin_challenges", sw)
 
     async def _starts(self, now: float, sw: _Sweep) -> None:
+        keep_s = self.settings.starts_s
+
         def read(start: bytes, tx: Any) -> tuple[list[bytes], bytes | None]:
             found, pos = start_chunk(tx, start, CHUNK_KEYS)
-            return [key for key, at in found if start_prunable(at, now)], pos
+            return [key for key, at in found if start_prunable(at, now, keep_s)], pos
 
         await self._prune_keys(read, PruneStarts, "optin_starts", sw)
 
