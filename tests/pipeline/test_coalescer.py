@@ -48,8 +48,8 @@ async def test_concurrent_requests_share_accepts_and_get_their_own_results() -> 
             n.start_soon(one, k)
     for k in range(20):
         assert got[k] == [f"r{k}.{i}" for i in range(1 + k % 3)]
-    # the first request ran alone; everything that arrived meanwhile went in the next one
-    assert len(fake.calls) == 2
+    # all 20 were queued before the worker (started by the first) ran: one accept
+    assert len(fake.calls) == 1
     assert sum(len(c) for c in fake.calls) == sum(1 + k % 3 for k in range(20))
     assert co.statistics()["inflight"] == 0
 
@@ -83,7 +83,11 @@ async def test_a_failed_accept_fails_every_request_in_it() -> None:
         for k in range(5):
             n.start_soon(one, k)
     assert len(errors) == 5
-    assert co.statistics() == {"batches": 2, "requests": 5, "queued": 0, "inflight": 0}
+    assert co.statistics() == {"batches": 1, "requests": 5, "queued": 0, "inflight": 0}
+    # the worker survived the failure: the next request is served
+    fake.fail = None
+    [r] = await co.submit(msgs("after"))
+    assert r.id == "after.0"
 
 
 async def test_a_cancelled_waiter_is_left_out_and_others_proceed() -> None:
@@ -106,7 +110,7 @@ async def test_a_cancelled_waiter_is_left_out_and_others_proceed() -> None:
     assert co.statistics()["inflight"] == 0
 
 
-async def test_a_cancelled_leader_does_not_fail_the_others() -> None:
+async def test_a_cancelled_request_in_a_running_accept_does_not_fail_the_others() -> None:
     fake = FakeAccept(delay=0.05)
     co = AcceptCoalescer(fake, max_inflight=1)
     done: list[str] = []
@@ -118,9 +122,95 @@ async def test_a_cancelled_leader_does_not_fail_the_others() -> None:
     async with trio.open_nursery() as n:
         with trio.move_on_after(0.01):
             n.start_soon(one, "other")
-            await co.submit(msgs("leader"))  # runs the accept; its caller gives up
+            await co.submit(msgs("first"))  # taken into the accept; its caller gives up
     assert sorted(done) == ["other.0"]
-    assert fake.calls[0] == ["leader.0"]
+    assert fake.calls[0][0] == "first.0"  # committed all the same
+
+
+class _Steps(trio.abc.Instrument):
+    """Counts task steps (a task runs from one schedule point to the next)."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        self.n += 1
+
+
+async def test_a_worker_takes_the_next_group_in_the_step_its_accept_ended() -> None:
+    """Under load no round of the run queue passes between one accept's end and the next
+    one's start (a waiting request woken to lead the next accept starts it a step later):
+    the "b"s queue behind "a", the "c"s behind the "b"s, and the worker goes on."""
+    steps = _Steps()
+    marks: list[tuple[str, int]] = []
+
+    async def accept(messages: list[MessageIn], now: float) -> list[MessageResult]:
+        marks.append((messages[0].text, steps.n))
+        await trio.sleep(0.01)
+        marks.append(("end", steps.n))
+        return [MessageResult(id=m.text, status="queued") for m in messages]
+
+    co = AcceptCoalescer(accept, max_inflight=1)
+    trio.lowlevel.add_instrument(steps)
+    try:
+        async with trio.open_nursery() as n:
+            n.start_soon(co.submit, msgs("a"))
+            await trio.sleep(0.005)  # "a" runs
+            for k in range(3):
+                n.start_soon(co.submit, msgs(f"b{k}"))
+            await trio.sleep(0.01)  # "a" ended, the "b"s run
+            for k in range(2):
+                n.start_soon(co.submit, msgs(f"c{k}"))
+    finally:
+        trio.lowlevel.remove_instrument(steps)
+    # (the requests of one round are queued in any order: look at their group's letter)
+    assert [m[0][0] for m in marks] == ["a", "e", "b", "e", "c", "e"]
+    assert marks[2][1] == marks[1][1]  # same step
+    assert marks[4][1] == marks[3][1]
+    assert co.statistics() == {"batches": 3, "requests": 6, "queued": 0, "inflight": 0}
+
+
+async def test_a_big_request_runs_in_its_own_task_when_a_slot_is_free() -> None:
+    """A request of ``lead_min`` messages or more, with a slot free and nobody waiting,
+    runs its accept in the caller's task (no worker's round to wait for); a smaller one,
+    or one that finds requests waiting, goes through a worker."""
+    tasks: list[tuple[str, trio.lowlevel.Task]] = []
+
+    async def accept(messages: list[MessageIn], now: float) -> list[MessageResult]:
+        tasks.append((messages[0].text, trio.lowlevel.current_task()))
+        await trio.sleep(0.01)
+        return [MessageResult(id=m.text, status="queued") for m in messages]
+
+    co = AcceptCoalescer(accept, max_inflight=1, lead_min=3)
+    me = trio.lowlevel.current_task()
+    await co.submit(msgs("big", 3))
+    await co.submit(msgs("small", 2))
+    assert [(t, task is me) for t, task in tasks] == [("big.0", True), ("small.0", False)]
+    tasks.clear()
+    async with trio.open_nursery() as n:  # a small one is running: the big one queues
+        n.start_soon(co.submit, msgs("first", 1))
+        await trio.sleep(0.001)
+        await co.submit(msgs("queued", 3))
+    assert [(t, task is me) for t, task in tasks] == [("first.0", False),
+                                                      ("queued.0", False)]
+    assert co.statistics() == {"batches": 4, "requests": 4, "queued": 0, "inflight": 0}
+
+
+def test_each_trio_run_gets_its_own_workers() -> None:
+    fake = FakeAccept(delay=0.001)
+    co = AcceptCoalescer(fake)
+
+    async def main(tag: str) -> list[str]:
+        with trio.fail_after(5):  # workers of an ended run would never answer
+            async with trio.open_nursery() as n:
+                for k in range(3):
+                    n.start_soon(co.submit, msgs(f"{tag}{k}"))
+            [r] = await co.submit(msgs(f"{tag}-last"))
+        return [r.id]
+
+    assert trio.run(main, "x") == ["x-last.0"]
+    assert trio.run(main, "y") == ["y-last.0"]  # the first run's workers ended with it
+    assert co.statistics()["requests"] == 8
 
 
 @pytest.mark.parametrize("key_twice", [True, False])
