@@ -65,3 +65,29 @@ async def test_a_sweep_keeps_the_starts_the_configured_window_counts(
                               clock=lambda: much_later)
         await retention.sweep()
         assert mk.recent_starts(PHONE, None, 0.0).number == ()
+
+
+@pytest.mark.parametrize("window_h", [1.0, 6.0])
+async def test_logging_a_start_keeps_the_earlier_starts_the_window_counts(
+        window_h: float) -> None:
+    # The per-key clean-up when a start is logged kept 2 h only: with ``window_s = 6 h``
+    # and a limit of 2 per number, the third code 3 h after the first went out (the first
+    # start was dropped by the second's logging). ``commit_start(keep_s=window_s)``.
+    cfg = GatewayConfig(optin=OptinConfig(window_s=window_h * 3600, per_number_per_hour=2,
+                                          secret=SECRET))
+    assert cfg.optin is not None
+    policy = cfg.optin.policy()
+    mk = StoreMarketing(MemoryStore())
+    with trio.fail_after(10):
+        t1, t2 = NOW, NOW + 2.5 * 3600
+        for cid, at in (("c1", t1), ("c2", t2)):
+            await mk.commit_start(_challenge(cid, at, policy), None, keep_s=policy.window_s)
+        later = t2 + 600  # 2 h 50 min after the first start
+        state = mk.recent_starts(PHONE, None, later - policy.window_s)
+        got = optin.start(PHONE, source="web", ip=None, now=later, code="123456",
+                          challenge_id="c3", state=state, secret=SECRET, policy=policy)
+        if later - t1 < policy.window_s:  # both earlier starts count: the limit of 2 refuses
+            assert isinstance(got, Refused) and got.limit == "number", got
+            assert len(state.number) == 2
+        else:  # the first is outside the window: one counts, a second is allowed
+            assert not isinstance(got, Refused), got

@@ -174,7 +174,7 @@ class MarketingService:
                 self.stats["starts_refused"] += 1
                 raise RateLimited(result.retry_after)
             challenge = _replace(result.challenge, language=language)
-            await self.store.commit_start(challenge, client_ip)
+            await self.store.commit_start(challenge, client_ip, keep_s=policy.window_s)
         self.stats["starts"] += 1
         text = code_message(cfg.all_templates(), language, code=code, brand=brand,
                             ttl_s=policy.code_ttl_s)

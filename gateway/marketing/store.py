@@ -127,8 +127,10 @@ class OptinStore(Protocol):
         """Start times after ``since`` for ``phone`` and for ``ip``."""
         ...
 
-    async def commit_start(self, challenge: Challenge, ip: str | None) -> None:
-        """Store a new challenge and log the start for its phone and ``ip``."""
+    async def commit_start(self, challenge: Challenge, ip: str | None,
+                           keep_s: float = 0.0) -> None:
+        """Store a new challenge and log the start for its phone and ``ip``; log entries
+        of the same phone / ip older than ``keep_s`` (the rate limit's window) may go."""
         ...
 
     async def commit_challenge(self, challenge: Challenge) -> None:
@@ -225,7 +227,8 @@ class MemoryMarketingStore:
         by_ip = [t for t in self.starts_by_ip.get(ip, ()) if t > since] if ip else []
         return RecentStarts(tuple(by_phone), tuple(by_ip))
 
-    async def commit_start(self, challenge: Challenge, ip: str | None) -> None:
+    async def commit_start(self, challenge: Challenge, ip: str | None,
+                           keep_s: float = 0.0) -> None:
         await self._commit()
         self.challenges[challenge.id] = challenge
         self.starts_by_phone.setdefault(challenge.phone, []).append(challenge.created_at)

@@ -76,12 +76,13 @@ def _times(tx: KvTxn, prefix: bytes, since: float) -> list[float]:
     return out
 
 
-def _log_start(tx: KvTxn, prefix: bytes, at: float) -> None:
+def _log_start(tx: KvTxn, prefix: bytes, at: float, keep_s: float) -> None:
     stamp = prefix + to_ms(at).to_bytes(8, "big")
     n = 0
     while not tx.add(Db.OPTIN_STARTS, stamp + n.to_bytes(2, "big"), b""):
         n += 1  # two starts in one millisecond: both count, at their own time
-    cutoff = prefix + to_ms(at - START_LOG_KEEP_S).to_bytes(8, "big")
+    # Older entries of this key go, but never one the rate limit's window still counts.
+    cutoff = prefix + to_ms(at - max(keep_s, START_LOG_KEEP_S)).to_bytes(8, "big")
     old = [k for k, _ in _take_while(tx.scan(Db.OPTIN_STARTS, prefix), cutoff)]
     for k in old:
         tx.delete(Db.OPTIN_STARTS, k)
@@ -154,21 +155,23 @@ class _Clicks:
 
 
 class _PutChallenge:
-    __slots__ = ("challenge", "ip", "new")
+    __slots__ = ("challenge", "ip", "keep_s", "new")
 
-    def __init__(self, challenge: Challenge, ip: str | None, new: bool) -> None:
+    def __init__(self, challenge: Challenge, ip: str | None, new: bool,
+                 keep_s: float = 0.0) -> None:
         self.challenge = challenge
         self.ip = ip
         self.new = new
+        self.keep_s = keep_s
 
     def __call__(self, tx: KvTxn) -> Sequence[Event]:
         ch = self.challenge
         key = ch.id.encode()
         if self.new:
             tx.put(Db.OPTIN_CHALLENGES, key, _encode(ch))
-            _log_start(tx, _start_prefix(b"p:", ch.phone), ch.created_at)
+            _log_start(tx, _start_prefix(b"p:", ch.phone), ch.created_at, self.keep_s)
             if self.ip:
-                _log_start(tx, _start_prefix(b"i:", self.ip), ch.created_at)
+                _log_start(tx, _start_prefix(b"i:", self.ip), ch.created_at, self.keep_s)
             return ()
         raw = tx.get(Db.OPTIN_CHALLENGES, key)
         if raw is not None:
@@ -258,10 +261,12 @@ class StoreMarketing:
         result: RecentStarts = self._store.read(read)
         return result
 
-    async def commit_start(self, challenge: Challenge, ip: str | None) -> None:
-        """Store a new challenge and log the start for its phone and ``ip``."""
+    async def commit_start(self, challenge: Challenge, ip: str | None,
+                           keep_s: float = 0.0) -> None:
+        """Store a new challenge and log the start for its phone and ``ip``; that key's
+        entries older than ``keep_s`` (at least ``START_LOG_KEEP_S``) go."""
         batch = WriteBatch()
-        batch.run_in_txn(_PutChallenge(challenge, ip, new=True))
+        batch.run_in_txn(_PutChallenge(challenge, ip, new=True, keep_s=keep_s))
         await self._store.commit(batch)
 
     async def commit_challenge(self, challenge: Challenge) -> None:
