@@ -62,6 +62,7 @@ from gateway.receipts import normalise_message_id
 from gateway.store import ErrorEntry, MessageRecord, StoreError, WriteBatch
 from gateway.store.cursors import list_cursors
 from gateway.store.kv import Db
+from gateway.store.logic import MESSAGE
 from gateway.store.marketing import CHALLENGE, LINK, MESSAGE_CLICKS, START_LOG_KEEP_S
 from gateway.store.records import CarrierIdRecord, IdempotencyRecord
 from gateway.store.retention import (
@@ -106,6 +107,7 @@ __all__ = [
     "last_activity",
     "link_prunable",
     "message_clicks_prunable",
+    "message_unsent",
     "message_verdict",
     "start_prunable",
     "young_id_prefix",
@@ -277,9 +279,18 @@ def claim_prunable(rec: IdempotencyRecord, now: float, lifetime_s: float) -> boo
     return lifetime_s > 0 and now - rec.at >= lifetime_s
 
 
-def link_prunable(rec: LinkTarget, now: float, retention_s: float) -> bool:
-    """Whether a short link is old enough to go (its token then answers 404)."""
-    return rec.created_at < now - retention_s
+def link_prunable(rec: LinkTarget, now: float, retention_s: float,
+                  message: MessageRecord | None = None) -> bool:
+    """Whether a short link is old enough to go (its token then answers 404), and its
+    message (None: gone) is not still waiting to be sent (:func:`message_unsent`)."""
+    return rec.created_at < now - retention_s and (message is None
+                                                   or not message_unsent(message))
+
+
+def message_unsent(rec: MessageRecord) -> bool:
+    """Whether the message may still be sent (queued, scheduled, parts to submit): its
+    links must keep working however old they are (a long deferral or outage)."""
+    return rec.status not in MESSAGE_FINAL
 
 
 def click_prunable(rec: Click, now: float, retention_s: float) -> bool:
@@ -577,10 +588,19 @@ class Retention:
 
         def read(start: bytes, tx: Any) -> tuple[list[bytes], bytes | None]:
             found, pos = record_chunk(tx, Db.LINKS, LINK, start, CHUNK_KEYS)
-            return [key for key, rec in found if link_prunable(rec, now, retention_s)], pos
+            get = tx.getter(Db.MESSAGES)
+            doomed: list[bytes] = []
+            for key, rec in found:
+                if rec.created_at >= now - retention_s:
+                    continue  # young: no message lookup
+                raw = get(rec.message_id.encode())
+                if link_prunable(rec, now, retention_s,
+                                 None if raw is None else MESSAGE.decode(raw)):
+                    doomed.append(key)
+            return doomed, pos
 
-        await self._prune_keys(read, partial(PruneLinks, older_than=now - retention_s),
-                               "links", sw)
+        await self._prune_keys(read, partial(PruneLinks, older_than=now - retention_s,
+                                             unsent=message_unsent), "links", sw)
 
     async def _clicks(self, now: float, sw: _Sweep) -> None:
         retention_s = self.settings.links_s

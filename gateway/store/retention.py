@@ -322,13 +322,23 @@ class PruneStarts(PruneKeys):
 
 class PruneLinks(_PruneOlder):
     """Short links still created before ``older_than`` (a token is put once: never
-    younger on a re-read, but a link put again under a pruned token is not touched)."""
+    younger on a re-read, but a link put again under a pruned token is not touched) whose
+    message is gone or (still) not ``unsent`` (its SMS may still go out with the link)."""
 
-    __slots__ = ()
+    __slots__ = ("unsent",)
     db = Db.LINKS
 
+    def __init__(self, keys: Sequence[bytes], older_than: float,
+                 unsent: Callable[[MessageRecord], bool]) -> None:
+        super().__init__(keys, older_than)
+        self.unsent = unsent
+
     def _still(self, tx: KvTxn, key: bytes, value: bytes) -> bool:
-        return LINK.decode(value).created_at < self.older_than
+        link = LINK.decode(value)
+        if link.created_at >= self.older_than:
+            return False
+        raw = tx.get(Db.MESSAGES, link.message_id.encode())
+        return raw is None or not self.unsent(MESSAGE.decode(raw))
 
 
 class PruneClicks(_PruneOlder):

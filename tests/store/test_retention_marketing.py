@@ -23,6 +23,7 @@ from gateway.retention import (
     click_prunable,
     link_prunable,
     message_clicks_prunable,
+    message_unsent,
     start_prunable,
 )
 from gateway.store import MessageRecord, PartRecord, Store, WriteBatch
@@ -54,6 +55,20 @@ def test_link_and_click_prunable(age_days: float, retention_days: float, expecte
     click = Click(token="t", bucket=0, at=at, message_id="m", phone="+1", url="https://e.x/")
     assert link_prunable(link, NOW, retention_days * DAY) is expected
     assert click_prunable(click, NOW, retention_days * DAY) is expected
+
+
+@pytest.mark.parametrize(("status", "expected"), [
+    (None, True),  # the message is gone
+    ("delivered", True), ("submitted", True), ("failed", True), ("rejected", True),
+    ("queued", False), ("scheduled", False),  # its SMS may still go out with the link
+])
+def test_an_old_link_stays_while_its_message_may_still_be_sent(status: str | None,
+                                                                expected: bool) -> None:
+    old = link("t", "m", 100)
+    msg = None if status is None else MessageRecord(
+        id="m", created_at=NOW - 100 * DAY, to="+1", text="t", kind="campaign", status=status)
+    assert link_prunable(old, NOW, L90, msg) is expected
+    assert link_prunable(link("t", "m", 10), NOW, L90, msg) is False  # young: never
 
 
 @pytest.mark.parametrize(("last_days_ago", "message_exists", "expected"), [
@@ -142,7 +157,12 @@ async def seed(store: Store) -> None:
     # ids sort by creation time (the sweep stops at the first young message)
     b.put_message(done_message("0a0001", 40))  # goes with retention_days = 30
     b.put_message(done_message("zz0001", 1))
-    add_links(b, [link("old", "0a0001", 100), link("young", "zz0001", 1)])
+    # a campaign held back for 100 days (an outage, say): its link must still work
+    b.put_message(MessageRecord(id="0a0000", created_at=NOW - 100 * DAY, to="+15550000009",
+                                text="t", kind="campaign", status="queued",
+                                parts=(PartRecord(0, status="pending"),)))
+    add_links(b, [link("old", "0a0001", 100), link("young", "zz0001", 1),
+                  link("held", "0a0000", 100)])
     await store.commit(b)
     summary_old = MessageClicks(clicks=1, first_at=NOW - 100 * DAY, last_at=NOW - 100 * DAY,
                                 by_token={"old": 1})
@@ -185,6 +205,7 @@ async def test_a_sweep_prunes_old_marketing_data_and_keeps_the_rest(
             "optin_starts": 2}  # c-old's phone and ip (c-recent's start is 70 min old)
         assert pruned["messages"] == 1
         assert mk.get_link("old") is None and mk.get_link("young") is not None
+        assert mk.get_link("held") is not None
         old_click, young_click = click("old", "0a0001", 100), click("young", "zz0001", 1)
         assert raw(store, Db.CLICKS, click_key(old_click)) is None
         assert raw(store, Db.CLICKS, click_key(young_click)) is not None
@@ -245,7 +266,7 @@ async def test_prune_ops_recheck_inside_the_write_txn(store: Store) -> None:
         ])
         await StoreMarketing(store).commit_start(challenge("ch", expires_at=NOW - 60), None)
         older_than = NOW - L90
-        ops = [PruneLinks([b"tok", b"missing"], older_than=older_than),
+        ops = [PruneLinks([b"tok", b"missing"], older_than=older_than, unsent=message_unsent),
                PruneClicks([click_key(young_click)], older_than=older_than),
                PruneMessageClicks([b"m-clicked", b"m-back", b"m-gone"], older_than=older_than),
                PruneChallenges([b"ch"], older_than=NOW - CHALLENGE_GRACE_S)]
@@ -257,3 +278,19 @@ async def test_prune_ops_recheck_inside_the_write_txn(store: Store) -> None:
         assert mk.get_message_clicks("m-clicked") is not None
         assert mk.get_message_clicks("m-back") is not None
         assert mk.get_message_clicks("m-gone") is None
+
+
+async def test_prune_links_rechecks_the_message_inside_the_write_txn(store: Store) -> None:
+    with trio.fail_after(TIMEOUT):
+        b = WriteBatch()
+        b.put_message(MessageRecord(id="m-retry", created_at=NOW - 100 * DAY, to="+1",
+                                    text="t", kind="campaign", status="queued"))
+        b.put_message(done_message("m-sent", 100))
+        add_links(b, [link("a", "m-retry", 100), link("b", "m-sent", 100),
+                      link("c", "m-gone", 100)])
+        await store.commit(b)
+        op = PruneLinks([b"a", b"b", b"c"], older_than=NOW - L90, unsent=message_unsent)
+        await run_op(store, op)
+        assert op.deleted == 2
+        mk = StoreMarketing(store)
+        assert [t for t in "abc" if mk.get_link(t) is not None] == ["a"]
