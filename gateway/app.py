@@ -418,9 +418,12 @@ class Gateway:
             carrier = carrier_set.carriers.get(name)
             return carrier is not None and bool(carrier.live_binds)
 
-        backend = CountingBackend(GatewayBackend(cfg, timed, accepter, recipients,
-                                                 ready_probe=live,
-                                                 in_flight=dispatcher.in_flight))
+        inner = GatewayBackend(cfg, timed, accepter, recipients, ready_probe=live,
+                               in_flight=dispatcher.in_flight)
+        # The accept workers small requests are coalesced into (before the API listens;
+        # cancelled with the rest of the nursery, after the API's shutdown).
+        await nursery.start(inner.coalescer.run)
+        backend = CountingBackend(inner)
         self.components.update(recipients=recipients, accepter=accepter,
                                dispatcher=dispatcher, inbound=inbound, backend=backend)
         self.metrics.register("accepter", accepter.statistics)

@@ -211,13 +211,16 @@ class AcceptCoalescer:
     leaves the queue (nothing of it is stored), one taken into an accept is committed with
     it.
 
-    The workers are trio system tasks, started by the first request of a trio run (so the
-    coalescer needs no nursery); they end with the run. Requests over ``max_request``
-    messages run their own accept in the caller's task, as before.
+    The workers run in :meth:`run`'s nursery (the app starts it with the pipeline, before
+    the API listens; structured: they end when it is cancelled, after the API's
+    shutdown). Without it running (a backend used on its own), every request runs its own
+    accept in its own task, uncoalesced. Requests over ``max_request`` messages always run
+    their own accept in the caller's task.
     """
 
     __slots__ = ("_accept", "_busy", "_clock", "_idle", "_lead_min", "_max_batch",
-                 "_max_inflight", "_max_request", "_queue", "_token", "batches", "coalesced")
+                 "_max_inflight", "_max_request", "_queue", "_running", "batches",
+                 "coalesced")
 
     def __init__(self, accept: AcceptFn, clock: Callable[[], float] = time.time, *,
                  max_request: int = COALESCE_MAX_REQUEST,
@@ -233,8 +236,8 @@ class AcceptCoalescer:
         self._max_batch = max_batch
         self._max_inflight = max_inflight
         self._queue: deque[_Waiter] = deque()
-        #: The trio run whose workers serve the queue (None: none started yet).
-        self._token: trio.lowlevel.TrioToken | None = None
+        #: Whether :meth:`run`'s workers serve the queue.
+        self._running = False
         #: Idle workers' wake-up events; accepts running (of ``max_inflight``).
         self._idle: list[trio.Event] = []
         self._busy = 0
@@ -244,10 +247,8 @@ class AcceptCoalescer:
 
     async def submit(self, messages: list[MessageIn]) -> list[MessageResult]:
         """Accept ``messages`` (alone if big, else with concurrent small requests)."""
-        if len(messages) > self._max_request:
+        if len(messages) > self._max_request or not self._running:
             return await self._accept(messages, self._clock())
-        if self._token is not trio.lowlevel.current_trio_token():
-            self._start()
         w = _Waiter(messages)
         if (len(messages) >= self._lead_min and not self._queue
                 and self._busy < self._max_inflight):
@@ -272,14 +273,27 @@ class AcceptCoalescer:
         assert w.results is not None
         return w.results
 
-    def _start(self) -> None:
-        """Start the workers of this trio run (a previous run's ended with it)."""
-        self._token = trio.lowlevel.current_trio_token()
-        self._queue.clear()  # waiters of an ended run: their tasks are gone
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+                  ) -> None:
+        """Run the ``max_inflight`` workers until cancelled. Requests still queued then
+        get ``StoreUnavailable`` (nothing of them was stored); an accept under way is
+        shielded and answers its requests first."""
+        if self._running:
+            raise RuntimeError("AcceptCoalescer.run is already running")
         self._idle = []
         self._busy = 0
-        for i in range(self._max_inflight):
-            trio.lowlevel.spawn_system_task(self._worker, name=f"accept-coalescer-{i}")
+        try:
+            async with trio.open_nursery() as nursery:
+                for i in range(self._max_inflight):
+                    nursery.start_soon(self._worker, name=f"accept-coalescer-{i}")
+                self._running = True
+                task_status.started()
+        finally:
+            self._running = False
+            while self._queue:
+                w = self._queue.popleft()
+                w.error = StoreUnavailable("the gateway is stopping: not accepted")
+                w.wake.set()
 
     def _kick(self) -> None:
         """Wake an idle worker if requests wait and a slot is free."""
@@ -292,7 +306,7 @@ class AcceptCoalescer:
             if not q or self._busy >= self._max_inflight:
                 wake = trio.Event()
                 self._idle.append(wake)
-                await wake.wait()  # cancelled when the run ends: the worker ends with it
+                await wake.wait()  # cancelled when run() is: the worker ends with it
                 continue
             take: list[_Waiter] = []
             n = 0
@@ -306,6 +320,9 @@ class AcceptCoalescer:
                 await self._run(take)
             finally:
                 self._busy -= 1
+            # run() cancelled meanwhile (the accept was shielded): stop here, what is
+            # still queued gets StoreUnavailable; else no schedule point (next group now).
+            await trio.lowlevel.checkpoint_if_cancelled()
 
     async def _run(self, take: list[_Waiter]) -> None:
         """One accept for the requests in ``take``; each gets its results or the error."""
