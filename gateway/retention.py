@@ -62,7 +62,7 @@ from gateway.receipts import normalise_message_id
 from gateway.store import ErrorEntry, MessageRecord, StoreError, WriteBatch
 from gateway.store.cursors import list_cursors
 from gateway.store.kv import Db
-from gateway.store.logic import MESSAGE
+from gateway.store.logic import IDEMPOTENCY, MESSAGE
 from gateway.store.marketing import CHALLENGE, LINK, MESSAGE_CLICKS, START_LOG_KEEP_S
 from gateway.store.records import CarrierIdRecord, IdempotencyRecord
 from gateway.store.retention import (
@@ -80,7 +80,6 @@ from gateway.store.retention import (
     error_chunk,
     event_head,
     event_newest,
-    idempotency_chunk,
     message_chunk,
     outbox_chunk,
     record_chunk,
@@ -574,14 +573,10 @@ class Retention:
                                "carrier_ids", sw)
 
     async def _claims(self, now: float, sw: _Sweep) -> None:
-        s = self.settings
-
-        def read(start: bytes, tx: Any) -> tuple[list[bytes], bytes | None]:
-            found, pos = idempotency_chunk(tx, start, CHUNK_KEYS)
-            return [key for key, rec in found if claim_prunable(rec, now, s.idempotency_s)], pos
-
-        await self._prune_keys(read, partial(PruneIdempotency, older_than=now - s.idempotency_s),
-                               "idempotency", sw)
+        lifetime_s = self.settings.idempotency_s
+        await self._prune_records(
+            Db.IDEMPOTENCY, IDEMPOTENCY, lambda rec: claim_prunable(rec, now, lifetime_s),
+            partial(PruneIdempotency, older_than=now - lifetime_s), "idempotency", sw=sw)
 
     async def _links(self, now: float, sw: _Sweep) -> None:
         retention_s = self.settings.links_s
@@ -604,13 +599,9 @@ class Retention:
 
     async def _clicks(self, now: float, sw: _Sweep) -> None:
         retention_s = self.settings.links_s
-
-        def read(start: bytes, tx: Any) -> tuple[list[bytes], bytes | None]:
-            found, pos = record_chunk(tx, Db.CLICKS, CLICK, start, CHUNK_KEYS)
-            return [key for key, rec in found if click_prunable(rec, now, retention_s)], pos
-
-        await self._prune_keys(read, partial(PruneClicks, older_than=now - retention_s),
-                               "clicks", sw)
+        await self._prune_records(
+            Db.CLICKS, CLICK, lambda rec: click_prunable(rec, now, retention_s),
+            partial(PruneClicks, older_than=now - retention_s), "clicks", sw=sw)
 
     async def _message_clicks(self, now: float, sw: _Sweep) -> None:
         retention_s = self.settings.links_s
@@ -625,13 +616,21 @@ class Retention:
                                "message_clicks", sw)
 
     async def _challenges(self, now: float, sw: _Sweep) -> None:
-        def read(start: bytes, tx: Any) -> tuple[list[bytes], bytes | None]:
-            found, pos = record_chunk(tx, Db.OPTIN_CHALLENGES, CHALLENGE, start, CHUNK_KEYS)
-            return [key for key, rec in found if challenge_prunable(rec, now)], pos
+        await self._prune_records(
+            Db.OPTIN_CHALLENGES, CHALLENGE, lambda rec: challenge_prunable(rec, now),
+            partial(PruneChallenges, older_than=now - CHALLENGE_GRACE_S), "optin_challenges",
+            sw=sw)
 
-        await self._prune_keys(read, partial(PruneChallenges,
-                                             older_than=now - CHALLENGE_GRACE_S),
-                               "optin_challenges", sw)
+    async def _prune_records(self, db: Db, decoder: msgspec.msgpack.Decoder[Any],
+                             prunable: Callable[[Any], bool],
+                             prune: Callable[[list[bytes]], _PruneOp], kind: str, *,
+                             sw: _Sweep) -> None:
+        """:meth:`_prune_keys` over the records of ``db`` that ``prunable`` picks."""
+        def read(start: bytes, tx: Any) -> tuple[list[bytes], bytes | None]:
+            found, pos = record_chunk(tx, db, decoder, start, CHUNK_KEYS)
+            return [key for key, rec in found if prunable(rec)], pos
+
+        await self._prune_keys(read, prune, kind, sw)
 
     async def _starts(self, now: float, sw: _Sweep) -> None:
         keep_s = self.settings.starts_s
