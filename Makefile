@@ -1,9 +1,10 @@
 # The whole set-up on a fresh machine: `make run` and `make test`.
 # Each target creates .venv if missing and (re)installs when pyproject.toml changes.
 # The interpreter of .venv: the distribution's CPython 3.11 where there is one (Debian's and
-# Ubuntu's are built with PGO and LTO, libpython linked in: the gateway needs ~16 % less CPU
-# per message on it than on a default source or pyenv build, bench/RESULTS.md "session 5"),
-# else python3. `make PYTHON=...` chooses; an existing .venv is kept (`make clean` first).
+# Ubuntu's are built with PGO and LTO, libpython linked in: the gateway's Python code runs
+# 14-30 % faster on it than on a default source or pyenv build, ~5-15 % less CPU per message
+# end to end; bench/RESULTS.md "session 5"), else python3. `make PYTHON=...` chooses; an
+# existing .venv is kept (`make clean` first).
 PYTHON ?= $(firstword $(wildcard /usr/bin/python3.11) python3)
 VENV   ?= .venv
 PY      = $(VENV)/bin/python

@@ -794,7 +794,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "wall_s": round(t_end - first_req, 2), "seed_s": round(seeded_s, 1),
             "python": platform.python_version(), "cpus": os.cpu_count(),
             # which build: a distribution's (PGO + LTO) or a default source/pyenv one
-            # differ by ~16 % CPU per message here (bench/RESULTS.md, session 5)
+            # differ by ~5-15 % CPU per message here (bench/RESULTS.md, session 5)
             "python_executable": os.path.realpath(sys.executable),
         })
         if down:
