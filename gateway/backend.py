@@ -45,7 +45,7 @@ from gateway.encoding import DEFAULT_OPTIONS, EncodingOptions, preview
 from gateway.marketing.service import MarketingService, with_language
 from gateway.marketing.templates import TemplateError
 from gateway.marketing.textprep import TextPreparer
-from gateway.pipeline.accept import Accepter, ReplyRequest, normalise_number
+from gateway.pipeline.accept import Accepter, FollowFailed, ReplyRequest, normalise_number
 from gateway.pipeline.events import ConsentData, consent_event, split_data
 from gateway.pipeline.recipients import RecipientCache, facts_from_record, to_dt
 from gateway.pipeline.routing import Router
@@ -206,7 +206,9 @@ class AcceptCoalescer:
     still gets its own results, in its own order, only after the durable commit of the
     accept that carried it; if that accept fails (backpressure, store full/unavailable),
     every request in it gets the error, and nothing of it is stored. Idempotency keys
-    behave as with separate requests (a key twice in one accept answers the first result).
+    behave as with separate requests (a key twice in one accept answers the first result;
+    a key whose first use, another accept's, failed fails only the request that sent it
+    again: ``FollowFailed``).
     A request's cancellation (client gone) never reaches an accept: a request still queued
     leaves the queue (nothing of it is stored), one taken into an accept is committed with
     it.
@@ -335,6 +337,20 @@ class AcceptCoalescer:
             # land anyway; its requests must hear how it went).
             with trio.CancelScope(shield=True):
                 results = await self._accept(msgs, self._clock())
+        except FollowFailed as e:
+            # Only messages following another request's failed key have no result: the
+            # requests with one get the error, the others' messages were committed.
+            bad = set(e.failed)
+            i = 0
+            for w in take:
+                k = len(w.messages)
+                if bad.intersection(range(i, i + k)):
+                    w.error = e
+                else:
+                    w.results = e.results[i:i + k]
+                i += k
+                w.wake.set()
+            return
         except BaseException as e:
             for w in take:
                 w.error = e

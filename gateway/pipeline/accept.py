@@ -85,6 +85,7 @@ from rules.model import (
 __all__ = [
     "AcceptStats",
     "Accepter",
+    "FollowFailed",
     "Handed",
     "HandoffSink",
     "ReevalOutcome",
@@ -225,6 +226,18 @@ def normalise_number(to: str, country: str | None) -> str | None:
     if not phonenumbers.is_valid_number(num):
         return None
     return phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164)
+
+
+class FollowFailed(StoreUnavailable):
+    """An idempotency key's first use (another request's accept) failed: the messages at
+    ``failed`` have no result; the rest of this accept was committed (``results``), so a
+    coalescer answers the requests without such a message (``AcceptCoalescer``)."""
+
+    def __init__(self, message: str, failed: list[int], results: list[MessageResult],
+                 ) -> None:
+        super().__init__(message)
+        self.failed = failed
+        self.results = results
 
 
 class _Pending:
@@ -462,13 +475,21 @@ class Accepter:
             self._succeeded(mine)
             break
         # Keys another request was committing: answer what it answers, once it did.
-        for i, (key, p) in enumerate(follow):
+        # Every one is waited for: which messages failed must be known, as this accept
+        # may carry other requests, committed (AcceptCoalescer).
+        failed: list[int] = []
+        for i, (_key, p) in enumerate(follow):
             if p is None:
                 continue
             await p.done.wait()
             if not p.ok:
-                raise StoreUnavailable(f"the request that used idempotency key {key!r} failed")
+                failed.append(i)
+                continue
             results[i] = p.result
+        if failed:
+            key = follow[failed[0]][0]
+            raise FollowFailed(f"the request that used idempotency key {key!r} failed",
+                               failed, results)
         return results
 
     def _failed(self, keys: Iterable[str], phones: list[str], added: int,
