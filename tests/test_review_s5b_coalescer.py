@@ -6,13 +6,15 @@ message must not reach the others, whose messages were committed.
 
 from __future__ import annotations
 
+import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import pytest
 import trio
 import trio.testing
 
-from gateway.api_types import MessageIn, MessageResult, StoreUnavailable
+from gateway.api_types import Backpressure, MessageIn, MessageResult, StoreUnavailable
 from gateway.backend import AcceptCoalescer, GatewayBackend
 from gateway.config import GatewayConfig
 from gateway.pipeline import Accepter, RecipientCache
@@ -75,3 +77,107 @@ async def test_a_failed_idempotency_leader_fails_only_the_request_that_followed_
     assert isinstance(c, list), f"C's message was committed, yet C got {c!r}"
     rec = await be.get_message(c[0].id)
     assert rec is not None and rec.to == PHONES[2]
+
+
+# --- probes that found no bug ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(12))
+async def test_probe_random_load_every_request_answered_in_order_within_inflight(
+        seed: int, autojump_clock: trio.testing.MockClock) -> None:
+    """Random sizes (lead path and queue), arrival times, accept delays, failures and
+    cancellations: every request not cancelled gets its own results in its order (or
+    its accept's error); never more than ``max_inflight`` coalesced or lead accepts at
+    once; nothing left queued or counted busy; nobody left waiting (``fail_after``)."""
+    rng = random.Random(seed)
+    inflight = [0, 0]  # now, max
+    accepted: list[str] = []
+
+    async def accept(messages: list[MessageIn], now: float) -> list[MessageResult]:
+        big = messages[0].text.startswith("B")  # over max_request: its own accept, always
+        inflight[0] += not big
+        inflight[1] = max(inflight[1], inflight[0])
+        try:
+            await trio.sleep(rng.choice((0, 0.001, 0.003, 0.01)))
+            if rng.random() < 0.1:
+                raise Backpressure(1.0)
+            accepted.extend(m.text for m in messages)
+            return [MessageResult(id=m.text, status="queued") for m in messages]
+        finally:
+            inflight[0] -= not big
+
+    max_inflight = rng.choice((1, 2, 3))
+    co = AcceptCoalescer(accept, max_request=20, max_batch=25, max_inflight=max_inflight,
+                         lead_min=5)
+    answered: dict[str, str] = {}
+    gone_queued: list[str] = []
+
+    async def one(tag: str, n: int, cancel_after: float | None) -> None:
+        await trio.sleep(rng.random() * 0.02)
+        texts = [f"{tag}.{i}" for i in range(n)]
+        with trio.CancelScope() as scope:
+            if cancel_after is not None:
+                scope.deadline = trio.current_time() + cancel_after
+            try:
+                res = await co.submit([MessageIn(to="+12125550100", text=t) for t in texts])
+            except Backpressure:
+                answered[tag] = "429"
+                return
+            assert [r.id for r in res] == texts
+            answered[tag] = "ok"
+        if scope.cancelled_caught:
+            gone_queued.append(tag)
+
+    with trio.fail_after(60):
+        async with trio.open_nursery() as workers:
+            await workers.start(co.run)
+            async with trio.open_nursery() as n:
+                for k in range(80):
+                    size = rng.choice((1, 1, 1, 2, 3, 5, 8, 25))
+                    cancel = rng.choice((None, None, None, 0.0, 0.002, 0.005))
+                    n.start_soon(one, f"{'B' if size > 20 else 'r'}{k}", size, cancel)
+            await trio.sleep(1)  # accepts of requests cancelled in them end meanwhile
+            st = co.statistics()
+            assert st["queued"] == 0 and st["inflight"] == 0 and inflight[0] == 0
+            workers.cancel_scope.cancel()
+    assert inflight[1] <= max_inflight
+    for tag in gone_queued:
+        assert tag not in answered
+    assert len(answered) + len(gone_queued) == 80
+
+
+async def test_probe_stopping_with_a_lead_accept_and_queued_requests(
+        autojump_clock: trio.testing.MockClock) -> None:
+    """``run`` cancelled while a big request runs its own accept (caller's task) and a
+    worker's accept is under way: both answer; a request queued meanwhile gets 503; a
+    request after the stop runs its own accept."""
+    async def accept(messages: list[MessageIn], now: float) -> list[MessageResult]:
+        await trio.sleep(0.05)
+        return [MessageResult(id=m.text, status="queued") for m in messages]
+
+    co = AcceptCoalescer(accept, max_inflight=2, lead_min=3)
+    got: dict[str, object] = {}
+
+    async def one(tag: str, n: int) -> None:
+        try:
+            got[tag] = [r.id for r in await co.submit(
+                [MessageIn(to="+12125550100", text=f"{tag}.{i}") for i in range(n)])]
+        except StoreUnavailable:
+            got[tag] = "503"
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as outer:
+            async with trio.open_nursery() as workers:
+                await workers.start(co.run)
+                outer.start_soon(one, "lead", 3)
+                await trio.testing.wait_all_tasks_blocked()  # in its own accept
+                outer.start_soon(one, "small", 1)
+                await trio.sleep(0.01)  # both accepts under way, the 2 slots taken
+                assert co.statistics()["inflight"] == 2
+                outer.start_soon(one, "queued", 1)
+                await trio.sleep(0.001)
+                workers.cancel_scope.cancel()
+            assert co.statistics()["queued"] == 0
+            outer.start_soon(one, "after", 1)
+    assert got == {"lead": ["lead.0", "lead.1", "lead.2"], "small": ["small.0"],
+                   "queued": "503", "after": ["after.0"]}
