@@ -282,8 +282,7 @@ class AcceptCoalescer:
         shielded and answers its requests first."""
         if self._running:
             raise RuntimeError("AcceptCoalescer.run is already running")
-        self._idle = []
-        self._busy = 0
+        self._idle = []  # (``_busy`` is not reset: a lead accept may outlive a run)
         try:
             async with trio.open_nursery() as nursery:
                 for i in range(self._max_inflight):

@@ -181,3 +181,38 @@ async def test_probe_stopping_with_a_lead_accept_and_queued_requests(
             outer.start_soon(one, "after", 1)
     assert got == {"lead": ["lead.0", "lead.1", "lead.2"], "small": ["small.0"],
                    "queued": "503", "after": ["after.0"]}
+
+
+async def test_a_restarted_run_keeps_counting_an_accept_still_under_way(
+        autojump_clock: trio.testing.MockClock) -> None:
+    """``run`` stopped while a big request's accept runs in its caller's task, then
+    started again (same coalescer): that accept still holds its slot, so with
+    ``max_inflight=1`` the next request waits for it instead of running beside it."""
+    inflight = [0, 0]
+
+    async def accept(messages: list[MessageIn], now: float) -> list[MessageResult]:
+        inflight[0] += 1
+        inflight[1] = max(inflight[1], inflight[0])
+        await trio.sleep(0.05)
+        inflight[0] -= 1
+        return [MessageResult(id=m.text, status="queued") for m in messages]
+
+    co = AcceptCoalescer(accept, max_inflight=1, lead_min=3)
+
+    def batch(tag: str, n: int) -> list[MessageIn]:
+        return [MessageIn(to="+12125550100", text=f"{tag}.{i}") for i in range(n)]
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as outer:
+            async with trio.open_nursery() as workers:
+                await workers.start(co.run)
+                outer.start_soon(co.submit, batch("lead", 3))
+                await trio.testing.wait_all_tasks_blocked()
+                assert co.statistics()["inflight"] == 1
+                workers.cancel_scope.cancel()
+            async with trio.open_nursery() as workers:
+                await workers.start(co.run)
+                await co.submit(batch("next", 1))
+                workers.cancel_scope.cancel()
+    assert inflight[1] == 1
+    assert co.statistics()["inflight"] == 0
