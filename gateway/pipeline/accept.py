@@ -446,7 +446,18 @@ class Accepter:
             # No yield before the build (see the module docstring); cancelled already ->
             # nothing is built or stored.
             await trio.lowlevel.checkpoint_if_cancelled()
-            batch, results, follow, phones, added, handed = self._build(messages, now)
+            claimed: dict[str, int] = {}
+            try:
+                batch, results, follow, phones, added, handed = self._build(messages, now,
+                                                                            claimed)
+            except BaseException:
+                # Failed half-way (a store read): the keys it claimed are not being
+                # committed; their followers must not wait for them forever.
+                for k in claimed:
+                    p = self._pending.pop(k, None)
+                    if p is not None:
+                        p.done.set()
+                raise
             mine = [k for k, p in follow if k is not None and p is None]
             if handed and sink is not None:
                 # Before the commit: the dispatcher may read the outbox entries as soon
@@ -543,11 +554,13 @@ class Accepter:
             if self._profile:
                 self.stats.t_commit += time.perf_counter() - t0
 
-    def _build(self, messages: Sequence[MessageIn], now: float) -> tuple[
+    def _build(self, messages: Sequence[MessageIn], now: float,
+               in_batch: dict[str, int] | None = None) -> tuple[
             WriteBatch, list[MessageResult],
             list[tuple[str | None, _Pending | None]], list[str], int, list[Handed]]:
         """Everything of an accept up to the commit (synchronous: atomic under trio);
-        last, the new ``queued`` records with their plans for ``handoff``."""
+        last, the new ``queued`` records with their plans for ``handoff``. ``in_batch``
+        gets the idempotency keys claimed (-> their message's index), as they are."""
         store = self._store
         rc = self._recipients
         policy = self._policy
@@ -568,7 +581,8 @@ class Accepter:
         touched: dict[str, None] = {}
         keep_s = rc.keep_sends_s
         added = 0
-        in_batch: dict[str, int] = {}
+        if in_batch is None:
+            in_batch = {}
         handed: list[Handed] | None = [] if self.handoff is not None else None
         t_rules = t_enc = 0.0
         t_start = perf()
