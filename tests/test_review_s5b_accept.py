@@ -5,6 +5,8 @@ shielded accept: a request never answered, a worker stuck, the shutdown hung).""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import trio
 import trio.testing
@@ -42,3 +44,28 @@ async def test_a_build_failing_half_way_releases_the_keys_it_claimed(
                                NOW)
     rec = mem_store.get_message(r.id)
     assert rec is not None and rec.status == r.status
+
+
+async def test_a_build_failing_in_the_recipient_updates_leaves_no_phantom_send_cached(
+        mem_store: MemoryStore, config: GatewayConfig,  # noqa: F811
+        autojump_clock: trio.testing.MockClock) -> None:
+    # The cache is write-through: if writing the batch's recipient updates fails after
+    # the first phone's, that phone's cached facts held a send that was never committed
+    # (smart sending / caps would then refuse its next message wrongly).
+    await put_recipients(mem_store, PHONES)
+
+    class FailingCache(RecipientCache):
+        def update(self, phone: str, *args: Any, **kw: Any) -> None:
+            if phone == PHONES[1] and self.failing:
+                raise StoreUnavailableError("read failed")
+            super().update(phone, *args, **kw)
+
+    rc = FailingCache(mem_store, policy=config.rules)
+    rc.failing = True
+    acc = Accepter(mem_store, config, rc)
+    with pytest.raises(StoreUnavailableError):
+        await acc.accept([MessageIn(to=PHONES[0], text="a", kind="campaign"),
+                          MessageIn(to=PHONES[1], text="b", kind="campaign")], NOW)
+    rc.failing = False
+    assert mem_store.get_recipient(PHONES[0]) is not None
+    assert rc.facts(PHONES[0]).marketing_sends == ()  # nothing was committed

@@ -685,11 +685,17 @@ class Accepter:
                 follow.append((key, None))
             else:
                 follow.append((None, None))
-        for phone in touched:
-            d = deltas.get(phone)
-            if d is None:
-                d = _Delta(now, keep_s)
-            rc.update(phone, d, batch, facts=cur.get(phone))
+        try:
+            for phone in touched:
+                d = deltas.get(phone)
+                if d is None:
+                    d = _Delta(now, keep_s)
+                rc.update(phone, d, batch, facts=cur.get(phone))
+        except BaseException:
+            # The cache is write-through: what it took of this batch is not going to be
+            # committed; reload those recipients from the store (as after a failed commit).
+            rc.invalidate(list(touched))
+            raise
         if self._depth >= 0:
             self._depth += added
         stats.batches += 1
