@@ -104,6 +104,7 @@ __all__ = [
     "events_prune_through",
     "holding_cursors",
     "last_activity",
+    "link_needed",
     "link_prunable",
     "message_clicks_prunable",
     "message_unsent",
@@ -280,10 +281,19 @@ def claim_prunable(rec: IdempotencyRecord, now: float, lifetime_s: float) -> boo
 
 def link_prunable(rec: LinkTarget, now: float, retention_s: float,
                   message: MessageRecord | None = None) -> bool:
-    """Whether a short link is old enough to go (its token then answers 404), and its
-    message (None: gone) is not still waiting to be sent (:func:`message_unsent`)."""
-    return rec.created_at < now - retention_s and (message is None
-                                                   or not message_unsent(message))
+    """Whether a short link is old enough to go (its token then answers 404): created
+    before the retention, and its message (None: gone) not one to keep it for
+    (:func:`link_needed`)."""
+    cutoff = now - retention_s
+    return rec.created_at < cutoff and (message is None or not link_needed(message, cutoff))
+
+
+def link_needed(message: MessageRecord, cutoff: float) -> bool:
+    """A link of ``message`` stays while the message may still be sent
+    (:func:`message_unsent`: a long deferral or outage) and for the retention after its
+    last change (a message sent long after its link was made: counted from the sending,
+    as long as the message is stored)."""
+    return message_unsent(message) or last_activity(message) >= cutoff
 
 
 def message_unsent(rec: MessageRecord) -> bool:
@@ -595,7 +605,9 @@ class Retention:
             return doomed, pos
 
         await self._prune_keys(read, partial(PruneLinks, older_than=now - retention_s,
-                                             unsent=message_unsent), "links", sw)
+                                             keep=partial(link_needed,
+                                                          cutoff=now - retention_s)),
+                               "links", sw)
 
     async def _clicks(self, now: float, sw: _Sweep) -> None:
         retention_s = self.settings.links_s

@@ -323,22 +323,23 @@ class PruneStarts(PruneKeys):
 class PruneLinks(_PruneOlder):
     """Short links still created before ``older_than`` (a token is put once: never
     younger on a re-read, but a link put again under a pruned token is not touched) whose
-    message is gone or (still) not ``unsent`` (its SMS may still go out with the link)."""
+    message is gone or (still) not one to ``keep`` the link for (its SMS may still go out,
+    or went out lately)."""
 
-    __slots__ = ("unsent",)
+    __slots__ = ("keep",)
     db = Db.LINKS
 
     def __init__(self, keys: Sequence[bytes], older_than: float,
-                 unsent: Callable[[MessageRecord], bool]) -> None:
+                 keep: Callable[[MessageRecord], bool]) -> None:
         super().__init__(keys, older_than)
-        self.unsent = unsent
+        self.keep = keep
 
     def _still(self, tx: KvTxn, key: bytes, value: bytes) -> bool:
         link = LINK.decode(value)
         if link.created_at >= self.older_than:
             return False
         raw = tx.get(Db.MESSAGES, link.message_id.encode())
-        return raw is None or not self.unsent(MESSAGE.decode(raw))
+        return raw is None or not self.keep(MESSAGE.decode(raw))
 
 
 class PruneClicks(_PruneOlder):

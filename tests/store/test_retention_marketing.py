@@ -4,6 +4,7 @@ and the in-transaction re-checks (a record that changed since the chunk was read
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import msgspec
@@ -21,9 +22,9 @@ from gateway.retention import (
     RetentionSettings,
     challenge_prunable,
     click_prunable,
+    link_needed,
     link_prunable,
     message_clicks_prunable,
-    message_unsent,
     start_prunable,
 )
 from gateway.store import MessageRecord, PartRecord, Store, WriteBatch
@@ -69,6 +70,16 @@ def test_an_old_link_stays_while_its_message_may_still_be_sent(status: str | Non
         id="m", created_at=NOW - 100 * DAY, to="+1", text="t", kind="campaign", status=status)
     assert link_prunable(old, NOW, L90, msg) is expected
     assert link_prunable(link("t", "m", 10), NOW, L90, msg) is False  # young: never
+
+
+@pytest.mark.parametrize(("sent_days_ago", "expected"), [(10, False), (89, False), (91, True)])
+def test_a_link_counts_from_its_message_s_sending_while_the_message_is_stored(
+        sent_days_ago: float, expected: bool) -> None:
+    # a campaign deferred for 100 days after its links were made, then sent
+    sent = NOW - sent_days_ago * DAY
+    msg = MessageRecord(id="m", created_at=NOW - 100 * DAY, to="+1", text="t",
+                        kind="campaign", status="delivered", updated_at=sent)
+    assert link_prunable(link("t", "m", 100), NOW, L90, msg) is expected
 
 
 @pytest.mark.parametrize(("last_days_ago", "message_exists", "expected"), [
@@ -266,7 +277,8 @@ async def test_prune_ops_recheck_inside_the_write_txn(store: Store) -> None:
         ])
         await StoreMarketing(store).commit_start(challenge("ch", expires_at=NOW - 60), None)
         older_than = NOW - L90
-        ops = [PruneLinks([b"tok", b"missing"], older_than=older_than, unsent=message_unsent),
+        ops = [PruneLinks([b"tok", b"missing"], older_than=older_than,
+                          keep=partial(link_needed, cutoff=older_than)),
                PruneClicks([click_key(young_click)], older_than=older_than),
                PruneMessageClicks([b"m-clicked", b"m-back", b"m-gone"], older_than=older_than),
                PruneChallenges([b"ch"], older_than=NOW - CHALLENGE_GRACE_S)]
@@ -289,7 +301,8 @@ async def test_prune_links_rechecks_the_message_inside_the_write_txn(store: Stor
         add_links(b, [link("a", "m-retry", 100), link("b", "m-sent", 100),
                       link("c", "m-gone", 100)])
         await store.commit(b)
-        op = PruneLinks([b"a", b"b", b"c"], older_than=NOW - L90, unsent=message_unsent)
+        op = PruneLinks([b"a", b"b", b"c"], older_than=NOW - L90,
+                        keep=partial(link_needed, cutoff=NOW - L90))
         await run_op(store, op)
         assert op.deleted == 2
         mk = StoreMarketing(store)
