@@ -68,13 +68,10 @@ from gateway.store.records import CarrierIdRecord, IdempotencyRecord
 from gateway.store.retention import (
     CLICK,
     PruneCarrierIds,
-    PruneChallenges,
-    PruneClicks,
     PruneErrors,
     PruneIdempotency,
-    PruneLinks,
-    PruneMessageClicks,
     PruneMessages,
+    PruneRecords,
     PruneStarts,
     carrier_id_chunk,
     error_chunk,
@@ -97,15 +94,19 @@ __all__ = [
     "RetentionStats",
     "carrier_id_prunable",
     "carrier_ids_of",
+    "challenge_check",
     "challenge_prunable",
     "claim_prunable",
+    "click_check",
     "click_prunable",
     "error_entries_to_prune",
     "events_prune_through",
     "holding_cursors",
     "last_activity",
+    "link_check",
     "link_needed",
     "link_prunable",
+    "message_clicks_check",
     "message_clicks_prunable",
     "message_unsent",
     "message_verdict",
@@ -300,6 +301,39 @@ def message_unsent(rec: MessageRecord) -> bool:
     """Whether the message may still be sent (queued, scheduled, parts to submit): its
     links must keep working however old they are (a long deferral or outage)."""
     return rec.status not in MESSAGE_FINAL
+
+
+#: ``check(tx, key, record)``: whether a record read in the txn ``tx`` may go; the task's
+#: read filter and the write transaction's re-check (``PruneRecords``) call the same one.
+RecordCheck = Callable[[Any, bytes, Any], bool]
+
+
+def link_check(now: float, retention_s: float) -> RecordCheck:
+    """:func:`link_prunable` with the link's message looked up (only for an old link)."""
+    cutoff = now - retention_s
+
+    def check(tx: Any, key: bytes, rec: LinkTarget) -> bool:
+        if rec.created_at >= cutoff:
+            return False  # young: no message lookup
+        raw = tx.get(Db.MESSAGES, rec.message_id.encode())
+        return link_prunable(rec, now, retention_s, None if raw is None else MESSAGE.decode(raw))
+    return check
+
+
+def click_check(now: float, retention_s: float) -> RecordCheck:
+    """:func:`click_prunable`."""
+    return lambda tx, key, rec: click_prunable(rec, now, retention_s)
+
+
+def message_clicks_check(now: float, retention_s: float) -> RecordCheck:
+    """:func:`message_clicks_prunable`, the summary's key being its message id."""
+    return lambda tx, key, rec: message_clicks_prunable(
+        rec, tx.get(Db.MESSAGES, key) is not None, now, retention_s)
+
+
+def challenge_check(now: float) -> RecordCheck:
+    """:func:`challenge_prunable`."""
+    return lambda tx, key, rec: challenge_prunable(rec, now)
 
 
 def click_prunable(rec: Click, now: float, retention_s: float) -> bool:
@@ -585,64 +619,37 @@ class Retention:
     async def _claims(self, now: float, sw: _Sweep) -> None:
         lifetime_s = self.settings.idempotency_s
         await self._prune_records(
-            Db.IDEMPOTENCY, IDEMPOTENCY, lambda rec: claim_prunable(rec, now, lifetime_s),
-            partial(PruneIdempotency, older_than=now - lifetime_s), "idempotency", sw=sw)
+            Db.IDEMPOTENCY, IDEMPOTENCY, lambda tx, key, rec: claim_prunable(rec, now, lifetime_s),
+            "idempotency", sw=sw, prune=partial(PruneIdempotency, older_than=now - lifetime_s))
 
     async def _links(self, now: float, sw: _Sweep) -> None:
-        retention_s = self.settings.links_s
-
-        def read(start: bytes, tx: Any) -> tuple[list[bytes], bytes | None]:
-            found, pos = record_chunk(tx, Db.LINKS, LINK, start, CHUNK_KEYS)
-            get = tx.getter(Db.MESSAGES)
-            doomed: list[bytes] = []
-            for key, rec in found:
-                if rec.created_at >= now - retention_s:
-                    continue  # young: no message lookup
-                raw = get(rec.message_id.encode())
-                if link_prunable(rec, now, retention_s,
-                                 None if raw is None else MESSAGE.decode(raw)):
-                    doomed.append(key)
-            return doomed, pos
-
-        await self._prune_keys(read, partial(PruneLinks, older_than=now - retention_s,
-                                             keep=partial(link_needed,
-                                                          cutoff=now - retention_s)),
-                               "links", sw)
+        await self._prune_records(Db.LINKS, LINK, link_check(now, self.settings.links_s),
+                                  "links", sw=sw)
 
     async def _clicks(self, now: float, sw: _Sweep) -> None:
-        retention_s = self.settings.links_s
-        await self._prune_records(
-            Db.CLICKS, CLICK, lambda rec: click_prunable(rec, now, retention_s),
-            partial(PruneClicks, older_than=now - retention_s), "clicks", sw=sw)
+        await self._prune_records(Db.CLICKS, CLICK, click_check(now, self.settings.links_s),
+                                  "clicks", sw=sw)
 
     async def _message_clicks(self, now: float, sw: _Sweep) -> None:
-        retention_s = self.settings.links_s
-
-        def read(start: bytes, tx: Any) -> tuple[list[bytes], bytes | None]:
-            found, pos = record_chunk(tx, Db.MESSAGE_CLICKS, MESSAGE_CLICKS, start, CHUNK_KEYS)
-            has_message = tx.getter(Db.MESSAGES)
-            return [key for key, rec in found if message_clicks_prunable(
-                rec, has_message(key) is not None, now, retention_s)], pos
-
-        await self._prune_keys(read, partial(PruneMessageClicks, older_than=now - retention_s),
-                               "message_clicks", sw)
+        await self._prune_records(Db.MESSAGE_CLICKS, MESSAGE_CLICKS,
+                                  message_clicks_check(now, self.settings.links_s),
+                                  "message_clicks", sw=sw)
 
     async def _challenges(self, now: float, sw: _Sweep) -> None:
-        await self._prune_records(
-            Db.OPTIN_CHALLENGES, CHALLENGE, lambda rec: challenge_prunable(rec, now),
-            partial(PruneChallenges, older_than=now - CHALLENGE_GRACE_S), "optin_challenges",
-            sw=sw)
+        await self._prune_records(Db.OPTIN_CHALLENGES, CHALLENGE, challenge_check(now),
+                                  "optin_challenges", sw=sw)
 
     async def _prune_records(self, db: Db, decoder: msgspec.msgpack.Decoder[Any],
-                             prunable: Callable[[Any], bool],
-                             prune: Callable[[list[bytes]], _PruneOp], kind: str, *,
-                             sw: _Sweep) -> None:
-        """:meth:`_prune_keys` over the records of ``db`` that ``prunable`` picks."""
+                             check: RecordCheck, kind: str, *, sw: _Sweep,
+                             prune: Callable[[list[bytes]], _PruneOp] | None = None) -> None:
+        """:meth:`_prune_keys` over the records of ``db`` that ``check`` picks, deleted by
+        ``prune`` (default: ``PruneRecords``, which re-checks each with ``check``)."""
         def read(start: bytes, tx: Any) -> tuple[list[bytes], bytes | None]:
             found, pos = record_chunk(tx, db, decoder, start, CHUNK_KEYS)
-            return [key for key, rec in found if prunable(rec)], pos
+            return [key for key, rec in found if check(tx, key, rec)], pos
 
-        await self._prune_keys(read, prune, kind, sw)
+        await self._prune_keys(read, prune or partial(PruneRecords, db, decoder, check=check),
+                               kind, sw)
 
     async def _starts(self, now: float, sw: _Sweep) -> None:
         keep_s = self.settings.starts_s

@@ -28,20 +28,16 @@ from gateway.marketing.store import Click
 from .keys import MAX_KEY_BYTES, carrier_key, from_ms, parse_event_key, parse_outbox_key
 from .kv import Db, KvTxn
 from .logic import CARRIER_ID, ERROR, EVENT_DECODER, IDEMPOTENCY, MESSAGE
-from .marketing import CHALLENGE, LINK, MESSAGE_CLICKS
 from .records import CarrierIdRecord, ErrorEntry, Event, IdempotencyRecord, MessageRecord
 
 __all__ = [
     "CLICK",
     "PruneCarrierIds",
-    "PruneChallenges",
-    "PruneClicks",
     "PruneErrors",
     "PruneIdempotency",
     "PruneKeys",
-    "PruneLinks",
-    "PruneMessageClicks",
     "PruneMessages",
+    "PruneRecords",
     "PruneStarts",
     "carrier_id_chunk",
     "error_chunk",
@@ -320,56 +316,27 @@ class PruneStarts(PruneKeys):
     db = Db.OPTIN_STARTS
 
 
-class PruneLinks(_PruneOlder):
-    """Short links still created before ``older_than`` (a token is put once: never
-    younger on a re-read, but a link put again under a pruned token is not touched) whose
-    message is gone or (still) not one to ``keep`` the link for (its SMS may still go out,
-    or went out lately)."""
+class PruneRecords:
+    """In the write txn: delete each listed key of ``db`` whose record (re-read and decoded
+    here: it may have changed since the chunk was read) ``check(tx, key, record)`` still
+    finds prunable: the same decision the task took on the read."""
 
-    __slots__ = ("keep",)
-    db = Db.LINKS
+    __slots__ = ("check", "db", "decoder", "deleted", "keys")
 
-    def __init__(self, keys: Sequence[bytes], older_than: float,
-                 keep: Callable[[MessageRecord], bool]) -> None:
-        super().__init__(keys, older_than)
-        self.keep = keep
+    def __init__(self, db: Db, decoder: msgspec.msgpack.Decoder[Any], keys: Sequence[bytes],
+                 check: Callable[[KvTxn, bytes, Any], bool]) -> None:
+        self.db = db
+        self.decoder = decoder
+        self.keys = tuple(keys)
+        self.check = check
+        self.deleted = 0
 
-    def _still(self, tx: KvTxn, key: bytes, value: bytes) -> bool:
-        link = LINK.decode(value)
-        if link.created_at >= self.older_than:
-            return False
-        raw = tx.get(Db.MESSAGES, link.message_id.encode())
-        return raw is None or not self.keep(MESSAGE.decode(raw))
-
-
-class PruneClicks(_PruneOlder):
-    """Recorded clicks still older than ``older_than``."""
-
-    __slots__ = ()
-    db = Db.CLICKS
-
-    def _still(self, tx: KvTxn, key: bytes, value: bytes) -> bool:
-        return CLICK.decode(value).at < self.older_than
-
-
-class PruneMessageClicks(_PruneOlder):
-    """Click summaries whose message is (still) gone and whose last click is still older
-    than ``older_than`` (a click meanwhile makes it younger: kept)."""
-
-    __slots__ = ()
-    db = Db.MESSAGE_CLICKS
-
-    def _still(self, tx: KvTxn, key: bytes, value: bytes) -> bool:
-        last = MESSAGE_CLICKS.decode(value).last_at
-        return (last is None or last < self.older_than) and tx.get(Db.MESSAGES, key) is None
-
-
-class PruneChallenges(_PruneOlder):
-    """Opt-in challenges that still expired before ``older_than`` (a verify never moves
-    ``expires_at``)."""
-
-    __slots__ = ()
-    db = Db.OPTIN_CHALLENGES
-
-    def _still(self, tx: KvTxn, key: bytes, value: bytes) -> bool:
-        return CHALLENGE.decode(value).expires_at < self.older_than
+    def __call__(self, tx: KvTxn) -> tuple[()]:
+        self.deleted = 0
+        db, decode, check = self.db, self.decoder.decode, self.check
+        for key in self.keys:
+            v = tx.get(db, key)
+            if v is not None and check(tx, key, decode(v)):
+                tx.delete(db, key)
+                self.deleted += 1
+        return ()

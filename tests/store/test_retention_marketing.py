@@ -4,7 +4,6 @@ and the in-transaction re-checks (a record that changed since the chunk was read
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any
 
 import msgspec
@@ -20,21 +19,29 @@ from gateway.retention import (
     KINDS,
     Retention,
     RetentionSettings,
+    challenge_check,
     challenge_prunable,
+    click_check,
     click_prunable,
-    link_needed,
+    link_check,
     link_prunable,
+    message_clicks_check,
     message_clicks_prunable,
     start_prunable,
 )
 from gateway.store import MessageRecord, PartRecord, Store, WriteBatch
 from gateway.store.kv import Db, KvTxn
-from gateway.store.marketing import START_LOG_KEEP_S, StoreMarketing, add_links
+from gateway.store.marketing import (
+    CHALLENGE,
+    LINK,
+    MESSAGE_CLICKS,
+    START_LOG_KEEP_S,
+    StoreMarketing,
+    add_links,
+)
 from gateway.store.retention import (
-    PruneChallenges,
-    PruneClicks,
-    PruneLinks,
-    PruneMessageClicks,
+    CLICK,
+    PruneRecords,
     start_chunk,
 )
 
@@ -276,12 +283,12 @@ async def test_prune_ops_recheck_inside_the_write_txn(store: Store) -> None:
             (Db.MESSAGE_CLICKS, b"m-gone", _encode(old_summary)),
         ])
         await StoreMarketing(store).commit_start(challenge("ch", expires_at=NOW - 60), None)
-        older_than = NOW - L90
-        ops = [PruneLinks([b"tok", b"missing"], older_than=older_than,
-                          keep=partial(link_needed, cutoff=older_than)),
-               PruneClicks([click_key(young_click)], older_than=older_than),
-               PruneMessageClicks([b"m-clicked", b"m-back", b"m-gone"], older_than=older_than),
-               PruneChallenges([b"ch"], older_than=NOW - CHALLENGE_GRACE_S)]
+        ops = [PruneRecords(Db.LINKS, LINK, [b"tok", b"missing"], link_check(NOW, L90)),
+               PruneRecords(Db.CLICKS, CLICK, [click_key(young_click)], click_check(NOW, L90)),
+               PruneRecords(Db.MESSAGE_CLICKS, MESSAGE_CLICKS,
+                            [b"m-clicked", b"m-back", b"m-gone"],
+                            message_clicks_check(NOW, L90)),
+               PruneRecords(Db.OPTIN_CHALLENGES, CHALLENGE, [b"ch"], challenge_check(NOW))]
         for op in ops:
             await run_op(store, op)
         assert [op.deleted for op in ops] == [0, 0, 1, 0]
@@ -301,8 +308,7 @@ async def test_prune_links_rechecks_the_message_inside_the_write_txn(store: Stor
         add_links(b, [link("a", "m-retry", 100), link("b", "m-sent", 100),
                       link("c", "m-gone", 100)])
         await store.commit(b)
-        op = PruneLinks([b"a", b"b", b"c"], older_than=NOW - L90,
-                        keep=partial(link_needed, cutoff=NOW - L90))
+        op = PruneRecords(Db.LINKS, LINK, [b"a", b"b", b"c"], link_check(NOW, L90))
         await run_op(store, op)
         assert op.deleted == 2
         mk = StoreMarketing(store)
