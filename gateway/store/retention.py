@@ -62,12 +62,8 @@ CarrierIdsOf = Callable[[MessageRecord], Iterable[tuple[str, str]]]
 def message_chunk(tx: KvTxn, start: bytes, limit: int) -> tuple[list[MessageRecord], bytes | None]:
     """Up to ``limit`` message records from key ``start`` on (key order = id order, and ids
     are time-sortable); the key to resume at, None at the end."""
-    out: list[MessageRecord] = []
-    for key, value in tx.scan(Db.MESSAGES, start):
-        if len(out) >= limit:
-            return out, key
-        out.append(MESSAGE.decode(value))
-    return out, None
+    found, pos = record_chunk(tx, Db.MESSAGES, MESSAGE, start, limit)
+    return [rec for _, rec in found], pos
 
 
 def outbox_chunk(tx: KvTxn, start: bytes, limit: int) -> tuple[list[str], bytes | None]:
