@@ -28,7 +28,7 @@ from gateway.marketing.store import Click
 from .keys import MAX_KEY_BYTES, carrier_key, from_ms, parse_event_key, parse_outbox_key
 from .kv import Db, KvTxn
 from .logic import CARRIER_ID, ERROR, EVENT_DECODER, IDEMPOTENCY, MESSAGE
-from .records import CarrierIdRecord, ErrorEntry, Event, IdempotencyRecord, MessageRecord
+from .records import CarrierIdRecord, ErrorEntry, Event, MessageRecord
 
 __all__ = [
     "CLICK",
@@ -43,7 +43,6 @@ __all__ = [
     "error_chunk",
     "event_head",
     "event_newest",
-    "idempotency_chunk",
     "message_chunk",
     "outbox_chunk",
     "record_chunk",
@@ -125,13 +124,6 @@ def record_chunk(
             return out, key
         out.append((bytes(key), decode(value)))
     return out, None
-
-
-def idempotency_chunk(
-    tx: KvTxn, start: bytes, limit: int
-) -> tuple[list[tuple[bytes, IdempotencyRecord]], bytes | None]:
-    """Up to ``limit`` idempotency claims from key ``start`` on."""
-    return record_chunk(tx, Db.IDEMPOTENCY, IDEMPOTENCY, start, limit)
 
 
 def start_chunk(tx: KvTxn, start: bytes, limit: int,

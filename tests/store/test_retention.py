@@ -16,6 +16,8 @@ from gateway.store import (
     WriteBatch,
 )
 from gateway.store.keys import carrier_key, error_key, to_ms
+from gateway.store.kv import Db
+from gateway.store.logic import IDEMPOTENCY
 from gateway.store.retention import (
     PruneCarrierIds,
     PruneErrors,
@@ -24,9 +26,9 @@ from gateway.store.retention import (
     carrier_id_chunk,
     error_chunk,
     event_head,
-    idempotency_chunk,
     message_chunk,
     outbox_chunk,
+    record_chunk,
 )
 
 from .helpers import T0, error, event, message
@@ -117,7 +119,8 @@ async def test_idempotency_chunk(store: Store) -> None:
     with trio.fail_after(TIMEOUT):
         await commit(store, lambda b: [b.put_idempotency(
             k, IdempotencyRecord(message_id="m", at=T0)) for k in ("a", "b", "c")])
-        got, nxt = store.read(partial(idempotency_chunk, start=b"", limit=2))
+        got, nxt = store.read(partial(record_chunk, db=Db.IDEMPOTENCY, decoder=IDEMPOTENCY,
+                                      start=b"", limit=2))
         assert [k for k, _ in got] == [b"a", b"b"] and nxt == b"c"
 
 
