@@ -70,6 +70,7 @@ from gateway.store import (
     WriteBatch,
 )
 from gateway.store.marketing import StoreMarketing
+from gateway.store.portable import Portable
 from rules import content
 from rules.engine import apply_send, evaluate
 from rules.model import (
@@ -251,7 +252,7 @@ class _Pending:
         self.ok = False
 
 
-class _Delta:
+class _Delta(Portable):
     """A batch's bookkeeping for one recipient: a pure ``record -> record`` function."""
 
     __slots__ = ("confirmed", "keep_s", "marks", "now", "now_dt", "recent", "sends")

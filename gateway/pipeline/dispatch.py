@@ -91,6 +91,7 @@ from gateway.store import (
 )
 from gateway.store.batch import DELETE, PUT
 from gateway.store.kv import Db, KvTxn
+from gateway.store.portable import Portable
 
 __all__ = [
     "MESSAGE_FINAL",
@@ -395,7 +396,7 @@ class _StaleRecord(Exception):
     """The stored record changed since the dispatcher's copy: decide again from a read."""
 
 
-class _MarkSending:
+class _MarkSending(Portable):
     """In the write txn: parts -> sending on ``carrier``, outbox lease (pure)."""
 
     __slots__ = ("carrier", "idx", "lease", "new_parts", "now", "route")
@@ -425,7 +426,7 @@ class _MarkSending:
 _KEEP: Final = "\0keep"
 
 
-class _ApplyAccepted:
+class _ApplyAccepted(Portable):
     """In the write txn: every part of a flight accepted by the carrier (pure).
 
     The same record as ``_Apply(changes, fields, history, roll=True, expect=expect)``
@@ -478,7 +479,7 @@ class _ApplyAccepted:
                         route=old.route if keep else self.route, history=history)
 
 
-class _Apply:
+class _Apply(Portable):
     """In the write txn: part changes, message fields, history, roll-up (pure)."""
 
     __slots__ = ("expect", "fields", "guard", "history", "part_changes", "roll")

@@ -38,6 +38,7 @@ from gateway.store import RecipientRecord, Store, WriteBatch
 from gateway.store.batch import RECIPIENT_DECODER, UPDATE
 from gateway.store.keys import check_key
 from gateway.store.kv import Db
+from gateway.store.portable import Portable
 from gateway.store.records import ErrorSummary as StoredErrors
 from rules.model import (
     ConsentStatus,
@@ -427,7 +428,7 @@ def _fresh_like(rec: RecipientRecord) -> RecipientRecord:
     return RecipientRecord(phone=rec.phone, region=rec.region, state=rec.state, zones=rec.zones)
 
 
-class _TxnFn:
+class _TxnFn(Portable):
     """The writer-thread side of an update: ``fn`` over the stored record, or over a fresh
     one carrying the number facts of ``base`` (the cached record it was applied to; the
     fresh seed is only made when the store has none, off the accept path).
