@@ -35,7 +35,7 @@ from typing import Any, Final
 import msgspec
 
 from gateway.store import RecipientRecord, Store, WriteBatch
-from gateway.store.batch import RECIPIENT_DECODER, UPDATE
+from gateway.store.batch import RECIPIENT_DECODER, SWAP
 from gateway.store.keys import check_key
 from gateway.store.kv import Db
 from gateway.store.portable import Portable
@@ -76,6 +76,7 @@ RecipientFn = Callable[[RecipientRecord], RecipientRecord]
 """A pure change of a recipient record (runs in the caller AND on the writer thread)."""
 
 _replace = msgspec.structs.replace
+_encode = msgspec.msgpack.Encoder().encode
 _fromts = datetime.fromtimestamp
 _CONSENT = {c.value: c for c in ConsentStatus}
 _DOI = {d.value: d for d in DoubleOptIn}
@@ -361,11 +362,13 @@ class RecipientCache:
         e.record = new
         e.facts = facts
         e.stored = True
-        # In the transaction, a record the store has is changed as the store has it; when
-        # it has none, a fresh one carrying the number facts is the base.
-        txn_fn = _TxnFn(fn, old, new)
-        op = (UPDATE, Db.RECIPIENTS, check_key(phone.encode(), "phone"), txn_fn,
-              RECIPIENT_DECODER)
+        # In the transaction: when the store holds the cached record (its bytes; the
+        # usual case) the new bytes are put as they are (``SWAP``); otherwise a record
+        # the store has is changed as the store has it, and when it has none, a fresh one
+        # carrying the number facts is the base (``_TxnFn``).
+        raw = _encode(old)
+        op = (SWAP, Db.RECIPIENTS, check_key(phone.encode(), "phone"), raw, _encode(new),
+              _TxnFn(fn, old, raw=raw), RECIPIENT_DECODER)
         return new, op
 
     def put_facts(self, phone: str, facts: RecipientFacts) -> None:
@@ -428,6 +431,10 @@ def _fresh_like(rec: RecipientRecord) -> RecipientRecord:
     return RecipientRecord(phone=rec.phone, region=rec.region, state=rec.state, zones=rec.zones)
 
 
+def _txn_fn_from_raw(fn: RecipientFn, raw: bytes) -> _TxnFn:
+    return _TxnFn(fn, RECIPIENT_DECODER.decode(raw), raw=raw)
+
+
 class _TxnFn(Portable):
     """The writer-thread side of an update: ``fn`` over the stored record, or over a fresh
     one carrying the number facts of ``base`` (the cached record it was applied to; the
@@ -438,13 +445,21 @@ class _TxnFn(Portable):
     which holds the GIL the trio thread waits for, compares instead of running ``fn``.
     """
 
-    __slots__ = ("base", "fn", "new")
+    __slots__ = ("base", "fn", "new", "raw")
 
     def __init__(self, fn: RecipientFn, base: RecipientRecord,
-                 new: RecipientRecord | None = None) -> None:
+                 new: RecipientRecord | None = None, *, raw: bytes | None = None) -> None:
         self.fn = fn
         self.base = base
         self.new = new
+        #: ``base`` encoded, when the caller has it: the writer process gets ``base`` as
+        #: these bytes (the ``SWAP`` op's ``expect``, the same object: pickled once).
+        self.raw = raw
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        if self.raw is None or self.new is not None:
+            return super().__reduce__()
+        return _txn_fn_from_raw, (self.fn, self.raw)
 
     @property
     def seed(self) -> RecipientRecord:

@@ -61,6 +61,11 @@ CLAIM: Final = 5  # (CLAIM, key, client_key, message_id, value)
 PRUNE_EVENTS: Final = 6  # (PRUNE_EVENTS, through_seq)
 #: (FN, fn): ``fn(tx) -> events to append``, run inside the transaction (``run_in_txn``).
 FN: Final = 7
+#: (SWAP, db, key, expect, new, fn, decoder): put ``new`` when the stored value is the
+#: bytes ``expect`` (None: absent), else ``UPDATE`` with ``fn``. For a caller that applied
+#: ``fn`` to its own copy of the record (a write-through cache): the usual case costs the
+#: writer a get, a bytes compare and a put, no decode, call or encode.
+SWAP: Final = 8
 
 Op: TypeAlias = tuple[Any, ...]
 

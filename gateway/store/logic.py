@@ -12,7 +12,18 @@ from typing import Final, TypeVar
 
 import msgspec
 
-from .batch import ADD_ERROR, CLAIM, DELETE, EVENT, FN, PRUNE_EVENTS, PUT, UPDATE, WriteBatch
+from .batch import (
+    ADD_ERROR,
+    CLAIM,
+    DELETE,
+    EVENT,
+    FN,
+    PRUNE_EVENTS,
+    PUT,
+    SWAP,
+    UPDATE,
+    WriteBatch,
+)
 from .errors import IdempotencyConflictError
 from .keys import (
     carrier_key,
@@ -152,12 +163,21 @@ def _apply(tx: KvTxn, batch: WriteBatch, seq: int) -> tuple[CommitResult, int]:
             if delete is None:
                 delete = dels[op[1]] = tx.deleter(op[1])
             delete(op[2])
-        elif code == UPDATE:
-            _, db, key, fn, decoder = op
+        elif code in (UPDATE, SWAP):
+            if code == UPDATE:
+                _, db, key, fn, decoder = op
+            else:
+                _, db, key, expect, value, fn, decoder = op
             get = gets.get(db)
             if get is None:
                 get = gets[db] = tx.getter(db)
             raw = get(key)
+            if code == SWAP and raw == expect:
+                put = puts.get(db)
+                if put is None:
+                    put = puts[db] = tx.putter(db)
+                put(key, value)
+                continue
             new = fn(None if raw is None else decoder.decode(raw))
             if new is not None:
                 key_of = _KEY_OF.get(type(new))

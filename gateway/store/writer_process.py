@@ -45,7 +45,7 @@ import msgspec
 
 from .batch import MESSAGE_DECODER, RECIPIENT_DECODER, WriteBatch
 from .errors import StoreError, StoreUnavailableError
-from .records import CommitResult
+from .records import CommitResult, Event
 
 __all__ = ["ChildWriter", "child_main"]
 
@@ -71,8 +71,23 @@ def _reduce_decoder(d: msgspec.msgpack.Decoder[Any]) -> tuple[Any, tuple[Any]]:
     return _decoder, (d.type,)
 
 
+_encode = msgspec.msgpack.Encoder().encode
+_EVENT: Final = msgspec.msgpack.Decoder(Event)
+
+
+def _event(raw: bytes) -> Event:
+    return _EVENT.decode(raw)
+
+
+def _reduce_event(ev: Event) -> tuple[Any, tuple[bytes]]:
+    # An event (three a message) as its msgpack bytes: pickle's generic Struct path was
+    # ~0.8 us to pickle and ~3 us to unpickle each.
+    return _event, (_encode(ev),)
+
+
 _DISPATCH: Final = dict(copyreg.dispatch_table)
 _DISPATCH[msgspec.msgpack.Decoder] = _reduce_decoder
+_DISPATCH[Event] = _reduce_event
 
 
 def _dumps(obj: object) -> bytes:
