@@ -379,22 +379,6 @@ def proc_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def children_cpu(pid: int) -> float:
-    """CPU seconds of ``pid``'s child processes (``[store] writer = "process"``)."""
-    total = 0.0
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            kids = (task / "children").read_text().split()
-        except OSError:
-            continue
-        for kid in kids:
-            try:
-                total += proc_cpu(int(kid))
-            except OSError:
-                continue
-    return total
-
-
 def proc_minflt(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[7])
 
@@ -682,7 +666,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         metrics_port = free_port()
         cfg = write_config(work, sc["config"], api_port=api_port, store=store, port_a=sim_port,
                            metrics_port=metrics_port,
-                           durability=args.durability, writer=args.writer, tps=float(tps))
+                           durability=args.durability, tps=float(tps))
         gw, ready = start_gateway(work, cfg, args.gc_threshold)
         pid = int(ready.get("pid") or gw.pid)
         if not down and not wait_ready(api_port, 30):
@@ -704,7 +688,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                     "--format", "raw", "-o", args.py_spy, "--nonblocking"],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         cpu0 = proc_cpu(pid)
-        child_cpu0 = children_cpu(pid)
         harness_cpu0 = time.process_time()
         threads0 = thread_cpu(pid)
         faults0 = proc_minflt(pid)
@@ -751,9 +734,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 out["timed_out"] = True
                 break
         t_end = time.time()
-        child_cpu = children_cpu(pid) - child_cpu0
-        # The gateway's CPU: its process and, with ``writer = "process"``, the writer's.
-        cpu = proc_cpu(pid) - cpu0 + child_cpu
+        cpu = proc_cpu(pid) - cpu0
         harness_cpu = time.process_time() - harness_cpu0
         faults = proc_minflt(pid) - faults0
         threads = {k: round(v - threads0.get(k, 0.0), 2) for k, v in thread_cpu(pid).items()}
@@ -778,7 +759,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "complete": not out.get("timed_out", False),
             "config": sc["config"], "mode": args.mode, "batch": batch,
             "connections": connections, "offered_rate": args.rate or "max",
-            "durability": args.durability, "writer": args.writer, "gc_threshold": args.gc_threshold,
+            "durability": args.durability, "gc_threshold": args.gc_threshold,
             "quiet_hours": "bypassed" if bypass_qh else "evaluated (inside the window)",
             "accepted_per_s": load["accepted_per_s"],
             "submitted_per_s": rate(c.get("submitted", 0), fol.first_at.get("submitted"),
@@ -796,7 +777,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "gateway_cpu_s": round(cpu, 2),
             "gateway_cpu_us_per_message": round(cpu / n * 1e6, 1),
             "gateway_thread_cpu_s": {k: v for k, v in threads.items() if v > 0},
-            "gateway_child_cpu_s": round(child_cpu, 2),
             "gateway_minor_faults": faults,
             "gateway_peak_rss_mb": round(mem.get("VmHWM", 0) / 2**20, 1),
             # VmHWM counts LMDB's file-backed mmap pages (page cache, shared, reclaimable);
@@ -883,8 +863,6 @@ def build_parser() -> argparse.ArgumentParser:
                     help="offered messages/s (default 0: as fast as answered)")
     ap.add_argument("--mix", choices=["gsm1", "mixed"], help="override the scenario's mix")
     ap.add_argument("--durability", choices=["fsync", "os"], default="fsync")
-    ap.add_argument("--writer", choices=["thread", "process"], default="thread",
-                    help="[store] writer: the write transactions in a thread or a child process")
     ap.add_argument("--quiet-hours", choices=["auto", "evaluate", "bypass"], default="auto")
     ap.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for completion")
     ap.add_argument("--plot", metavar="PNG", help="write a plot of the rates over time")

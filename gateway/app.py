@@ -267,8 +267,7 @@ class Gateway:
                 await outer.start(self._signals)
             async with open_store(cfg.store.path, durability=cfg.store.durability,
                                   map_size=cfg.store.map_size,
-                                  max_map_size=cfg.store.max_map_size,
-                                  writer=cfg.store.writer) as store:
+                                  max_map_size=cfg.store.max_map_size) as store:
                 log.info("store open", path=cfg.store.path, durability=cfg.store.durability)
                 self.components["store"] = store
                 self.metrics.register("store", store.statistics)

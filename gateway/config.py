@@ -162,9 +162,6 @@ class StoreConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     #: ``fsync``: a 202 means the batch is on disk. ``os``: on the OS page cache only
     #: (survives a process crash, not a power loss), faster.
     durability: Literal["fsync", "os"] = "fsync"
-    #: Where write transactions run: ``thread`` (a thread of the gateway process) or
-    #: ``process`` (a child process on another core, docs/operations.md "Writer").
-    writer: Literal["thread", "process"] = "thread"
     #: Initial LMDB map size in bytes; grown on demand up to ``max_map_size``.
     map_size: Annotated[int, msgspec.Meta(ge=1 << 20)] = 1 << 30
     max_map_size: Annotated[int, msgspec.Meta(ge=1 << 20)] = 64 << 30

@@ -308,47 +308,32 @@ def message_unsent(rec: MessageRecord) -> bool:
 RecordCheck = Callable[[Any, bytes, Any], bool]
 
 
-# The checks are partials of module-level functions, not closures: they run inside the
-# write transaction, which with ``[store] writer = "process"`` is in another process and
-# gets them pickled (store/writer_process.py).
 def link_check(now: float, retention_s: float) -> RecordCheck:
     """:func:`link_prunable` with the link's message looked up (only for an old link)."""
-    return partial(_link_check, now, retention_s)
+    cutoff = now - retention_s
 
-
-def _link_check(now: float, retention_s: float, tx: Any, key: bytes, rec: LinkTarget) -> bool:
-    if rec.created_at >= now - retention_s:
-        return False  # young: no message lookup
-    raw = tx.get(Db.MESSAGES, rec.message_id.encode())
-    return link_prunable(rec, now, retention_s, None if raw is None else MESSAGE.decode(raw))
+    def check(tx: Any, key: bytes, rec: LinkTarget) -> bool:
+        if rec.created_at >= cutoff:
+            return False  # young: no message lookup
+        raw = tx.get(Db.MESSAGES, rec.message_id.encode())
+        return link_prunable(rec, now, retention_s, None if raw is None else MESSAGE.decode(raw))
+    return check
 
 
 def click_check(now: float, retention_s: float) -> RecordCheck:
     """:func:`click_prunable`."""
-    return partial(_click_check, now, retention_s)
-
-
-def _click_check(now: float, retention_s: float, tx: Any, key: bytes, rec: Click) -> bool:
-    return click_prunable(rec, now, retention_s)
+    return lambda tx, key, rec: click_prunable(rec, now, retention_s)
 
 
 def message_clicks_check(now: float, retention_s: float) -> RecordCheck:
     """:func:`message_clicks_prunable`, the summary's key being its message id."""
-    return partial(_message_clicks_check, now, retention_s)
-
-
-def _message_clicks_check(now: float, retention_s: float, tx: Any, key: bytes,
-                          rec: MessageClicks) -> bool:
-    return message_clicks_prunable(rec, tx.get(Db.MESSAGES, key) is not None, now, retention_s)
+    return lambda tx, key, rec: message_clicks_prunable(
+        rec, tx.get(Db.MESSAGES, key) is not None, now, retention_s)
 
 
 def challenge_check(now: float) -> RecordCheck:
     """:func:`challenge_prunable`."""
-    return partial(_challenge_check, now)
-
-
-def _challenge_check(now: float, tx: Any, key: bytes, rec: Challenge) -> bool:
-    return challenge_prunable(rec, now)
+    return lambda tx, key, rec: challenge_prunable(rec, now)
 
 
 def click_prunable(rec: Click, now: float, retention_s: float) -> bool:

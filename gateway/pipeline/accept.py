@@ -70,7 +70,6 @@ from gateway.store import (
     WriteBatch,
 )
 from gateway.store.marketing import StoreMarketing
-from gateway.store.portable import Portable
 from rules import content
 from rules.engine import apply_send, evaluate
 from rules.model import (
@@ -252,7 +251,7 @@ class _Pending:
         self.ok = False
 
 
-class _Delta(Portable):
+class _Delta:
     """A batch's bookkeeping for one recipient: a pure ``record -> record`` function."""
 
     __slots__ = ("confirmed", "keep_s", "marks", "now", "now_dt", "recent", "sends")

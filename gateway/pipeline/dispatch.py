@@ -91,7 +91,6 @@ from gateway.store import (
 )
 from gateway.store.batch import DELETE, PUT
 from gateway.store.kv import Db, KvTxn
-from gateway.store.portable import Portable
 
 __all__ = [
     "MESSAGE_FINAL",
@@ -396,7 +395,7 @@ class _StaleRecord(Exception):
     """The stored record changed since the dispatcher's copy: decide again from a read."""
 
 
-class _MarkSending(Portable):
+class _MarkSending:
     """In the write txn: parts -> sending on ``carrier``, outbox lease (pure)."""
 
     __slots__ = ("carrier", "idx", "lease", "new_parts", "now", "route")
@@ -426,7 +425,7 @@ class _MarkSending(Portable):
 _KEEP: Final = "\0keep"
 
 
-class _ApplyAccepted(Portable):
+class _ApplyAccepted:
     """In the write txn: every part of a flight accepted by the carrier (pure).
 
     The same record as ``_Apply(changes, fields, history, roll=True, expect=expect)``
@@ -479,7 +478,7 @@ class _ApplyAccepted(Portable):
                         route=old.route if keep else self.route, history=history)
 
 
-class _Apply(Portable):
+class _Apply:
     """In the write txn: part changes, message fields, history, roll-up (pure)."""
 
     __slots__ = ("expect", "fields", "guard", "history", "part_changes", "roll")

@@ -121,7 +121,6 @@ from gateway.store.batch import MESSAGE_DECODER
 from gateway.store.keys import MAX_KEY_BYTES, carrier_key
 from gateway.store.kv import Db, KvTxn
 from gateway.store.logic import CARRIER_ID
-from gateway.store.portable import Portable
 from gateway.store.records import ErrorSummary as StoredErrors
 from rules.delivery_errors import classify_delivery_error, record_delivered, record_error
 from rules.keywords import ConsentChange, KeywordSets, apply_mo, classify, handle_mo
@@ -353,7 +352,7 @@ class _Work:
         self.fns: list[_ReceiptChange] = []
 
 
-class _WriteReceipts(Portable):
+class _WriteReceipts:
     """In the write txn: the message records of one batch's receipts.
 
     The receipts were applied on the trio thread to the record as read there (to build the

@@ -93,14 +93,11 @@ class WriteBatch:
     A batch is not thread-safe and must not be changed after it was handed to ``commit``.
     """
 
-    __slots__ = ("_n_events", "ops", "reports", "urgent")
+    __slots__ = ("_n_events", "ops", "urgent")
 
     def __init__(self, *, urgent: bool = False) -> None:
         self.ops: list[Op] = []
         self._n_events = 0
-        #: The ``run_in_txn`` functions that report results as attributes (their class
-        #: names them in ``_reports``); the writer process sends those values back.
-        self.reports: list[Any] = []
         #: Small and latency-bound (receipts waiting for their ack, submits waiting for
         #: their ``sending`` mark): the writer commits urgent batches in their own group,
         #: ahead of the normal ones queued (big accept groups), see ``writer.py``.
@@ -223,15 +220,8 @@ class WriteBatch:
         """Run ``fn(tx)`` inside the transaction, in op order; it returns events to append
         (sequence numbers assigned like ``append_event``). Same contract as an update
         function: pure apart from ``tx``, quick, no trio; if it raises, the batch fails.
-        It may run more than once (a group retried after the map grew).
-
-        With ``[store] writer = "process"`` it runs in the writer process, pickled (a
-        module-level function, a partial of one, or a ``Portable``): whatever it leaves on
-        itself is lost there, except the attributes its class lists in ``_reports``,
-        which are copied back onto ``fn`` before ``commit`` returns."""
+        It may run more than once (a group retried after the map grew)."""
         self.ops.append((FN, fn))
-        if getattr(fn, "_reports", None):
-            self.reports.append(fn)
 
     def delete_events_through(self, seq: int) -> None:
         """Drop events with sequence number <= ``seq`` (the counter is never reset)."""

@@ -67,20 +67,16 @@ from .records import (
     StoreStats,
 )
 from .writer import GroupCommitWriter
-from .writer_process import ChildWriter
 
 __all__ = [
     "DEFAULT_MAP_SIZE",
     "DEFAULT_MAX_MAP_SIZE",
     "Durability",
     "LmdbStore",
-    "WriterMode",
     "open_store",
 ]
 
 Durability = Literal["fsync", "os"]
-#: Where the write transactions run: a thread of this process, or a child process.
-WriterMode = Literal["thread", "process"]
 
 DEFAULT_MAP_SIZE: Final = 256 << 20  # 256 MiB to start; sparse, grows on demand
 DEFAULT_MAX_MAP_SIZE: Final = 64 << 30  # 64 GiB: a cap an operator can raise
@@ -212,11 +208,8 @@ class LmdbStore(StoreReads):
         durability: Durability,
         max_map_size: int,
         os_sync_interval: float,
-        child: ChildWriter | None = None,
     ) -> None:
         self._env = env
-        #: ``writer = "process"``: the child process that runs every write transaction.
-        self._child = child
         self._dbs = dbs
         self.path = path
         self.durability: Durability = durability
@@ -237,7 +230,7 @@ class LmdbStore(StoreReads):
         self._seq: int | None = None
         self._seq_txn = -1
         self._writer = GroupCommitWriter(
-            self._run_group if child is None else self._run_group_in_child,
+            self._run_group,
             idle_timeout=os_sync_interval if durability == "os" else None,
             on_idle=self._flush if durability == "os" else None,
             on_events=self._events_hook,
@@ -254,7 +247,6 @@ class LmdbStore(StoreReads):
         map_size: int = DEFAULT_MAP_SIZE,
         max_map_size: int = DEFAULT_MAX_MAP_SIZE,
         os_sync_interval: float = 1.0,
-        writer: WriterMode = "thread",
     ) -> LmdbStore:
         """Open (creating if needed) the environment at directory ``path``.
 
@@ -263,8 +255,6 @@ class LmdbStore(StoreReads):
         """
         if durability not in ("fsync", "os"):
             raise ValueError(f"durability must be 'fsync' or 'os', not {durability!r}")
-        if writer not in ("thread", "process"):
-            raise ValueError(f"writer must be 'thread' or 'process', not {writer!r}")
         path = os.fspath(path)
         os.makedirs(path, exist_ok=True)
         sync = durability == "fsync"
@@ -286,11 +276,6 @@ class LmdbStore(StoreReads):
             with env.begin(write=True) as txn:
                 dbs = {db: env.open_db(db.value, txn=txn) for db in Db}
                 logic.init_schema(_LmdbTxn(env, dbs, txn))
-            child = None
-            if writer == "process":
-                child = ChildWriter(path, durability=durability, map_size=map_size,
-                                    max_map_size=max_map_size,
-                                    os_sync_interval=os_sync_interval)
         except BaseException:
             env.close()
             raise
@@ -301,7 +286,6 @@ class LmdbStore(StoreReads):
             durability=durability,
             max_map_size=max_map_size,
             os_sync_interval=os_sync_interval,
-            child=child,
         )
 
     def start(self) -> None:
@@ -322,9 +306,7 @@ class LmdbStore(StoreReads):
         if self._env_closed:
             return
         self._env_closed = True
-        if self._child is not None:
-            self._child.close()  # it flushes (``os``) before it exits
-        elif self.durability == "os":
+        if self.durability == "os":
             self._flush()
         self._gate.run_exclusive(self._env.close)
 
@@ -370,24 +352,6 @@ class LmdbStore(StoreReads):
             except lmdb.Error as exc:
                 raise StoreUnavailableError(f"store write failed: {exc}") from exc
         raise AssertionError("unreachable")  # pragma: no cover
-
-    def _run_group_in_child(self, batches: Sequence[WriteBatch]
-                            ) -> list[CommitResult | Exception]:
-        # Writer thread only (``writer = "process"``): the child commits; its map may
-        # have grown, which this process adopts before anyone reads the group's data.
-        child = self._child
-        assert child is not None
-        outcomes, map_size = child.run_group(batches)
-        if map_size != self._map_size:
-            self._adopt_map_size()
-        self._map_used = child.map_used
-        self._map_grows = child.map_grows
-        return outcomes
-
-    def _adopt_map_size(self) -> None:
-        # ``mdb_env_set_mapsize(0)`` takes the size another process set in the meta page.
-        self._gate.run_exclusive(functools.partial(self._env.set_mapsize, 0))
-        self._map_size = int(self._env.info()["map_size"])
 
     def _txn_group(self, batches: Sequence[WriteBatch]) -> list[CommitResult | Exception]:
         txn = self._env.begin(write=True)
@@ -468,15 +432,6 @@ class LmdbStore(StoreReads):
     def _read(self, fn: Callable[[KvTxn], T]) -> T:
         if self._env_closed:
             raise StoreClosedError("store is closed")
-        try:
-            return self._read_once(fn)
-        except lmdb.MapResizedError:
-            # The writer process grew the map past this process's and the writer thread
-            # has not adopted it yet (it does so before it wakes the group's waiters).
-            self._adopt_map_size()
-            return self._read_once(fn)
-
-    def _read_once(self, fn: Callable[[KvTxn], T]) -> T:
         self._gate.enter_read()
         try:
             txn = self._env.begin()
@@ -484,7 +439,7 @@ class LmdbStore(StoreReads):
                 return fn(_LmdbTxn(self._env, self._dbs, txn))
             finally:
                 txn.abort()
-        except (StoreError, lmdb.MapResizedError):
+        except StoreError:
             raise
         except lmdb.Error as exc:
             raise StoreUnavailableError(f"store read failed: {exc}") from exc
@@ -533,7 +488,6 @@ async def open_store(
     map_size: int = DEFAULT_MAP_SIZE,
     max_map_size: int = DEFAULT_MAX_MAP_SIZE,
     os_sync_interval: float = 1.0,
-    writer: WriterMode = "thread",
 ) -> AsyncIterator[LmdbStore]:
     """Open the LMDB store with its writer thread owned by a nursery (see module doc).
 
@@ -547,7 +501,6 @@ async def open_store(
         map_size=map_size,
         max_map_size=max_map_size,
         os_sync_interval=os_sync_interval,
-        writer=writer,
     )
     store = await trio.to_thread.run_sync(opener)
     store._events_token = trio.lowlevel.current_trio_token()

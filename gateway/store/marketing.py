@@ -23,7 +23,7 @@ per read transaction, none held between chunks.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, ClassVar, Final, Protocol, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 import msgspec
 
@@ -120,7 +120,6 @@ def add_links(batch: WriteBatch, links: Sequence[LinkTarget]) -> None:
 
 class _Clicks:
     __slots__ = ("clicks", "new")
-    _reports: ClassVar = ("new",)  # read after the commit (``WriteBatch.run_in_txn``)
 
     def __init__(self, clicks: Sequence[Click]) -> None:
         self.clicks = clicks

@@ -19,7 +19,7 @@ exactly like LMDB (tests/store/test_retention.py runs both).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, ClassVar, Final
+from typing import Any, Final
 
 import msgspec
 
@@ -179,8 +179,6 @@ class PruneMessages:
     """
 
     __slots__ = ("carrier_ids", "carrier_ids_of", "claims", "ids", "messages", "prunable")
-    #: What the sweep reads after the commit (``WriteBatch.run_in_txn``).
-    _reports: ClassVar = ("messages", "carrier_ids", "claims")
 
     def __init__(self, ids: Sequence[str], prunable: Callable[[MessageRecord], bool],
                  carrier_ids_of: CarrierIdsOf) -> None:
@@ -229,7 +227,6 @@ class _PruneOlder:
     (``_still``: re-read here, it may have changed since the chunk was read)."""
 
     __slots__ = ("deleted", "keys", "older_than")
-    _reports: ClassVar = ("deleted",)
     db: Db
 
     def __init__(self, keys: Sequence[bytes], older_than: float) -> None:
@@ -278,7 +275,6 @@ class PruneKeys:
     never changed whose key or value alone decided (no re-check needed)."""
 
     __slots__ = ("deleted", "keys")
-    _reports: ClassVar = ("deleted",)
     db: Db
 
     def __init__(self, keys: Sequence[bytes]) -> None:
@@ -314,7 +310,6 @@ class PruneRecords:
     finds prunable: the same decision the task took on the read."""
 
     __slots__ = ("check", "db", "decoder", "deleted", "keys")
-    _reports: ClassVar = ("deleted",)
 
     def __init__(self, db: Db, decoder: msgspec.msgpack.Decoder[Any], keys: Sequence[bytes],
                  check: Callable[[KvTxn, bytes, Any], bool]) -> None:

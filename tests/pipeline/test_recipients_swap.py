@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import pickle
-
 import msgspec
 import pytest
 
@@ -67,18 +65,3 @@ def test_swap_op_writes_what_the_general_update_writes(state: str) -> None:
         assert got == _enc(new)  # the new bytes as the cache made them
     if state == "changed behind the cache":
         assert RECIPIENT_DECODER.decode(got).consent == "unsubscribed"
-
-
-def test_swap_fallback_survives_the_trip_to_the_writer_process() -> None:
-    # The fallback function travels as the cached record's bytes (the op's ``expect``).
-    store = MemoryStore()
-    seed = WriteBatch()
-    seed.put_recipient(CACHED)
-    store.commit_sync(seed)
-    _, op = RecipientCache(store).update_op(LA, add_send)
-    fn = op[5]
-    assert isinstance(fn, _TxnFn) and fn.raw is op[3]
-    back = pickle.loads(pickle.dumps(fn))
-    assert back.base == CACHED and back.new is None and back.raw == op[3]
-    other = msgspec.structs.replace(CACHED, consent="unsubscribed")
-    assert back(other) == fn(other) == add_send(other)

@@ -10,10 +10,7 @@ import pytest
 
 from gateway.store import MemoryStore, Store, open_store
 
-# "lmdb-process": the same LMDB store with its write transactions in a child process
-# ([store] writer = "process"); its map starts at 4 MiB too, so the contract also covers
-# the parent adopting a map the child grew.
-KINDS = ["lmdb", "lmdb-process", "memory"]
+KINDS = ["lmdb", "memory"]
 
 
 class Harness:
@@ -26,9 +23,8 @@ class Harness:
 
     @asynccontextmanager
     async def open(self) -> AsyncIterator[Store]:
-        if self.kind in ("lmdb", "lmdb-process"):
-            writer = "process" if self.kind == "lmdb-process" else "thread"
-            async with open_store(self.path, map_size=4 << 20, writer=writer) as store:
+        if self.kind == "lmdb":
+            async with open_store(self.path, map_size=4 << 20) as store:
                 yield store
         else:
             yield self._memory

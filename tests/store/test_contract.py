@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from functools import partial
-from pathlib import Path
-
 import msgspec
 import pytest
 import trio
@@ -57,53 +54,21 @@ async def test_message_roundtrip_and_missing(store: Store) -> None:
         assert store.get_messages(["m1", "nope"]) == {"m1": m}
 
 
-# Update and run_in_txn functions are module-level (or partials of them, or small
-# classes): with the "lmdb-process" kind they are pickled to the writer process.
-
-
-def _submitted(old: MessageRecord | None) -> MessageRecord | None:
-    assert old is not None
-    return msgspec.structs.replace(old, status="submitted", attempts=old.attempts + 1)
-
-
-def _unchanged(old: object) -> None:
-    return None
-
-
-def _returns(value: object, old: object) -> object:
-    """``partial(_returns, record)``: an update function that returns ``record``."""
-    return value
-
-
-class _SeenFile:
-    """An update function that records what it was called with in a file (it may run in
-    the writer process, where a list of the test's would not see the call)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def __call__(self, old: MessageRecord | None) -> None:
-        with self.path.open("ab") as f:
-            f.write(msgspec.json.encode(old) + b"\n")
-
-    def seen(self) -> list[MessageRecord | None]:
-        if not self.path.exists():
-            return []
-        return [msgspec.json.decode(line, type=MessageRecord | None)
-                for line in self.path.read_bytes().splitlines()]
-
-
-async def test_message_replace_update_delete(store: Store, tmp_path: Path) -> None:
+async def test_message_replace_update_delete(store: Store) -> None:
     with trio.fail_after(TIMEOUT):
         await commit(store, lambda b: b.put_message(message("m1")))
-        await commit(store, lambda b: b.update_message("m1", _submitted))
+
+        def submitted(old: MessageRecord | None) -> MessageRecord | None:
+            assert old is not None
+            return msgspec.structs.replace(old, status="submitted", attempts=old.attempts + 1)
+
+        await commit(store, lambda b: b.update_message("m1", submitted))
         got = store.get_message("m1")
         assert got is not None and (got.status, got.attempts) == ("submitted", 1)
         # None from the function = leave unchanged; absent records arrive as None
-        await commit(store, lambda b: b.update_message("m1", _unchanged))
-        recorder = _SeenFile(tmp_path / "seen")
-        await commit(store, lambda b: b.update_message("ghost", recorder))
-        seen = recorder.seen()
+        await commit(store, lambda b: b.update_message("m1", lambda old: None))
+        seen: list[MessageRecord | None] = []
+        await commit(store, lambda b: b.update_message("ghost", seen.append))
         assert seen == [None] and store.get_message("ghost") is None
         await commit(store, lambda b: b.delete_message("m1"))
         assert store.get_message("m1") is None
@@ -114,7 +79,7 @@ async def test_update_returning_another_key_fails_the_batch(store: Store) -> Non
         await commit(store, lambda b: b.put_message(message("m1")))
         batch = WriteBatch()
         batch.put_message(message("m2"))
-        batch.update_message("m1", partial(_returns, message("other")))
+        batch.update_message("m1", lambda old: message("other"))
         with pytest.raises(ValueError, match="another key"):
             await store.commit(batch)
         assert store.get_message("m2") is None and store.get_message("other") is None
@@ -129,15 +94,14 @@ async def test_update_key_check_by_record_type(store: Store) -> None:
         await commit(store, lambda b: b.put_message(message("m1")))
         await commit(store, lambda b: b.put_recipient(recipient("+15551110009")))
         for build in (
-            lambda b: b.update_message("m1", partial(_returns, recipient("+15551110009"))),
-            lambda b: b.update_recipient("+15551110009", partial(_returns, message("m1"))),
-            lambda b: b.update_recipient("+15551110009",
-                                         partial(_returns, recipient("+1555"))),
+            lambda b: b.update_message("m1", lambda old: recipient("+15551110009")),
+            lambda b: b.update_recipient("+15551110009", lambda old: message("m1")),
+            lambda b: b.update_recipient("+15551110009", lambda old: recipient("+1555")),
         ):
             with pytest.raises(ValueError, match="another key"):
                 await commit(store, build)
         sub = _SubRecord(id="m1", created_at=T0, to="+1555", text="t", kind="campaign")
-        await commit(store, lambda b: b.update_message("m1", partial(_returns, sub)))
+        await commit(store, lambda b: b.update_message("m1", lambda old: sub))
         assert store.get_message("m1") == MessageRecord(
             id="m1", created_at=T0, to="+1555", text="t", kind="campaign")
         assert store.get_recipient("+15551110009") == recipient("+15551110009")
@@ -162,17 +126,16 @@ async def test_event_values_are_the_record_with_its_seq(store: Store) -> None:
             assert raw == msgspec.msgpack.encode(msgspec.structs.replace(ev, seq=seq))
 
 
-def _boom(old: MessageRecord | None) -> MessageRecord | None:
-    raise RuntimeError("rule bug")
-
-
 async def test_batch_is_all_or_nothing_when_an_update_raises(store: Store) -> None:
     with trio.fail_after(TIMEOUT):
+        def boom(old: MessageRecord | None) -> MessageRecord | None:
+            raise RuntimeError("rule bug")
+
         batch = WriteBatch()
         batch.put_message(message("a"))
         batch.outbox_add(T0, "a")
         batch.append_event(event())
-        batch.update_message("a", _boom)
+        batch.update_message("a", boom)
         with pytest.raises(RuntimeError, match="rule bug"):
             await store.commit(batch)
         assert store.get_message("a") is None
@@ -207,16 +170,18 @@ async def test_recipients(store: Store) -> None:
         assert store.get_recipient("+15551110002") is None
 
 
-def _add_send(phone: str, at: float, old: RecipientRecord | None) -> RecipientRecord:
-    old = old or recipient(phone)
-    return msgspec.structs.replace(old, marketing_sends=(*old.marketing_sends, at))
-
-
 async def test_concurrent_updates_lose_nothing(store: Store) -> None:
     phone = "+15551110003"
 
+    def add_send(at: float):  # type: ignore[no-untyped-def]
+        def fn(old: RecipientRecord | None) -> RecipientRecord:
+            old = old or recipient(phone)
+            return msgspec.structs.replace(old, marketing_sends=(*old.marketing_sends, at))
+
+        return fn
+
     async def one(i: int) -> None:
-        await commit(store, lambda b: b.update_recipient(phone, partial(_add_send, phone, T0 + i)))
+        await commit(store, lambda b: b.update_recipient(phone, add_send(T0 + i)))
 
     with trio.fail_after(TIMEOUT):
         async with trio.open_nursery() as nursery:
@@ -335,17 +300,16 @@ async def test_events_monotonic_across_reopen_and_prune(harness: Harness) -> Non
             assert (await store.commit(batch)).event_seqs == (4,)
 
 
-def _drop_newest(tx: KvTxn) -> list[Event]:
-    last = tx.last(Db.EVENTS)
-    assert last is not None
-    tx.delete(Db.EVENTS, last[0])
-    return []
-
-
 async def test_events_monotonic_when_the_newest_is_pruned_with_it(harness: Harness) -> None:
     # meta holds the counter only when the newest event is gone (logic.apply_group): a
     # batch that appends and prunes through its own events, and a run_in_txn function
     # that deletes the newest event, must still leave the counter where it was.
+    def drop_newest(tx: KvTxn) -> list[Event]:
+        last = tx.last(Db.EVENTS)
+        assert last is not None
+        tx.delete(Db.EVENTS, last[0])
+        return []
+
     with trio.fail_after(TIMEOUT):
         async with harness.open() as store:
             batch = WriteBatch()
@@ -355,7 +319,7 @@ async def test_events_monotonic_when_the_newest_is_pruned_with_it(harness: Harne
             assert (await store.commit(batch)).event_seqs == (1, 2)
             assert store.last_event_seq() == 2
             await commit(store, lambda b: b.append_event(event()))
-            await commit(store, lambda b: b.run_in_txn(_drop_newest))
+            await commit(store, lambda b: b.run_in_txn(drop_newest))
             assert store.events_after(0, 10) == []
             assert store.last_event_seq() == 3
         async with harness.open() as store:

@@ -119,4 +119,4 @@ async def test_iter_recipients_in_chunks(store: Store, harness: Harness) -> None
     phones = [r.phone for c in chunks for r in c]
     assert phones == [f"+3361234{i:04d}" for i in range(0, 25, 3)]
     assert all(len(c) <= 4 for c in chunks)
-    assert harness.kind in ("lmdb", "lmdb-process", "memory")
+    assert harness.kind in ("lmdb", "memory")

@@ -137,18 +137,6 @@ def _ids_of(rec: MessageRecord) -> list[tuple[str, str]]:
             for p in rec.parts if p.carrier and p.carrier_msg_id]
 
 
-def _delivered(rec: MessageRecord) -> bool:
-    return rec.status == "delivered"
-
-
-def _any(rec: MessageRecord) -> bool:
-    return True
-
-
-def _later_op_fails(tx: object) -> tuple[()]:
-    raise RuntimeError("later op fails")
-
-
 async def test_prune_messages_takes_their_carrier_ids_and_claims_and_rechecks(
         store: Store) -> None:
     with trio.fail_after(TIMEOUT):
@@ -163,7 +151,8 @@ async def test_prune_messages_takes_their_carrier_ids_and_claims_and_rechecks(
             # m3 changed since it was read: the re-check keeps it
             b.put_message(message("m3", status="queued"))
         await commit(store, build)
-        op = PruneMessages(["m1", "m2", "m3", "absent"], _delivered, _ids_of)
+        op = PruneMessages(["m1", "m2", "m3", "absent"], lambda r: r.status == "delivered",
+                           _ids_of)
         await run(store, op)
         assert (op.messages, op.carrier_ids, op.claims) == (2, 1, 1)
         assert store.get_message("m1") is None and store.get_message("m2") is None
@@ -178,8 +167,11 @@ async def test_prune_ops_are_all_or_nothing_with_their_batch(store: Store) -> No
     with trio.fail_after(TIMEOUT):
         await commit(store, lambda b: b.put_message(_done("m1", "ab")))
         batch = WriteBatch()
-        batch.run_in_txn(PruneMessages(["m1"], _any, _ids_of))
-        batch.run_in_txn(_later_op_fails)
+        batch.run_in_txn(PruneMessages(["m1"], lambda r: True, _ids_of))
+
+        def boom(tx: object) -> tuple[()]:
+            raise RuntimeError("later op fails")
+        batch.run_in_txn(boom)
         with pytest.raises(RuntimeError):
             await store.commit(batch)
         assert store.get_message("m1") is not None
