@@ -57,6 +57,10 @@ class Store(Protocol):
         """Records of the phones that exist (one read transaction)."""
         ...
 
+    def get_recipients_raw(self, phones: Iterable[str]) -> dict[str, bytes]:
+        """The stored bytes of the records of the phones that exist (one read txn)."""
+        ...
+
     def due_outbox(self, now: float, limit: int) -> list[OutboxEntry]:
         """Entries due at or before ``now``, earliest first."""
         ...

@@ -56,6 +56,7 @@ __all__ = [
     "events_after",
     "events_or_head",
     "get_errors",
+    "get_raw_many",
     "init_schema",
     "last_event_seq",
     "lookup_carrier_id",
@@ -289,6 +290,16 @@ def get_many(
         raw = tx.get(db, k.encode())
         if raw is not None:
             out[k] = decoder.decode(raw)
+    return out
+
+
+def get_raw_many(tx: KvTxn, db: Db, keys: Iterable[str]) -> dict[str, bytes]:
+    """The stored values of ``keys`` that exist, undecoded (absent keys are left out)."""
+    out: dict[str, bytes] = {}
+    for k in keys:
+        raw = tx.get(db, k.encode())
+        if raw is not None:
+            out[k] = raw
     return out
 
 

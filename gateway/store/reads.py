@@ -61,6 +61,11 @@ class StoreReads:
         """The records of the phones that exist, in one read transaction."""
         return self._read(lambda tx: logic.get_many(tx, Db.RECIPIENTS, phones, logic.RECIPIENT))
 
+    def get_recipients_raw(self, phones: Iterable[str]) -> dict[str, bytes]:
+        """The stored bytes of the phones' records that exist, in one read transaction
+        (for a cache that decodes them itself and later writes with ``SWAP``)."""
+        return self._read(lambda tx: logic.get_raw_many(tx, Db.RECIPIENTS, phones))
+
     def due_outbox(self, now: float, limit: int) -> list[OutboxEntry]:
         """Outbox entries due at or before ``now``, earliest first, at most ``limit``."""
         return self._read(lambda tx: logic.due_outbox(tx, now, limit))
