@@ -247,18 +247,10 @@ async def test_a_prefix_routed_elsewhere_after_a_restart_takes_its_new_route(
     # by the carrier tuple ("down",) alone, was still "known" (a configured carrier) and
     # waited for "down" however long it stayed down.
     from tests.pipeline.test_dispatch_harness import rig
-    from tests.pipeline.test_dispatch_park import (
-        DOWN_PHONES,
-        ROUTES,
-        parked_in_store,
-        send_spread,
-    )
+    from tests.pipeline.test_dispatch_park import park_down, parked_in_store
 
     store: Any = mem_store
-    async with rig(store, carriers=("up", "down"), passwords={"down": "wrong"},
-                   routes=ROUTES) as r:
-        ids = await send_spread(r, DOWN_PHONES[:6], 0.25)
-        await r.wait_until(lambda: r.dispatcher.statistics().parked == 6)
+    ids = await park_down(store, 6)
     assert parked_in_store(store) == 6
     async with rig(store, carriers=("up", "down"), passwords={"down": "wrong"},
                    routes=(("+", ("up",)),)) as r:
@@ -274,19 +266,15 @@ async def test_a_prefix_still_routed_the_same_keeps_waiting_after_a_restart(
     # is known, left alone (no writes), and goes out when the carrier is up.
     from tests.pipeline.test_dispatch_harness import rig
     from tests.pipeline.test_dispatch_park import (
-        DOWN_PHONES,
         ROUTES,
         bring_up_down,
         count_writes,
+        park_down,
         parked_in_store,
-        send_spread,
     )
 
     store: Any = mem_store
-    async with rig(store, carriers=("up", "down"), passwords={"down": "wrong"},
-                   routes=ROUTES) as r:
-        ids = await send_spread(r, DOWN_PHONES[:6], 0.25)
-        await r.wait_until(lambda: r.dispatcher.statistics().parked == 6)
+    ids = await park_down(store, 6)
     async with rig(store, carriers=("up", "down"), passwords={"down": "wrong"},
                    routes=ROUTES) as r:
         with count_writes(store) as w:
@@ -305,18 +293,10 @@ async def test_a_longer_prefix_added_after_a_restart_takes_its_numbers(
     # The "+3361" route to "down" stays, but a new, longer "+33612" route sends those
     # numbers to "up": the messages parked for "+3361" go out through "up".
     from tests.pipeline.test_dispatch_harness import rig
-    from tests.pipeline.test_dispatch_park import (
-        DOWN_PHONES,
-        ROUTES,
-        parked_in_store,
-        send_spread,
-    )
+    from tests.pipeline.test_dispatch_park import ROUTES, park_down, parked_in_store
 
     store: Any = mem_store
-    async with rig(store, carriers=("up", "down"), passwords={"down": "wrong"},
-                   routes=ROUTES) as r:
-        ids = await send_spread(r, DOWN_PHONES[:6], 0.25)
-        await r.wait_until(lambda: r.dispatcher.statistics().parked == 6)
+    ids = await park_down(store, 6)
     async with rig(store, carriers=("up", "down"), passwords={"down": "wrong"},
                    routes=(("+33612", ("up",)), *ROUTES)) as r:
         recs = await r.wait(ids, "delivered")

@@ -296,6 +296,16 @@ async def send_spread(r: Rig, phones: list[str], step: float = 1.0) -> list[str]
     return ids
 
 
+async def park_down(store: Store, n: int) -> list[str]:
+    """A run with the "down" carrier down: ``n`` of ``DOWN_PHONES`` sent (0.25 s apart)
+    and parked; the run then stops. Returns the message ids."""
+    async with rig(store, carriers=("up", "down"), passwords={"down": "wrong"},
+                   routes=ROUTES) as r:
+        ids = await send_spread(r, DOWN_PHONES[:n], 0.25)
+        await r.wait_until(lambda: r.dispatcher.statistics().parked == n)
+    return ids
+
+
 async def test_down_route_parked_once_other_route_flows_then_all_delivered_in_due_order(
         store: Store, clock: Clock) -> None:
     async with rig(store, carriers=("up", "down"), passwords={"down": "wrong"},
@@ -357,10 +367,7 @@ async def test_unparking_goes_in_bounded_chunks(mem_store: MemoryStore, autojump
 
 async def test_restart_while_parked_delivers_once_the_route_is_live(
         store: Store, clock: Clock) -> None:
-    async with rig(store, carriers=("up", "down"), passwords={"down": "wrong"},
-                   routes=ROUTES) as r:
-        ids = await send_spread(r, DOWN_PHONES[:12], 0.25)
-        await r.wait_until(lambda: r.dispatcher.statistics().parked == 12)
+    ids = await park_down(store, 12)
     assert parked_in_store(store) == 12
     # restart, the route still down: found (counted), left alone
     async with rig(store, carriers=("up", "down"), passwords={"down": "wrong"},
