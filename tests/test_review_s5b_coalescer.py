@@ -7,8 +7,6 @@ message must not reach the others, whose messages were committed.
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import pytest
 import trio
@@ -21,16 +19,9 @@ from gateway.pipeline import Accepter, RecipientCache
 from gateway.store import MemoryStore, WriteBatch
 from gateway.store.errors import StoreUnavailableError
 from tests.pipeline.conftest import NOW, config, mem_store, put_recipients  # noqa: F401
+from tests.pipeline.test_coalescer import running
 
 PHONES = [f"+1212555{k:04d}" for k in range(10)]
-
-
-@asynccontextmanager
-async def running(co: AcceptCoalescer) -> AsyncIterator[None]:
-    async with trio.open_nursery() as n:
-        await n.start(co.run)
-        yield
-        n.cancel_scope.cancel()
 
 
 async def test_a_failed_idempotency_leader_fails_only_the_request_that_followed_it(

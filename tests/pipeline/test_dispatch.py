@@ -18,23 +18,6 @@ PHONES = [f"+336123456{i:02d}" for i in range(40)]
 Clock = trio.testing.MockClock
 
 
-@pytest.fixture(params=["memory", "lmdb"])
-def kind(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def clock(kind: str) -> Clock:
-    """Autojump; with LMDB only after 20 ms of real idleness: its commits run in a thread,
-    which trio's clock cannot see (a jump mid-commit would fire timeouts early)."""
-    return Clock(autojump_threshold=0.0 if kind == "memory" else 0.02)
-
-
-@pytest.fixture
-def store(kind: str, mem_store: Store, lmdb_store: Store) -> Store:
-    return mem_store if kind == "memory" else lmdb_store
-
-
 async def test_batch_goes_out_and_every_message_is_delivered(store: Store, clock: Clock) -> None:
     async with rig(store) as r:
         ids = await r.send(PHONES, "hello there")

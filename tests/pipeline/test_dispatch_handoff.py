@@ -28,22 +28,6 @@ LONG = "x" * 400  # 3 parts
 UCS2 = "Grüße aus Köln 🎉 " * 6  # UCS-2, 2 parts
 
 
-@pytest.fixture(params=["memory", "lmdb"])
-def kind(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def clock(kind: str) -> Clock:
-    # LMDB commits run in a thread trio's clock cannot see (see test_dispatch.py).
-    return Clock(autojump_threshold=0.0 if kind == "memory" else 0.02)
-
-
-@pytest.fixture
-def store(kind: str, mem_store: Store, lmdb_store: Store) -> Store:
-    return mem_store if kind == "memory" else lmdb_store
-
-
 class _Recording:
     """A carrier as the dispatcher sees it, keeping every PDU handed to it."""
 

@@ -34,21 +34,6 @@ DOWN_PHONES = [f"+33612{i:06d}" for i in range(30)]
 UP_PHONES = [f"+33622{i:06d}" for i in range(10)]
 
 
-@pytest.fixture(params=["memory", "lmdb"])
-def kind(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def clock(kind: str) -> Clock:
-    return Clock(autojump_threshold=0.0 if kind == "memory" else 0.02)
-
-
-@pytest.fixture
-def store(kind: str, mem_store: Store, lmdb_store: Store) -> Store:
-    return mem_store if kind == "memory" else lmdb_store
-
-
 # --- pure --------------------------------------------------------------------------------
 
 
