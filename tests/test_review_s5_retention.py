@@ -14,7 +14,6 @@ from __future__ import annotations
 import pytest
 import trio
 
-import gateway.retention
 from gateway.config import GatewayConfig
 from gateway.marketing import optin
 from gateway.marketing.config import OptinConfig
@@ -22,6 +21,7 @@ from gateway.marketing.optin import Challenge, Refused
 from gateway.retention import DAY, Retention, RetentionSettings
 from gateway.store import MemoryStore
 from gateway.store.marketing import START_LOG_KEEP_S, StoreMarketing
+from tests.store.helpers import no_retention_pauses
 
 NOW = 1_790_000_000.0
 SECRET = b"0123456789abcdef"
@@ -36,9 +36,7 @@ def _challenge(cid: str, at: float, policy: optin.OptinPolicy) -> Challenge:
 @pytest.mark.parametrize("window_h", [1.0, 6.0, 24.0])
 async def test_a_sweep_keeps_the_starts_the_configured_window_counts(
         window_h: float, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(gateway.retention, "PAUSE_MIN_S", 0.0)
-    monkeypatch.setattr(gateway.retention, "PAUSE_FACTOR", 0.0)
-    monkeypatch.setattr(gateway.retention, "READ_PAUSE_S", 0.0)
+    no_retention_pauses(monkeypatch)
     cfg = GatewayConfig(optin=OptinConfig(window_s=window_h * 3600, per_number_per_hour=1,
                                           secret=SECRET))
     assert cfg.optin is not None

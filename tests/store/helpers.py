@@ -1,6 +1,8 @@
-"""Record builders for the store tests."""
+"""Record builders for the store tests, and a retention sweep without its pauses."""
 
 from __future__ import annotations
+
+import pytest
 
 from gateway.store import ErrorEntry, Event, MessageRecord, RecipientRecord
 
@@ -21,3 +23,13 @@ def event(kind: str = "status", *, at: float = T0, mid: str | None = None) -> Ev
 
 def error(at: float, cls: str = "temp_unreachable", **kw: object) -> ErrorEntry:
     return ErrorEntry(at=at, error_class=cls, **kw)  # type: ignore[arg-type]
+
+
+def no_retention_pauses(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A retention sweep that never pauses between its chunks (tests that sweep an LMDB
+    store run without an autojump clock, which would jump while the writer thread works)."""
+    import gateway.retention
+
+    monkeypatch.setattr(gateway.retention, "PAUSE_MIN_S", 0.0)
+    monkeypatch.setattr(gateway.retention, "PAUSE_FACTOR", 0.0)
+    monkeypatch.setattr(gateway.retention, "READ_PAUSE_S", 0.0)

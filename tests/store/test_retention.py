@@ -31,7 +31,7 @@ from gateway.store.retention import (
     record_chunk,
 )
 
-from .helpers import T0, error, event, message
+from .helpers import T0, error, event, message, no_retention_pauses
 
 TIMEOUT = 10
 
@@ -224,14 +224,11 @@ async def test_ops_count_again_when_run_again(store: Store) -> None:
 @pytest.mark.slow  # LMDB: a handful of fsynced commits
 async def test_a_whole_sweep_prunes_the_same_on_both_stores(
         store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    import gateway.retention
     from gateway.retention import Retention, RetentionSettings
     from tests.test_retention import KEEP_PHONE, NOW, PHONE, R30, old_id, seed
 
     # (no autojump clock: it would jump while the LMDB writer thread works)
-    monkeypatch.setattr(gateway.retention, "PAUSE_MIN_S", 0.0)
-    monkeypatch.setattr(gateway.retention, "PAUSE_FACTOR", 0.0)
-    monkeypatch.setattr(gateway.retention, "READ_PAUSE_S", 0.0)
+    no_retention_pauses(monkeypatch)
     with trio.fail_after(TIMEOUT):
         await seed(store, NOW)  # type: ignore[arg-type]
         retention = Retention(store, RetentionSettings(messages_s=R30, webhooks=("crm",)),

@@ -10,7 +10,6 @@ import msgspec
 import pytest
 import trio
 
-import gateway.retention
 from gateway.marketing.optin import Challenge
 from gateway.marketing.store import Click, LinkTarget, MessageClicks
 from gateway.retention import (
@@ -44,6 +43,8 @@ from gateway.store.retention import (
     PruneRecords,
     start_chunk,
 )
+
+from .helpers import no_retention_pauses
 
 TIMEOUT = 10
 NOW = 1_790_000_000.0
@@ -208,9 +209,7 @@ async def seed(store: Store) -> None:
 async def test_a_sweep_prunes_old_marketing_data_and_keeps_the_rest(
         store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     # (no autojump clock: it would jump while the LMDB writer thread works)
-    monkeypatch.setattr(gateway.retention, "PAUSE_MIN_S", 0.0)
-    monkeypatch.setattr(gateway.retention, "PAUSE_FACTOR", 0.0)
-    monkeypatch.setattr(gateway.retention, "READ_PAUSE_S", 0.0)
+    no_retention_pauses(monkeypatch)
     mk = StoreMarketing(store)
     with trio.fail_after(TIMEOUT):
         await seed(store)
@@ -242,9 +241,7 @@ async def test_a_sweep_prunes_old_marketing_data_and_keeps_the_rest(
 @pytest.mark.slow
 async def test_links_kept_forever_at_zero_but_challenges_still_go(
         store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(gateway.retention, "READ_PAUSE_S", 0.0)
-    monkeypatch.setattr(gateway.retention, "PAUSE_MIN_S", 0.0)
-    monkeypatch.setattr(gateway.retention, "PAUSE_FACTOR", 0.0)
+    no_retention_pauses(monkeypatch)
     mk = StoreMarketing(store)
     with trio.fail_after(TIMEOUT):
         await seed(store)
