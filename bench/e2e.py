@@ -22,7 +22,11 @@ What runs (issue 7):
   the message is done. accept->submit and submit->receipt latencies are differences of the
   events' ``at`` times (when the gateway built the change; the commit follows within ms);
 * gateway CPU seconds from ``/proc/PID/stat`` (all threads) over the load window, peak
-  RSS from ``VmHWM``.
+  RSS from ``VmHWM``;
+* the VM's speed just before and just after the load (``calibration_us``, a fixed Python
+  workload: bench/_calibrate.py), and the CPU per message scaled to the reference speed
+  (``gateway_cpu_us_per_message_at_reference``), because this VM drifts by +-30 % within
+  minutes and raw figures compare only inside one stretch.
 
 Every message is a ``campaign`` to its own recipient with the full default rule set on
 (consent, quiet hours, smart sending, state caps, content). Quiet hours are evaluated when
@@ -70,6 +74,21 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import msgspec  # noqa: E402
+
+
+def _load_sibling(name: str) -> Any:
+    # bench/ is not on sys.path (above): load a helper module of this directory by path.
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(f"_smsgw_bench{name}", _HERE / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+_calib = _load_sibling("_calibrate")
+calibrate = _calib.calibrate
+REFERENCE_US: float = _calib.REFERENCE_US
 
 CONFIGS = _HERE / "configs"
 PEERS = Path(os.environ.get("SMSGW_PEERS", ROOT.parent / "shared" / "peers")).resolve()
@@ -687,6 +706,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             spy = subprocess.Popen([py_spy, "record", "--pid", str(pid), "--rate", "250",
                                     "--format", "raw", "-o", args.py_spy, "--nonblocking"],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # The VM's speed now (before any load; bench/_calibrate.py): CPU per message is
+        # comparable across stretches only together with it.
+        calib_before = calibrate()
         cpu0 = proc_cpu(pid)
         harness_cpu0 = time.process_time()
         threads0 = thread_cpu(pid)
@@ -741,6 +763,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if spy is not None:
             spy.send_signal(signal.SIGINT)
             spy.wait(timeout=30)
+        calib_after = calibrate()
         mem = proc_mem(pid)
         try:
             text = metrics_text(metrics_port)
@@ -796,6 +819,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             # which build: a distribution's (PGO + LTO) or a default source/pyenv one
             # differ by ~5-15 % CPU per message here (bench/RESULTS.md, session 5)
             "python_executable": os.path.realpath(sys.executable),
+            # bench/_calibrate.py before and after the load (us per iteration, lower is a
+            # faster VM), and the CPU per message scaled to its reference speed by the
+            # faster of the two (a busy moment only ever makes one slower)
+            "calibration_us": {"before": calib_before, "after": calib_after},
+            "gateway_cpu_us_per_message_at_reference": round(
+                cpu / n * 1e6 * REFERENCE_US / min(calib_before, calib_after), 1),
         })
         if down:
             out["carrier_down"] = {

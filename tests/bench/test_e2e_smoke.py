@@ -67,6 +67,14 @@ def test_batch_mixed_counts(tmp_path: Path) -> None:
     assert harness["loadgen"] > 0 and harness["follower"] > 0
     other = out["other_core_cpu_us_per_message"]
     assert isinstance(other, float) and other > 0
+    # the VM's speed around the load, and the CPU per message scaled by it
+    calib = out["calibration_us"]
+    assert isinstance(calib, dict) and calib["before"] > 0 and calib["after"] > 0
+    scaled = out["gateway_cpu_us_per_message_at_reference"]
+    cpu_per_msg = out["gateway_cpu_us_per_message"]
+    assert isinstance(scaled, float) and isinstance(cpu_per_msg, float)
+    assert scaled == pytest.approx(
+        cpu_per_msg * 0.75 / min(calib["before"], calib["after"]), rel=0.01)
     if importlib.util.find_spec("matplotlib") is None:  # the `bench` extra
         assert out["plot"] is None and "matplotlib" in str(out["plot_skipped"])
     else:
