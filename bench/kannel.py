@@ -482,6 +482,21 @@ def tail(path: Path, chars: int = 3000) -> str:
         return ""
 
 
+def log_summary(paths: list[Path], keep: int = 8) -> dict[str, int]:
+    """Warning/error lines of Kannel's logs, counted by message (ids and numbers blanked)."""
+    counts: dict[str, int] = {}
+    for path in paths:
+        for line in tail(path, 1 << 22).splitlines():
+            m = re.search(r"\] (WARNING|ERROR|PANIC): (.*)$", line)
+            if m is None:
+                continue
+            text = re.sub(r"<[^>]*>", "<..>", m.group(2))  # ids, numbers, addresses
+            msg = f"{path.stem}: {m.group(1)}: {text}"[:160]
+            counts[msg] = counts.get(msg, 0) + 1
+    top = sorted(counts.items(), key=lambda kv: -kv[1])[:keep]
+    return dict(top)
+
+
 def stop(proc: subprocess.Popen[bytes], timeout: float = 20) -> int:
     if proc.poll() is not None:
         return proc.returncode
@@ -572,6 +587,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         submits: list[tuple[float, int]] = []
         deadline = time.monotonic() + args.timeout
         base_ok = int(stats0.get("submits_ok", 0))
+
+        def snapshot() -> tuple[list[float], float, float]:
+            return ([e2e.proc_cpu(p) - c0 for p, c0 in zip(pids, cpu0, strict=True)],
+                    time.process_time() - harness0, e2e.proc_cpu(sim.pid) - sim_cpu0)
+
+        # CPU as of the last progress (a final DLR or the load finishing), so that the
+        # settle wait below adds no idle time to the per-message figures.
+        snap = snapshot()
+        seen = 0
+        progress_at = time.monotonic()
         while True:
             time.sleep(0.1)
             now = time.time()
@@ -585,15 +610,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 if lg.returncode != 0:
                     raise SystemExit(f"load generator failed ({lg.returncode})")
                 load = json.loads(box[0])
+                snap, progress_at = snapshot(), time.monotonic()
+            if sink.final > seen:
+                seen = sink.final
+                snap, progress_at = snapshot(), time.monotonic()
             if load is not None and sink.final >= load["accepted"]:
+                break
+            if load is not None and time.monotonic() - progress_at > args.settle:
+                out["gave_up_after_s_without_a_dlr"] = args.settle
                 break
             if time.monotonic() > deadline:
                 out["timed_out"] = True
                 break
         t_end = time.time()
-        cpu = [e2e.proc_cpu(p) - c0 for p, c0 in zip(pids, cpu0, strict=True)]
-        harness = time.process_time() - harness0
-        sim_cpu = e2e.proc_cpu(sim.pid) - sim_cpu0
+        cpu, harness, sim_cpu = snap
         if load is None:
             lg.kill()
             raise SystemExit("timed out before the load generator finished")
@@ -641,6 +671,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         })
         out["sim"] = {k: st.get(k) for k in ("submits", "submits_ok", "dlrs_sent", "dlrs_acked")
                       } if submits else None
+        # (kannel.stderr repeats the log files' lines: -v 2 = the same level)
+        out["kannel_log"] = log_summary([work / "bearerbox.log", work / "smsbox.log"])
         m = re.search(r"^SMS: received (.*)$", status_text, re.M)
         out["kannel_status_sms"] = m.group(0) if m else None
         return out
@@ -680,6 +712,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="smsbox's max-pending-requests (default %(default)s, Kannel's)")
     ap.add_argument("--timeout", type=float, default=600.0,
                     help="seconds to wait for every DLR (default %(default)s)")
+    ap.add_argument("--settle", type=float, default=10.0,
+                    help="after the last request, stop waiting when no DLR came for this "
+                         "many seconds; the missing ones count as lost (default %(default)s)")
     ap.add_argument("--workdir", help="parent of the temporary run directory")
     ap.add_argument("--keep", action="store_true", help="keep the run directory (config, logs)")
     ap.add_argument("--print-config", action="store_true",
