@@ -190,14 +190,28 @@ def run_loadgen(port: int, n: int, mix: str, batch: int, connections: int, rate:
     cpu0 = time.process_time()
     outstanding = 0
 
+    # Every connection stays registered for reading (a closed loop: nothing arrives on an
+    # idle one) and a request goes out with one non-blocking send: per request this client
+    # makes a send, a recv and its share of a select, not also two epoll_ctl and two fcntl.
+    # In a closed loop the client's turnaround is part of every request's cycle: single
+    # mode, 7 interleaved pairs (session 7), this client's CPU 26-31 -> 22-27 us/request
+    # and the gateway's req/s higher in 5 pairs (mean 6,068 -> 6,712).
+    for s in socks:
+        sel.register(s, selectors.EVENT_READ)
+
     def send(s: socket.socket, idx: int, now: float) -> None:
         nonlocal outstanding, sent_msgs
         st = state[s]
         st[1], st[2] = now, idx
-        s.setblocking(True)
-        s.sendall(requests[idx])
-        s.setblocking(False)
-        sel.register(s, selectors.EVENT_READ)
+        data = requests[idx]
+        try:
+            sent = s.send(data)
+        except BlockingIOError:
+            sent = 0
+        if sent < len(data):  # a big batch body: the rest blocking
+            s.setblocking(True)
+            s.sendall(data[sent:])
+            s.setblocking(False)
         outstanding += 1
         sent_msgs += sizes[idx]
 
@@ -238,7 +252,6 @@ def run_loadgen(port: int, n: int, mix: str, batch: int, connections: int, rate:
             status = int(buf[9:12])
             body = bytes(buf[head_end + 4:total])
             del buf[:total]
-            sel.unregister(s)
             outstanding -= 1
             idle.append(s)
             statuses[status] = statuses.get(status, 0) + 1
