@@ -55,6 +55,7 @@ from gateway.pipeline.dispatch import (
     PENDING,
     SENDING,
     SUBMITTED,
+    UNKNOWN,
     UNKNOWN_RECEIPT,
 )
 from gateway.pipeline.ids import ID_LENGTH, time_prefix
@@ -82,6 +83,7 @@ from gateway.store.retention import (
     record_chunk,
     start_chunk,
 )
+from gateway.store.unknown_parts import PruneUnknownParts, dest_of, unknown_part_chunk
 from rules.delivery_errors import SEGMENT_CLASSES
 from rules.model import ErrorClass
 
@@ -111,6 +113,7 @@ __all__ = [
     "message_unsent",
     "message_verdict",
     "start_prunable",
+    "unknown_parts_of",
     "young_id_prefix",
 ]
 
@@ -145,7 +148,8 @@ WEBHOOK_CURSOR_PREFIX: Final = "webhook:"
 
 #: Pruned-key kinds (metric label ``kind``).
 KINDS: Final = ("messages", "carrier_ids", "idempotency", "events", "errors", "links",
-                 "clicks", "message_clicks", "optin_challenges", "optin_starts")
+                 "clicks", "message_clicks", "optin_challenges", "optin_starts",
+                 "unknown_parts")
 #: An expired opt-in challenge stays this long (a late verify answers ``expired``, not
 #: ``unknown_challenge``; docs/marketing.md proposed ``expires_at`` + 1 day).
 CHALLENGE_GRACE_S: Final = 86_400.0
@@ -266,6 +270,14 @@ def carrier_ids_of(rec: MessageRecord) -> list[tuple[str, str]]:
                 if cid and (p.carrier, cid) not in out:
                     out.append((p.carrier, cid))
     return out
+
+
+def unknown_parts_of(rec: MessageRecord) -> list[tuple[str, str]]:
+    """The ``(carrier, destination)`` pairs the ``unknown_parts`` entries of ``rec`` may be
+    under (``gateway.store.unknown_parts``): one per carrier of its parts still
+    ``unknown`` (an adopted part's entry went with its adoption)."""
+    return sorted({(p.carrier, dest_of(rec.to)) for p in rec.parts
+                   if p.status == UNKNOWN and p.carrier})
 
 
 def carrier_id_prunable(rec: CarrierIdRecord, message_exists: bool, now: float,
@@ -507,7 +519,8 @@ class Retention:
         if s.links_s > 0:
             steps += [("links", self._links), ("clicks", self._clicks),
                       ("message_clicks", self._message_clicks)]
-        steps += [("optin_challenges", self._challenges), ("optin_starts", self._starts)]
+        steps += [("optin_challenges", self._challenges), ("optin_starts", self._starts),
+                  ("unknown_parts", self._unknown_parts)]
         failed: list[str] = []
         st = self.stats
         try:
@@ -596,9 +609,10 @@ class Retention:
                 else:
                     sw.kept[verdict] = sw.kept.get(verdict, 0) + 1
             if doomed:
-                op = PruneMessages(doomed, prunable, carrier_ids_of)
+                op = PruneMessages(doomed, prunable, carrier_ids_of, unknown_parts_of)
                 await self._commit(op)
                 sw.pruned["messages"] += op.messages
+                sw.pruned["unknown_parts"] += op.unknown_parts
                 sw.pruned["carrier_ids"] += op.carrier_ids
                 sw.pruned["idempotency"] += op.claims
             if pos is not None or doomed:
@@ -650,6 +664,18 @@ class Retention:
 
         await self._prune_keys(read, prune or partial(PruneRecords, db, decoder, check=check),
                                kind, sw)
+
+    async def _unknown_parts(self, now: float, sw: _Sweep) -> None:
+        # The reconciliation index (gateway.store.unknown_parts): an entry older than the
+        # receipt window can no longer be a candidate (the inbound processor ignores it).
+        older_than = now - self.settings.receipt_window_s
+
+        def read(start: bytes, tx: Any) -> tuple[list[bytes], bytes | None]:
+            found, pos = unknown_part_chunk(tx, start, CHUNK_KEYS)
+            return [key for key, e in found if e.at < older_than], pos
+
+        await self._prune_keys(read, partial(PruneUnknownParts, older_than=older_than),
+                               "unknown_parts", sw)
 
     async def _starts(self, now: float, sw: _Sweep) -> None:
         keep_s = self.settings.starts_s

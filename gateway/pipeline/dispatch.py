@@ -47,6 +47,7 @@ the commit of its carrier id.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import math
@@ -91,6 +92,8 @@ from gateway.store import (
 )
 from gateway.store.batch import DELETE, PUT
 from gateway.store.kv import Db, KvTxn
+from gateway.store.records import UnknownPart
+from gateway.store.unknown_parts import dest_of
 
 __all__ = [
     "MESSAGE_FINAL",
@@ -942,6 +945,16 @@ class Dispatcher:
                                           "updated_at": now}
                 if not retry:
                     fields["reason"] = REASON_NO_RESPONSE
+                    # Their receipts may still come: index them for reconciliation
+                    # (``_index_unknown``), handed out at the mark (the lease's time, or
+                    # the record's ``updated_at`` written with the ``sending`` mark).
+                    sent_at = leased.at if leased is not None else (
+                        rec.updated_at if rec.updated_at is not None else rec.created_at)
+                    for i, ch in idx.items():
+                        carrier = leased.carrier if leased is not None \
+                            and "carrier" in ch else rec.parts[i].carrier
+                        if carrier:
+                            self._index_unknown(batch, rec, i, carrier, sent_at, now=now)
                 batch.update_message(rec.id, _Apply(
                     idx, fields,
                     HistoryEntry(now, new_status, REASON_NO_RESPONSE, detail), roll=True,
@@ -1710,6 +1723,9 @@ class Dispatcher:
             if "status" in ch and i < len(parts_after) and parts_after[i].status in (
                     PENDING, SENDING):
                 parts_after[i] = _replace(parts_after[i], status=ch["status"])
+                if ch["status"] == UNKNOWN:
+                    # handed to the bind at the flight's mark, no answer by now
+                    self._index_unknown(batch, rec, i, fl.carrier, fl.sent_at, now=now)
         new_status = rollup(parts_after) or QUEUED
         history = None
         if new_status != rec.status or detail is not None:
@@ -1723,6 +1739,17 @@ class Dispatcher:
                 self._n["unknown"] += 1
             self._status_event(batch, rec, new_status, now, reason=reason, detail=detail,
                                carrier=fl.carrier)
+
+    @staticmethod
+    def _index_unknown(batch: WriteBatch, rec: MessageRecord, part: int, carrier: str,
+                       sent_at: float, *, now: float) -> None:
+        """A part becoming ``unknown``: index it so that its receipt, which no committed
+        carrier id matches, can still find it (``gateway.store.unknown_parts``; the
+        inbound processor's reconciliation). The SMSC got it, if at all, between its
+        hand-over (``sent_at``) and ``now``."""
+        with contextlib.suppress(ValueError):  # a NUL in the address: not indexed
+            batch.put_unknown_part(carrier, dest_of(rec.to), UnknownPart(
+                rec.id, part, sent_at, max(now, sent_at), now))
 
     def _complete_accepted(self, batch: WriteBatch, fl: _Flight, rec: MessageRecord,
                            now: float, expect: tuple[float | None] | None) -> None:

@@ -32,6 +32,7 @@ from .keys import (
     error_key,
     error_prefix,
     to_ms,
+    unknown_part_key,
 )
 from .kv import Db
 from .records import (
@@ -42,6 +43,7 @@ from .records import (
     Lease,
     MessageRecord,
     RecipientRecord,
+    UnknownPart,
 )
 
 __all__ = ["MessageUpdate", "RecipientUpdate", "TxnFn", "WriteBatch"]
@@ -178,6 +180,17 @@ class WriteBatch:
     def delete_carrier_id(self, carrier: str, carrier_msg_id: str) -> None:
         """Forget a carrier message id."""
         self.ops.append((DELETE, Db.CARRIER_IDS, carrier_key(carrier, carrier_msg_id)))
+
+    # unknown parts (receipt reconciliation, ``gateway.store.unknown_parts``)
+    def put_unknown_part(self, carrier: str, dest: str, entry: UnknownPart) -> None:
+        """Index a part that became ``unknown`` under its carrier and destination as sent."""
+        key = unknown_part_key(carrier, dest, entry.sent_at, entry.message_id, entry.part)
+        self.ops.append((PUT, Db.UNKNOWN_PARTS, key, _encode(entry)))
+
+    def delete_unknown_part(self, carrier: str, dest: str, entry: UnknownPart) -> None:
+        """Remove the index entry ``put_unknown_part`` made (absent is no error)."""
+        key = unknown_part_key(carrier, dest, entry.sent_at, entry.message_id, entry.part)
+        self.ops.append((DELETE, Db.UNKNOWN_PARTS, key))
 
     # errors
     def add_error(self, phone: str, entry: ErrorEntry) -> None:

@@ -9,6 +9,9 @@
 * ``events``: 8-byte big-endian sequence number.
 * ``carrier_ids``: carrier + ``\\0`` + carrier message id (as the caller normalised it).
 * ``messages`` / ``recipients`` / ``idempotency``: the UTF-8 id, phone or client key.
+* ``unknown_parts``: carrier + ``\\0`` + destination as sent + ``\\0`` + 8-byte big-endian
+  ``sending`` time in ms + 2-byte part index + message id: one carrier's parts to one
+  destination are contiguous (``unknown_part_prefix``), oldest first.
 
 LMDB refuses keys over 511 bytes; ``check_key`` says so early, naming the field.
 """
@@ -31,11 +34,14 @@ __all__ = [
     "parse_event_key",
     "parse_outbox_key",
     "to_ms",
+    "unknown_part_key",
+    "unknown_part_prefix",
 ]
 
 MAX_KEY_BYTES = 511  # LMDB's compiled-in MDB_MAXKEYSIZE (mdb_env_get_maxkeysize)
 
 _U64 = struct.Struct(">Q")
+_U16 = struct.Struct(">H")
 
 
 def to_ms(t: float) -> int:
@@ -115,3 +121,16 @@ def carrier_key(carrier: str, carrier_msg_id: str) -> bytes:
         _no_nul(carrier_msg_id, "carrier message id")
         check_key(key, "carrier_ids")
     return key
+
+
+def unknown_part_prefix(carrier: str, dest: str) -> bytes:
+    """The common prefix of the ``unknown_parts`` keys of ``carrier`` and ``dest``."""
+    return _no_nul(carrier, "carrier") + b"\0" + _no_nul(dest, "destination") + b"\0"
+
+
+def unknown_part_key(carrier: str, dest: str, sent_at: float, message_id: str,
+                     part: int) -> bytes:
+    """``unknown_parts`` key of part ``part`` of ``message_id``, marked ``sending`` at
+    ``sent_at``."""
+    return check_key(unknown_part_prefix(carrier, dest) + _U64.pack(to_ms(sent_at))
+                     + _U16.pack(part) + message_id.encode(), "unknown_parts")

@@ -31,6 +31,8 @@ class Db(enum.Enum):
     MESSAGE_CLICKS = b"message_clicks"  # message id -> MessageClicks
     OPTIN_CHALLENGES = b"optin_challenges"  # challenge id -> Challenge
     OPTIN_STARTS = b"optin_starts"  # p:phone\0 / i:ip\0 + time ms -> b""
+    # receipt reconciliation (gateway/store/unknown_parts.py, docs/pipeline.md "Inbound")
+    UNKNOWN_PARTS = b"unknown_parts"  # carrier\0 dest\0 + sent ms + part + message id
 
     # Every store op looks its database handle up by member. Enum's own __hash__ is
     # Python code (hash of the name): 0.14 us a lookup against 0.02 us for the identity

@@ -40,6 +40,7 @@ __all__ = [
     "RecipientRecord",
     "SendEntry",
     "StoreStats",
+    "UnknownPart",
 ]
 
 
@@ -260,6 +261,23 @@ class Lease(_Record, frozen=True):
 
     carrier: str
     parts: tuple[int, ...]
+    at: float
+
+
+class UnknownPart(_Record, frozen=True):
+    """A part whose submit got no answer (status ``unknown``), indexed so that its receipt,
+    which the carrier id cannot match, may still find it (``unknown_parts`` database;
+    ``gateway.store.unknown_parts``). The key holds the carrier and the destination as
+    sent; the times are our clock (epoch seconds)."""
+
+    message_id: str
+    part: int
+    #: The part was handed to the bind at or after ``sent_at`` (its ``sending`` mark) ...
+    sent_at: float
+    #: ... and reached the SMSC, if it did, no later than ``until`` (the outcome: response
+    #: timeout, connection cut; or the restart that found it ``sending``).
+    until: float
+    #: When it was indexed (its age for ``[pipeline] carrier_id_ttl_s``).
     at: float
 
 

@@ -29,6 +29,7 @@ from .keys import MAX_KEY_BYTES, carrier_key, from_ms, parse_event_key, parse_ou
 from .kv import Db, KvTxn
 from .logic import CARRIER_ID, ERROR, EVENT_DECODER, IDEMPOTENCY, MESSAGE
 from .records import CarrierIdRecord, ErrorEntry, Event, MessageRecord
+from .unknown_parts import delete_entries_of
 
 __all__ = [
     "CLICK",
@@ -172,23 +173,29 @@ def error_chunk(
 
 class PruneMessages:
     """In the write txn: delete each listed message that ``prunable(record)`` still
-    accepts, with the carrier ids and the idempotency claim that point at it.
+    accepts, with the carrier ids and the idempotency claim that point at it (and its
+    ``unknown_parts`` entries, given ``unknown_parts_of``).
 
     A carrier id or claim is deleted only when its stored value names this message (a
     carrier may reuse an id; a key may have been claimed again since).
     """
 
-    __slots__ = ("carrier_ids", "carrier_ids_of", "claims", "ids", "messages", "prunable")
+    __slots__ = ("carrier_ids", "carrier_ids_of", "claims", "ids", "messages", "prunable",
+                 "unknown_parts", "unknown_parts_of")
 
     def __init__(self, ids: Sequence[str], prunable: Callable[[MessageRecord], bool],
-                 carrier_ids_of: CarrierIdsOf) -> None:
+                 carrier_ids_of: CarrierIdsOf,
+                 unknown_parts_of: CarrierIdsOf | None = None) -> None:
         self.ids = tuple(ids)
         self.prunable = prunable
         self.carrier_ids_of = carrier_ids_of
-        self.messages = self.carrier_ids = self.claims = 0
+        #: ``(carrier, destination)`` pairs the message's ``unknown_parts`` entries may be
+        #: under (``gateway.store.unknown_parts``); None: none looked for.
+        self.unknown_parts_of = unknown_parts_of
+        self.messages = self.carrier_ids = self.claims = self.unknown_parts = 0
 
     def __call__(self, tx: KvTxn) -> tuple[()]:
-        self.messages = self.carrier_ids = self.claims = 0
+        self.messages = self.carrier_ids = self.claims = self.unknown_parts = 0
         for mid in self.ids:
             key = mid.encode()
             raw = tx.get(Db.MESSAGES, key)
@@ -212,6 +219,10 @@ class PruneMessages:
                 if v is not None and CARRIER_ID.decode(v).message_id == mid:
                     tx.delete(Db.CARRIER_IDS, ck)
                     self.carrier_ids += 1
+            if self.unknown_parts_of is not None:
+                pairs = list(self.unknown_parts_of(rec))
+                if pairs:
+                    self.unknown_parts += delete_entries_of(tx, mid, pairs)
             if rec.idempotency_key:
                 ik = rec.idempotency_key.encode()
                 if 0 < len(ik) <= MAX_KEY_BYTES:

@@ -237,7 +237,7 @@ async def test_a_whole_sweep_prunes_the_same_on_both_stores(
         assert retention.stats.pruned == {"messages": 1, "carrier_ids": 2, "idempotency": 1,
                                           "events": 3, "errors": 2, "links": 0, "clicks": 0,
                                           "message_clicks": 0, "optin_challenges": 0,
-                                          "optin_starts": 0}
+                                          "optin_starts": 0, "unknown_parts": 0}
         assert [store.get_message(old_id(i)) is None for i in (1, 2, 3)] == [True, False, False]
         assert [e.seq for e in store.events_after(0, 10)] == [4, 5, 6]
         assert store.get_recipient(KEEP_PHONE) is not None
