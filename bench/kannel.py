@@ -15,7 +15,10 @@ What runs:
   ``smsbox-interface`` and ``sendsms-interface``): ``dlr-storage = internal``, no message
   store unless ``--store``, ``--binds`` ``smsc = smpp`` groups (one SMSC id, transceiver
   mode) with ``max-pending-submits = --window`` and no ``throughput`` limit, one
-  ``sendsms-user``; logs at warning level (the gateway's bench config logs at warning too);
+  ``sendsms-user``; logs at warning level (the gateway's bench config logs at warning too).
+  One bind by default: with two, the simulator may send a receipt on the other bind
+  before Kannel has stored the DLR entry from the submit_sm_resp, and Kannel 1.4.5 drops
+  it ("DLR ... not found"; counted under ``kannel_log`` and ``lost``);
 * a DLR sink (a selectors HTTP/1.1 keep-alive server in a thread of this process) that
   counts Kannel's DLR callbacks and records when each arrived. The ``dlr-url`` carries the
   message's index and Kannel's ``%d`` (1 delivered, 2 failed, 4 buffered, 8 SMSC ack,
@@ -35,7 +38,9 @@ What the numbers count:
 * ``e2e_messages_per_s``: n / (first request -> last final DLR callback), i.e. accept ->
   submit -> receipt -> DLR handed back upstream over HTTP;
 * ``kannel_cpu_s``: bearerbox + smsbox user+system CPU from ``/proc`` over the same
-  window; ``harness_cpu_s``: the load generator, the sink and the poller (other core).
+  window; ``harness_cpu_s``: the load generator, the sink and the poller (other core);
+* ``calibration_us``: the VM's speed before and after the load (``bench/_calibrate.py``,
+  as ``bench/e2e.py`` reports it; lower is faster).
 
     .venv/bin/python bench/kannel.py -n 20000 --connections 64 --window 256
 
@@ -570,6 +575,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         time.sleep(0.5)  # smsbox's link to bearerbox comes up after sendsms listens
         out["listening"] = listeners([p.pid for p in boxes])
         pids = [p.pid for p in boxes]
+        # The VM's speed before and after the load (bench/_calibrate.py through e2e.py),
+        # so that a run can be placed in its stretch like the gateway's runs.
+        calibrate = getattr(e2e, "calibrate", None)
+        calib_before = calibrate() if calibrate else None
         cpu0 = [e2e.proc_cpu(p) for p in pids]
         sim_cpu0 = e2e.proc_cpu(sim.pid)
         harness0 = time.process_time()
@@ -624,6 +633,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 break
         t_end = time.time()
         cpu, harness, sim_cpu = snap
+        calib_after = calibrate() if calibrate else None
         if load is None:
             lg.kill()
             raise SystemExit("timed out before the load generator finished")
@@ -666,6 +676,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                        "smsbox_max_pending": args.smsbox_max_pending or "default",
                        "max_pending_requests": args.max_pending_requests,
                        "log_level": 2, "transceiver_mode": True},
+            "calibration_us": {"before": calib_before, "after": calib_after},
             "kannel_version": kannel_version(bearerbox),
             "cpus": os.cpu_count(),
         })

@@ -435,6 +435,13 @@ def _read_inbound(f: _Families, s: object) -> None:
     f.counter("smsgw_receipts_unmatched",
               "Receipts that matched no submitted part.").add_metric(
         [], _num(_get(s, "unmatched")))
+    f.counter("smsgw_receipts_reconciled",
+              "Receipts no carrier id matched, adopted by the one part left unknown for "
+              "them (same carrier and destination, submit time).").add_metric(
+        [], _num(_get(s, "reconciled")))
+    f.counter("smsgw_receipts_reconcile_ambiguous",
+              "Receipts left unmatched because several messages could be theirs.").add_metric(
+        [], _num(_get(s, "reconcile_ambiguous")))
     f.counter("smsgw_inbound_duplicates",
               "Receipts or MO re-delivered by the carrier and recognised.").add_metric(
         [], _num(_get(s, "duplicates")))

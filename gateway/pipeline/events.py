@@ -30,6 +30,7 @@ from gateway.store.records import Event
 
 __all__ = [
     "CONSENT",
+    "EVENT_DATA_RECEIPT",
     "LINK_CLICKED",
     "MESSAGE_STATUS",
     "MO",
@@ -91,6 +92,14 @@ class ReceiptData(_Data, kw_only=True, omit_defaults=True):
     error_class: str | None = None
     done_at: float | None = None
     metadata: msgspec.Raw | None = None
+    #: True when no carrier id matched the receipt and it was reconciled with a part
+    #: whose submit got no answer (same carrier and destination, submit time; see
+    #: gateway.pipeline.inbound ``_reconcile``). Absent otherwise.
+    reconciled: bool | None = None
+
+
+#: Decodes a ``receipt`` event's data back (``ReceiptData``).
+EVENT_DATA_RECEIPT: Final = msgspec.json.Decoder(ReceiptData)
 
 
 class MoData(_Data, kw_only=True, omit_defaults=True):

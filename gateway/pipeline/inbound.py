@@ -75,12 +75,14 @@ from gateway.pipeline.dispatch import (
     RECEIPT_FINAL,
     REJECTED,
     UNDELIVERED,
+    UNKNOWN,
     UNKNOWN_RECEIPT,
     ReceiptGate,
     rollup,
     rollup_one,
 )
 from gateway.pipeline.events import (
+    EVENT_DATA_RECEIPT,
     MESSAGE_STATUS,
     RECEIPT,
     ConsentData,
@@ -117,11 +119,13 @@ from gateway.store import (
     StoreError,
     WriteBatch,
 )
-from gateway.store.batch import MESSAGE_DECODER
+from gateway.store.batch import EVENT, MESSAGE_DECODER
 from gateway.store.keys import MAX_KEY_BYTES, carrier_key
 from gateway.store.kv import Db, KvTxn
 from gateway.store.logic import CARRIER_ID
 from gateway.store.records import ErrorSummary as StoredErrors
+from gateway.store.records import UnknownPart
+from gateway.store.unknown_parts import dest_of, entries_for
 from rules.delivery_errors import classify_delivery_error, record_delivered, record_error
 from rules.keywords import ConsentChange, KeywordSets, apply_mo, classify, handle_mo
 from rules.model import ErrorClass, ErrorSummary
@@ -146,6 +150,23 @@ KEYWORDS_KEPT: Final = 50
 #: What identifies a re-sent MO or fragment (``InboundProcessor._mo_key``).
 _MoKey = tuple[str, str, str, int, int, bytes, bytes, tuple[int, int, int] | None]
 DEFERRED_RETRY_S: Final = 0.1
+#: Reconciliation (``InboundProcessor._reconcile``): how far apart our clock and the SMSC's
+#: may be. The receipt's ``submit date`` is the SMSC's clock truncated to the minute, so the
+#: SMSC took the part within ``[submit date, + 60 s)`` of its clock; an index entry says we
+#: handed the part out within ``[sent_at, until]`` of ours. The two intervals must meet
+#: once each is widened by this much: NTP-synchronised hosts agree within well under a
+#: second, a minute also covers an SMSC clock that drifts or steps. Wider only costs
+#: ambiguity (more candidates: the receipt then stays unmatched), never a wrong match
+#: of its own.
+RECONCILE_SKEW_S: Final = 60.0
+#: Reconciliation reads the receipt's dates as UTC, as ``done_at`` is read everywhere (the
+#: receipt has no zone). An SMSC writing its local time in another zone would shift the
+#: submit minute by hours onto another part, so a receipt is reconciled only when its
+#: ``done date`` shows that clock agrees with ours: not after our receive time (+ the
+#: skew: zones east of UTC are refused) and at most this long before it (zones west of
+#: UTC are at least an hour behind). The price: a receipt the SMSC held longer than this
+#: (our binds down for longer) is not reconciled; it stays unmatched.
+RECONCILE_DONE_AGE_S: Final = 1800.0
 PENDING_COMMIT_WAIT_S: Final = 5.0
 #: Upper bounds (seconds) of the deliver_sm arrival -> ack buckets (``InboundStats``).
 #: An SMSC sends at most its window of unacked deliveries per session (64 is common), so
@@ -212,6 +233,12 @@ class InboundStats(msgspec.Struct, frozen=True, kw_only=True):
     ack_latency_buckets: tuple[tuple[float, int], ...] = ()
     ack_latency_sum: float = 0.0
     ack_latency_count: int = 0
+    #: Receipts no carrier id matched that were adopted by an ``unknown`` part (the one
+    #: index candidate: same carrier and destination, sending time within the receipt's
+    #: submit minute; counted in ``receipts`` too, not in ``unmatched``).
+    reconciled: int = 0
+    #: Receipts left ``receipt.unmatched`` because several messages were candidates.
+    reconcile_ambiguous: int = 0
 
 
 def _epoch(d: datetime) -> float:
@@ -337,6 +364,44 @@ def _apply_receipt(old: MessageRecord | None,
     return _replace(old, parts=parts, updated_at=now), st
 
 
+def _mark_reconciled(batch: WriteBatch, start: int) -> None:
+    """The ``receipt`` events appended from op ``start`` on say ``reconciled`` (their payload
+    re-encoded: the matched path's encoding stays as it is)."""
+    ops = batch.ops
+    for i in range(start, len(ops)):
+        op = ops[i]
+        if op[0] == EVENT and op[1].type == RECEIPT:
+            ev = op[1]
+            data = _replace(EVENT_DATA_RECEIPT.decode(ev.data), reconciled=True)
+            ops[i] = (EVENT, _replace(ev, data=_encode_payload(data)))
+
+
+class _AdoptPart:
+    """Message change: an ``unknown`` part takes the carrier id of the receipt reconciled
+    to it (``InboundProcessor._reconcile``; pure, runs on the writer thread too). A part
+    that is no longer ``unknown`` or has a carrier id is left alone (None)."""
+
+    __slots__ = ("carrier", "cid", "now", "part")
+
+    def __init__(self, part: int, carrier: str, cid: str, now: float) -> None:
+        self.part = part
+        self.carrier = carrier
+        self.cid = cid
+        self.now = now
+
+    def __call__(self, rec: MessageRecord) -> MessageRecord | None:
+        parts = rec.parts
+        i = self.part
+        if i >= len(parts) or parts[i].status != UNKNOWN or parts[i].carrier_msg_id is not None:
+            return None
+        new = list(parts)
+        new[i] = _replace(parts[i], carrier=self.carrier, carrier_msg_id=self.cid)
+        return _replace(rec, parts=tuple(new), updated_at=self.now, history=(
+            *rec.history, HistoryEntry(self.now, rec.status, "reconciled",
+                                       f"part {i + 1}: its receipt ({self.cid}) matched by "
+                                       "destination and submit time")))
+
+
 class _Work:
     """A message that receipts of the batch being built change (``_matched``)."""
 
@@ -348,8 +413,9 @@ class _Work:
         self.raw = raw
         #: The record after the batch's receipts so far.
         self.rec = rec
-        #: The receipts applied, in order (``_apply_receipt``'s arguments).
-        self.fns: list[_ReceiptChange] = []
+        #: The receipts applied, in order (``_apply_receipt``'s arguments; an
+        #: ``_AdoptPart`` before the receipt of a reconciled part).
+        self.fns: list[_ReceiptChange | _AdoptPart] = []
 
 
 class _WriteReceipts:
@@ -366,7 +432,8 @@ class _WriteReceipts:
 
     __slots__ = ("items",)
 
-    def __init__(self, items: list[tuple[bytes, bytes, bytes, list[_ReceiptChange]]]) -> None:
+    def __init__(self, items: list[tuple[bytes, bytes, bytes,
+                                         list[_ReceiptChange | _AdoptPart]]]) -> None:
         self.items = items
 
     def __call__(self, tx: KvTxn) -> tuple[()]:
@@ -382,6 +449,11 @@ class _WriteReceipts:
             rec = MESSAGE_DECODER.decode(stored)
             changed = False
             for change in fns:
+                if isinstance(change, _AdoptPart):  # (reconciliation only)
+                    adopted = change(rec)
+                    if adopted is not None:
+                        rec, changed = adopted, True
+                    continue
                 got = _apply_receipt(rec, change)
                 if got is not None:
                     rec, changed = got[0], True
@@ -739,17 +811,27 @@ class InboundProcessor:
             if waited:
                 again, misses = misses, []
                 self._lookup(again, found, misses)
+        works: dict[str, _Work] = {}
+        late: list[_Held] = []
         for h in misses:
             if (d is not None and h.keys and d.awaiting_response(h.carrier) > 0
                     and now - h.first_seen < self._grace):
                 self._held.append(h)  # its submit_sm_resp may still be on its way
                 continue
-            self._unmatched(batch, h, now)
+            late.append(h)
             acks.append(h.inbound)
+        if late:  # unmatched, or reconciled with an ``unknown`` part
+            flush = getattr(d, "flush", None)
+            if flush is not None:
+                # A submit that just timed out no longer counts as awaiting a response
+                # (no grace for its receipt) while its ``unknown`` outcome, which indexes
+                # it, may not be committed yet: let the dispatcher commit what it has.
+                with trio.move_on_after(PENDING_COMMIT_WAIT_S):
+                    await flush()
+            self._reconcile(batch, late, now, works, phones)
         self._n["deferred"] = len(self._held)
-        if not found:
+        if not found and not works:
             return
-        works: dict[str, _Work] = {}
         matched = 0
         for h, mid, mkey, part, raw in found:
             acks.append(h.inbound)
@@ -790,6 +872,112 @@ class InboundProcessor:
                 self._epochs.clear()
             t = self._epochs[d] = _epoch(d)
         return t
+
+    def _reconcile(self, batch: WriteBatch, late: list[_Held], now: float,
+                   works: dict[str, _Work], phones: set[str]) -> None:
+        """Receipts no carrier id matched, after their grace: each becomes
+        ``receipt.unmatched``, unless the ``unknown_parts`` index (parts whose submit got
+        no answer, ``gateway.store.unknown_parts``) has exactly one message for it: same
+        carrier, same destination (the receipt's source_addr), handed out within the
+        receipt's submit minute (``RECONCILE_SKEW_S``), indexed within
+        ``[pipeline] carrier_id_ttl_s``; and only a receipt whose done date is of our clock
+        (``RECONCILE_DONE_AGE_S``). That message's part adopts the receipt: its
+        carrier id is committed (later receipts of the id match as usual), the receipt is
+        applied as ``_matched`` applies it (status, roll-up, events, error class and
+        history) and its ``receipt`` event says ``reconciled``; the entry goes.
+
+        Several messages -> ambiguous: unmatched (never attach a receipt to a message it
+        may not belong to). Parts of ONE message are interchangeable for its receipts (a
+        receipt does not say which segment it is for): the lowest part still ``unknown``
+        without a carrier id takes it. A candidate whose part is no longer ``unknown`` (a
+        receipt adopted it; a part sent again has its own carrier id) is not adopted, but
+        still counts: the receipt may be its own, so it stays unmatched.
+
+        The rare path only: nothing here runs for a receipt its carrier id matched."""
+        ttl = self._config.pipeline.carrier_id_ttl_s
+        asks: list[tuple[_Held, str, float]] = []
+        for h in late:
+            r = h.receipt
+            done = None if r.done_date is None else _epoch(r.done_date)
+            if r.submit_date is None or h.key is None or done is None \
+                    or not now - RECONCILE_DONE_AGE_S <= done <= now + RECONCILE_SKEW_S:
+                self._unmatched(batch, h, now)  # no date, or not one of our clock
+                continue
+            dest = dest_of(self._phone(h.inbound.pdu))
+            asks.append((h, dest, _epoch(r.submit_date)))
+        if not asks:
+            return
+
+        def read(tx: KvTxn) -> tuple[list[list[tuple[bytes, UnknownPart]]], dict[str, bytes]]:
+            get = tx.getter(Db.MESSAGES)
+            raws: dict[str, bytes] = {}
+            out = []
+            for h, dest, _ in asks:
+                entries = entries_for(tx, h.carrier, dest)
+                for _, e in entries:
+                    if e.message_id not in raws and e.message_id not in works:
+                        raw = get(e.message_id.encode())
+                        if raw is not None:
+                            raws[e.message_id] = raw
+                out.append(entries)
+            return out, raws
+
+        found, raws = self._store.read(read)
+        adopted: dict[tuple[str, str], tuple[_Work, int]] = {}  # (carrier, key) this batch
+        taken: set[bytes] = set()  # index keys adopted in this batch
+        for (h, dest, start), entries in zip(asks, found, strict=True):
+            key = h.key
+            assert key is not None
+            again = adopted.get((h.carrier, key))
+            if again is not None:  # a copy of a receipt adopted in this batch
+                self._n["receipts"] += 1
+                self._matched(batch, h, again[0], again[1], now=now, phones=phones)
+                continue
+            lo = start - RECONCILE_SKEW_S
+            hi = start + 60.0 + RECONCILE_SKEW_S
+            cands = [(k, e) for k, e in entries
+                     if k not in taken and now - e.at <= ttl and e.sent_at <= hi
+                     and e.until >= lo]
+            mids = {e.message_id for _, e in cands}
+            if len(mids) != 1:
+                if mids:
+                    self._n["reconcile_ambiguous"] += 1
+                self._unmatched(batch, h, now)
+                continue
+            mid = cands[0][1].message_id
+            w = works.get(mid)
+            if w is None:
+                raw = raws.get(mid)
+                if raw is None:  # its message is gone
+                    self._unmatched(batch, h, now)
+                    continue
+                w = works[mid] = _Work(mid.encode(), raw, MESSAGE_DECODER.decode(raw))
+            parts = w.rec.parts
+            choice = None
+            for k, e in sorted(cands, key=lambda c: c[1].part):
+                p = parts[e.part] if e.part < len(parts) else None
+                if p is not None and p.status == UNKNOWN and p.carrier_msg_id is None \
+                        and p.carrier in (None, h.carrier):
+                    choice = (k, e)
+                    break
+            if choice is None:  # no longer unknown: not adopted blindly
+                self._unmatched(batch, h, now)
+                continue
+            k, e = choice
+            adopt = _AdoptPart(e.part, h.carrier, h.receipt.message_id, now)
+            new = adopt(w.rec)
+            assert new is not None  # the checks above are its own
+            w.rec = new
+            w.fns.append(adopt)
+            taken.add(k)
+            adopted[(h.carrier, key)] = (w, e.part)
+            batch.put_carrier_id(h.carrier, key, mid, e.part, now)
+            batch.delete_unknown_part(h.carrier, dest, e)
+            n0 = len(batch.ops)
+            self._matched(batch, h, w, e.part, now=now, phones=phones)
+            _mark_reconciled(batch, n0)
+            self._n["reconciled"] += 1
+            self._n["receipts"] += 1
 
     def _unmatched(self, batch: WriteBatch, h: _Held, now: float) -> None:
         r = h.receipt
@@ -1112,6 +1300,7 @@ class InboundProcessor:
             mo_incomplete=n["mo_incomplete"], replies=n["replies"],
             commit_failures=n["commit_failures"], acked=n["acked"],
             mo_duplicates=n["mo_duplicates"], replies_suppressed=n["replies_suppressed"],
+            reconciled=n["reconciled"], reconcile_ambiguous=n["reconcile_ambiguous"],
             ack_latency_buckets=tuple(zip((*ACK_LATENCY_BUCKETS, float("inf")),
                                           itertools.accumulate(self._ack_counts), strict=True)),
             ack_latency_sum=self._ack_seconds, ack_latency_count=sum(self._ack_counts))

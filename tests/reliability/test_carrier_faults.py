@@ -195,10 +195,16 @@ async def test_random_rsyserr(tmp_path: Path) -> None:
                   status="ESME_RSYSERR") == failed
 
 
-async def test_responses_slower_than_the_timeout(tmp_path: Path) -> None:
+async def test_responses_slower_than_the_timeout(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """submit_sm_resp after 1.5 s, response_timeout_s 0.5: every part is ``unknown``
     (never resent, so never duplicated); the late answers are ignored; the SMSC's
-    receipts are still recorded (unmatched: the carrier id never reached us)."""
+    receipts (whose carrier ids never reached us) are reconciled with those parts (one
+    per destination and minute): every message ends ``delivered``, each with the carrier
+    id the SMSC gave it (tests/reliability/test_reconcile.py)."""
+    from tests.reliability.test_reconcile import attributions
+
+    monkeypatch.setenv("TZ", "UTC")  # the simulator's receipt dates: local time
     with run_sim(*SIM, "--resp-delay", "1500", tmp_path=tmp_path, log=True) as sim:
         gut = GatewayUnderTest(tmp_path, carriers=[sim_carrier(
             sim, "gw", "pw", response_timeout_s=0.5, window=16)])
@@ -207,14 +213,18 @@ async def test_responses_slower_than_the_timeout(tmp_path: Path) -> None:
                 load = Load(api, 0, 40, batch=40)
                 await load.run()
                 a = await settle(api, sim, load.accepted)
+                right, wrong, examples = await attributions(api, sim, load.accepted)
                 m = await metrics(gut)
         log = await sim_log(sim)
-    report("resp-delay 1.5 s > timeout 0.5 s", a, max_submits=submits_per_message(log))
+    report("resp-delay 1.5 s > timeout 0.5 s", a, max_submits=submits_per_message(log),
+           reconciled=metric(m, "smsgw_receipts_reconciled_total"), wrong=wrong)
     assert_promise(a)
-    assert a.unknown == a.accepted == 40
+    assert a.delivered == a.accepted == right == 40 and wrong == 0, examples
     assert submits_per_message(log) == 1
     assert metric(m, "smsgw_carrier_submit_resp_total", carrier="sim",
                   outcome="unknown") == 40
+    assert metric(m, "smsgw_receipts_reconciled_total") == 40
+    assert metric(m, "smsgw_receipts_unmatched_total") == 0
 
 
 async def test_smsc_initiated_unbind(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -1,0 +1,369 @@
+"""Reconciliation: a receipt no carrier id matches, for a part left ``unknown``.
+
+A part whose submit got no answer is indexed (``gateway.store.unknown_parts``) under its
+carrier, its destination as sent and its sending time. A receipt about to become
+``receipt.unmatched`` is adopted by the ONE message found there (same carrier and
+destination, sending time compatible with the receipt's submit minute), applied as a
+matched receipt (status, roll-up, events, error history), and its carrier id committed;
+none or several -> ``receipt.unmatched`` as before. These tests feed the processor
+directly (no dispatcher: nothing is held for a grace period) on the memory store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import msgspec
+import pytest
+import trio
+import trio.testing
+
+from gateway.config import GatewayConfig
+from gateway.pipeline.events import decode_data
+from gateway.pipeline.inbound import InboundProcessor
+from gateway.pipeline.recipients import RecipientCache
+from gateway.smpp import pdu as P
+from gateway.store import (
+    HistoryEntry,
+    MessageRecord,
+    PartRecord,
+    Store,
+    WriteBatch,
+)
+from gateway.store.kv import Db
+from gateway.store.records import UnknownPart
+from gateway.store.unknown_parts import entries_for
+
+from .conftest import NOW, make_config, put_recipients
+from .test_dispatch_harness import FakeInbound
+
+Clock = trio.testing.MockClock
+FR1, FR2 = "+33612345601", "+33612345602"
+#: The receipts' submit date: NOW's minute (2026-01-02 17:00 UTC).
+SUBMIT = datetime.fromtimestamp(NOW, UTC)
+
+
+def unknown_message(mid: str, to: str = FR1, *, parts: int = 1, carrier: str = "c1",
+                    statuses: Sequence[str] | None = None) -> MessageRecord:
+    sts = list(statuses) if statuses is not None else ["unknown"] * parts
+    return MessageRecord(
+        id=mid, created_at=NOW, to=to, text="hi", kind="campaign", campaign_id="camp",
+        status="unknown", reason="no_response", encoding="gsm7", segments=len(sts),
+        carrier=carrier, route="+",
+        parts=tuple(PartRecord(index=i, carrier=carrier, status=s) for i, s in enumerate(sts)),
+        history=(HistoryEntry(NOW, "queued"), HistoryEntry(NOW + 10, "unknown",
+                                                            "no_response")),
+        updated_at=NOW + 10)
+
+
+def entry(mid: str, part: int = 0, *, sent_at: float = NOW + 5, until: float = NOW + 10,
+          at: float | None = None) -> UnknownPart:
+    return UnknownPart(mid, part, sent_at, until, until if at is None else at)
+
+
+async def seed(store: Store, records: Sequence[MessageRecord],
+               entries: Sequence[tuple[str, str, UnknownPart]] = ()) -> None:
+    batch = WriteBatch()
+    for rec in records:
+        batch.put_message(rec)
+    for carrier, to, e in entries:
+        batch.put_unknown_part(carrier, to[1:], e)
+    await store.commit(batch)
+
+
+def receipt(source: str, cid: str, stat: str = "DELIVRD", err: str = "000", *,
+            submit: datetime = SUBMIT, done: datetime | None = None,
+            carrier: str | None = None) -> FakeInbound:
+    stamp = submit.strftime("%y%m%d%H%M")
+    done_stamp = (done or submit).strftime("%y%m%d%H%M")
+    text = (f"id:{cid} sub:001 dlvrd:001 submit date:{stamp} done date:{done_stamp} "
+            f"stat:{stat} err:{err} text:hi").encode()
+    inb = FakeInbound(P.DeliverSm(source_addr_ton=1, source_addr_npi=1, source_addr=source,
+                                  destination_addr="ACME", esm_class=0x04,
+                                  short_message=text))
+    if carrier is not None:
+        inb.carrier = carrier  # type: ignore[attr-defined]
+    return inb
+
+
+def processor(store: Store, config: GatewayConfig, *, at: float = NOW + 30
+              ) -> InboundProcessor:
+    return InboundProcessor(store, config, RecipientCache(store, policy=config.rules), None,
+                            None, clock=lambda: at)
+
+
+async def feed(proc: InboundProcessor, *inbs: FakeInbound) -> None:
+    await proc.process(list(inbs))  # type: ignore[arg-type]
+    assert all(i.acked for i in inbs)
+
+
+def events(store: Store, kind: str, mid: str | None = None) -> list[dict[str, object]]:
+    return [{"status": e.status, "message_id": e.message_id, **decode_data(e.data)}
+            for e in store.events_after(0, 1000)
+            if e.type == kind and (mid is None or e.message_id == mid)]
+
+
+def index(store: Store) -> list[UnknownPart]:
+    return store.read(lambda tx: [e for _, e in entries_for(tx, "c1", FR1[1:])]
+                      + [e for _, e in entries_for(tx, "c2", FR1[1:])])
+
+
+async def test_one_candidate_is_adopted(mem_store: Store, config: GatewayConfig,
+                                        autojump_clock: Clock) -> None:
+    await seed(mem_store, [unknown_message("M1")], [("c1", FR1, entry("M1"))])
+    proc = processor(mem_store, config)
+    await feed(proc, receipt(FR1[1:], "AB12"))
+    rec = mem_store.get_message("M1")
+    assert rec is not None and rec.status == "delivered"
+    assert rec.parts[0].status == "delivered" and rec.parts[0].carrier_msg_id == "AB12"
+    assert rec.parts[0].receipt_stat == "DELIVRD"
+    assert [h.reason for h in rec.history[-2:]] == ["reconciled", None]
+    hit = mem_store.lookup_carrier_id("c1", "AB12")
+    assert hit is not None and (hit.message_id, hit.part) == ("M1", 0)
+    assert index(mem_store) == []  # the entry went with the adoption
+    [ev] = events(mem_store, "receipt", "M1")
+    assert ev["reconciled"] is True and ev["carrier_message_id"] == "AB12"
+    assert ev["status"] == "delivered" and ev["part"] == 1
+    assert [e["status"] for e in events(mem_store, "message.status", "M1")] == ["delivered"]
+    assert events(mem_store, "receipt.unmatched") == []
+    st = proc.statistics()
+    assert (st.reconciled, st.unmatched, st.receipts, st.reconcile_ambiguous) == (1, 0, 1, 0)
+
+
+async def test_no_candidate_stays_unmatched(mem_store: Store, config: GatewayConfig,
+                                            autojump_clock: Clock) -> None:
+    await seed(mem_store, [unknown_message("M1", FR2)], [("c1", FR2, entry("M1"))])
+    proc = processor(mem_store, config)
+    await feed(proc, receipt(FR1[1:], "AB12"))  # another destination
+    [ev] = events(mem_store, "receipt.unmatched")
+    assert ev["carrier_message_id"] == "AB12" and "reconciled" not in ev
+    assert mem_store.get_message("M1").status == "unknown"  # type: ignore[union-attr]
+    assert mem_store.lookup_carrier_id("c1", "AB12") is None
+    st = proc.statistics()
+    assert (st.reconciled, st.unmatched, st.reconcile_ambiguous) == (0, 1, 0)
+
+
+async def test_two_messages_are_ambiguous(mem_store: Store, config: GatewayConfig,
+                                          autojump_clock: Clock) -> None:
+    await seed(mem_store, [unknown_message("M1"), unknown_message("M2")],
+               [("c1", FR1, entry("M1", sent_at=NOW + 5)),
+                ("c1", FR1, entry("M2", sent_at=NOW + 40, until=NOW + 45))])
+    proc = processor(mem_store, config)
+    await feed(proc, receipt(FR1[1:], "AB12"), receipt(FR1[1:], "CD34"))
+    assert len(events(mem_store, "receipt.unmatched")) == 2
+    for mid in ("M1", "M2"):
+        rec = mem_store.get_message(mid)
+        assert rec is not None and rec.status == "unknown" and rec.parts[0].carrier_msg_id is None
+    assert len(index(mem_store)) == 2
+    st = proc.statistics()
+    assert (st.reconciled, st.unmatched, st.reconcile_ambiguous) == (0, 2, 2)
+
+
+async def test_another_carriers_part_is_no_candidate(mem_store: Store,
+                                                     autojump_clock: Clock) -> None:
+    config = make_config(carriers=("c1", "c2"))
+    await seed(mem_store, [unknown_message("M1")], [("c1", FR1, entry("M1"))])
+    proc = processor(mem_store, config)
+    await feed(proc, receipt(FR1[1:], "AB12", carrier="c2"))
+    assert [e["carrier"] for e in events(mem_store, "receipt.unmatched")] == ["c2"]
+    assert mem_store.get_message("M1").status == "unknown"  # type: ignore[union-attr]
+    await feed(proc, receipt(FR1[1:], "AB12", carrier="c1"))  # its own carrier's receipt
+    assert mem_store.get_message("M1").status == "delivered"  # type: ignore[union-attr]
+
+
+# The receipt says submit date 17:00 (the SMSC took the part in [17:00:00, 17:01:00) of
+# its clock); our interval [sent_at, until] must meet [17:00 - 60 s, 17:01 + 60 s].
+@pytest.mark.parametrize(("sent_at", "until", "adopted"), [
+    (NOW - 70, NOW - 60.5, False),  # answered-by time half a second before the window
+    (NOW - 70, NOW - 60, True),  # ... touching it
+    (NOW + 59, NOW + 61, True),  # inside the minute
+    (NOW + 120, NOW + 125, True),  # handed out at the window's end
+    (NOW + 120.5, NOW + 125, False),  # ... half a second after it
+    (NOW - 3600, NOW + 3600, True),  # a long interval (a restart found it sending)
+])
+async def test_the_submit_minute_window(mem_store: Store, config: GatewayConfig,
+                                        autojump_clock: Clock, sent_at: float, until: float,
+                                        adopted: bool) -> None:
+    await seed(mem_store, [unknown_message("M1")],
+               [("c1", FR1, entry("M1", sent_at=sent_at, until=until, at=NOW + 10))])
+    proc = processor(mem_store, config, at=NOW + 600)
+    await feed(proc, receipt(FR1[1:], "AB12"))
+    rec = mem_store.get_message("M1")
+    assert rec is not None and (rec.status == "delivered") is adopted
+    assert proc.statistics().reconciled == int(adopted)
+
+
+async def test_an_entry_older_than_the_receipt_window_is_no_candidate(
+        mem_store: Store, config: GatewayConfig, autojump_clock: Clock) -> None:
+    ttl = config.pipeline.carrier_id_ttl_s
+    await seed(mem_store, [unknown_message("M1")], [("c1", FR1, entry("M1", at=NOW))])
+    proc = processor(mem_store, config, at=NOW + ttl + 1)
+    await feed(proc, receipt(FR1[1:], "AB12", done=datetime.fromtimestamp(NOW + ttl, UTC)))
+    assert proc.statistics().unmatched == 1
+    assert mem_store.get_message("M1").status == "unknown"  # type: ignore[union-attr]
+
+
+async def test_a_failure_receipt_reaches_the_error_history(mem_store: Store,
+                                                          autojump_clock: Clock) -> None:
+    config = make_config(error_codes={"001": "temporary_unreachable"})
+    await put_recipients(mem_store, [FR1])
+    await seed(mem_store, [unknown_message("M1")], [("c1", FR1, entry("M1"))])
+    proc = processor(mem_store, config)
+    await feed(proc, receipt(FR1[1:], "AB12", "UNDELIV", "001"))
+    rec = mem_store.get_message("M1")
+    assert rec is not None and rec.status == "undelivered"
+    assert rec.parts[0].error_class == "temporary_unreachable"
+    [err] = mem_store.get_errors(FR1)
+    assert (err.error_class, err.code, err.message_id, err.carrier) == (
+        "temporary_unreachable", "001", "M1", "c1")
+    recipient = mem_store.get_recipient(FR1)
+    assert recipient is not None
+    assert recipient.errors.counts.get("temporary_unreachable") == 1
+    assert proc.statistics().errors_by_class == {"temporary_unreachable": 1}
+
+
+async def test_later_receipts_of_the_adopted_id_take_the_normal_path(
+        mem_store: Store, config: GatewayConfig, autojump_clock: Clock) -> None:
+    await seed(mem_store, [unknown_message("M1")], [("c1", FR1, entry("M1"))])
+    proc = processor(mem_store, config)
+    await feed(proc, receipt(FR1[1:], "AB12", "ENROUTE"))  # intermediate: adopted
+    rec = mem_store.get_message("M1")
+    assert rec is not None and rec.parts[0].carrier_msg_id == "AB12"
+    assert rec.parts[0].receipt_stat == "ENROUTE" and rec.status == "unknown"
+    await feed(proc, receipt(FR1[1:], "AB12", "DELIVRD"))  # matched by its carrier id
+    await feed(proc, receipt(FR1[1:], "AB12", "DELIVRD"))  # a re-delivery: duplicate
+    rec = mem_store.get_message("M1")
+    assert rec is not None and rec.status == "delivered"
+    st = proc.statistics()
+    assert (st.reconciled, st.receipts, st.duplicates, st.unmatched) == (1, 3, 1, 0)
+    assert [e.get("reconciled") for e in events(mem_store, "receipt", "M1")] == [True, None]
+
+
+async def test_a_copy_in_the_same_batch_is_applied_once(mem_store: Store,
+                                                        config: GatewayConfig,
+                                                        autojump_clock: Clock) -> None:
+    await seed(mem_store, [unknown_message("M1")], [("c1", FR1, entry("M1"))])
+    proc = processor(mem_store, config)
+    await feed(proc, receipt(FR1[1:], "AB12"), receipt(FR1[1:], "AB12"))
+    rec = mem_store.get_message("M1")
+    assert rec is not None and rec.status == "delivered"
+    st = proc.statistics()
+    assert (st.reconciled, st.duplicates, st.unmatched) == (1, 1, 0)
+
+
+@pytest.mark.parametrize("together", [True, False])
+async def test_parts_of_one_message_take_its_receipts_in_turn(
+        mem_store: Store, config: GatewayConfig, autojump_clock: Clock,
+        together: bool) -> None:
+    await seed(mem_store, [unknown_message("M1", parts=2)],
+               [("c1", FR1, entry("M1", 0)), ("c1", FR1, entry("M1", 1))])
+    proc = processor(mem_store, config)
+    a, b = receipt(FR1[1:], "AB12"), receipt(FR1[1:], "CD34", "UNDELIV", "001")
+    if together:
+        await feed(proc, a, b)
+    else:
+        await feed(proc, a)
+        await feed(proc, b)
+    rec = mem_store.get_message("M1")
+    assert rec is not None and rec.status == "partially_delivered"
+    assert [(p.carrier_msg_id, p.status) for p in rec.parts] == [
+        ("AB12", "delivered"), ("CD34", "undelivered")]
+    assert index(mem_store) == []
+    assert proc.statistics().reconciled == 2
+
+
+async def test_a_candidate_no_longer_unknown_is_not_adopted(
+        mem_store: Store, config: GatewayConfig, autojump_clock: Clock) -> None:
+    """A part sent again (``unknown_outcome = "retry"``) or adopted meanwhile has its own
+    carrier id: the receipt of the first copy stays unmatched and the part is untouched."""
+    rec = unknown_message("M1", statuses=["accepted"])
+    rec = msgspec.structs.replace(rec, status="submitted", parts=(msgspec.structs.replace(
+        rec.parts[0], carrier_msg_id="OWN1"),))
+    await seed(mem_store, [rec], [("c1", FR1, entry("M1"))])
+    proc = processor(mem_store, config)
+    await feed(proc, receipt(FR1[1:], "AB12"))
+    assert proc.statistics().unmatched == 1 and proc.statistics().reconciled == 0
+    assert mem_store.get_message("M1") == rec
+    assert mem_store.lookup_carrier_id("c1", "AB12") is None
+
+
+async def test_a_stale_candidate_still_makes_another_ambiguous(
+        mem_store: Store, config: GatewayConfig, autojump_clock: Clock) -> None:
+    # M1's part was sent again and has its own id; the receipt may be its first copy's:
+    # M2 does not take it.
+    m1 = unknown_message("M1", statuses=["accepted"])
+    await seed(mem_store, [m1, unknown_message("M2")],
+               [("c1", FR1, entry("M1")), ("c1", FR1, entry("M2", sent_at=NOW + 20))])
+    proc = processor(mem_store, config)
+    await feed(proc, receipt(FR1[1:], "AB12"))
+    assert mem_store.get_message("M2").status == "unknown"  # type: ignore[union-attr]
+    assert proc.statistics().reconcile_ambiguous == 1
+
+
+async def test_a_candidate_whose_message_is_gone(mem_store: Store, config: GatewayConfig,
+                                                 autojump_clock: Clock) -> None:
+    await seed(mem_store, [], [("c1", FR1, entry("M1"))])
+    proc = processor(mem_store, config)
+    await feed(proc, receipt(FR1[1:], "AB12"))
+    assert proc.statistics().unmatched == 1
+    assert mem_store.get_message("M1") is None
+
+
+async def test_a_receipt_without_a_submit_date_stays_unmatched(
+        mem_store: Store, config: GatewayConfig, autojump_clock: Clock) -> None:
+    await seed(mem_store, [unknown_message("M1")], [("c1", FR1, entry("M1"))])
+    proc = processor(mem_store, config)
+    inb = FakeInbound(P.DeliverSm(source_addr_ton=1, source_addr_npi=1, source_addr=FR1[1:],
+                                  destination_addr="ACME", esm_class=0x04,
+                                  short_message=b"id:AB12 stat:DELIVRD err:000"))
+    await feed(proc, inb)
+    assert proc.statistics().unmatched == 1
+    assert mem_store.get_message("M1").status == "unknown"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("source", ["+33612345601", "0033612345601"])
+async def test_the_receipts_source_in_international_forms(
+        mem_store: Store, config: GatewayConfig, autojump_clock: Clock, source: str) -> None:
+    await seed(mem_store, [unknown_message("M1")], [("c1", FR1, entry("M1"))])
+    proc = processor(mem_store, config)
+    await feed(proc, receipt(source, "AB12"))
+    assert proc.statistics().reconciled == 1
+
+
+async def test_the_matched_path_writes_nothing_to_the_index(
+        mem_store: Store, config: GatewayConfig, autojump_clock: Clock) -> None:
+    rec = unknown_message("M1", statuses=["accepted"])
+    rec = msgspec.structs.replace(rec, status="submitted", parts=(msgspec.structs.replace(
+        rec.parts[0], carrier_msg_id="OWN1"),))
+    await seed(mem_store, [rec], [("c1", FR1, entry("M9"))])
+    b = WriteBatch()
+    b.put_carrier_id("c1", "OWN1", "M1", 0, NOW)
+    await mem_store.commit(b)
+    proc = processor(mem_store, config)
+    await feed(proc, receipt(FR1[1:], "OWN1"))
+    assert mem_store.get_message("M1").status == "delivered"  # type: ignore[union-attr]
+    assert [e.message_id for e in index(mem_store)] == ["M9"]
+    assert mem_store.read(lambda tx: tx.count(Db.UNKNOWN_PARTS)) == 1
+
+
+# The receipt's dates are read as UTC; its done date must be of our clock: not ahead of
+# its arrival (+ 60 s), at most 30 minutes before it.
+@pytest.mark.parametrize(("done_after_s", "adopted"), [
+    (3600.0, False),  # an SMSC writing UTC+1 local time
+    (150.0, False),  # (minute precision: 90 s ahead may read as 60)
+    (30.0, True),
+    (-1500.0, True),  # held 25 minutes by the SMSC
+    (-1900.0, False),
+    (-5 * 3600.0, False),  # an SMSC writing UTC-5 local time
+])
+async def test_a_receipt_dated_by_another_clock_is_not_reconciled(
+        mem_store: Store, config: GatewayConfig, autojump_clock: Clock,
+        done_after_s: float, adopted: bool) -> None:
+    arrival = NOW + 2400
+    await seed(mem_store, [unknown_message("M1")], [("c1", FR1, entry("M1"))])
+    proc = processor(mem_store, config, at=arrival)
+    done = datetime.fromtimestamp(arrival - 30 + done_after_s, UTC)
+    await feed(proc, receipt(FR1[1:], "AB12", done=done))
+    assert proc.statistics().reconciled == int(adopted)
+    assert (mem_store.get_message("M1").status == "delivered") is adopted  # type: ignore[union-attr]
