@@ -30,7 +30,6 @@ from gateway.store.records import Event
 
 __all__ = [
     "CONSENT",
-    "EVENT_DATA_RECEIPT",
     "LINK_CLICKED",
     "MESSAGE_STATUS",
     "MO",
@@ -96,10 +95,6 @@ class ReceiptData(_Data, kw_only=True, omit_defaults=True):
     #: whose submit got no answer (same carrier and destination, submit time; see
     #: gateway.pipeline.inbound ``_reconcile``). Absent otherwise.
     reconciled: bool | None = None
-
-
-#: Decodes a ``receipt`` event's data back (``ReceiptData``).
-EVENT_DATA_RECEIPT: Final = msgspec.json.Decoder(ReceiptData)
 
 
 class MoData(_Data, kw_only=True, omit_defaults=True):

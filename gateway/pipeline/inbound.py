@@ -82,7 +82,6 @@ from gateway.pipeline.dispatch import (
     rollup_one,
 )
 from gateway.pipeline.events import (
-    EVENT_DATA_RECEIPT,
     MESSAGE_STATUS,
     RECEIPT,
     ConsentData,
@@ -365,15 +364,15 @@ def _apply_receipt(old: MessageRecord | None,
 
 
 def _mark_reconciled(batch: WriteBatch, start: int) -> None:
-    """The ``receipt`` events appended from op ``start`` on say ``reconciled`` (their payload
-    re-encoded: the matched path's encoding stays as it is)."""
+    """The ``receipt`` events appended from op ``start`` on say ``reconciled``: the field is
+    the last of ``ReceiptData``, so its JSON object ends with it, as encoding the payload
+    with ``reconciled=True`` would (tests compare); the matched path's encoding stays."""
     ops = batch.ops
     for i in range(start, len(ops)):
         op = ops[i]
-        if op[0] == EVENT and op[1].type == RECEIPT:
+        if op[0] == EVENT and op[1].type == RECEIPT and op[1].data.endswith(b"}"):
             ev = op[1]
-            data = _replace(EVENT_DATA_RECEIPT.decode(ev.data), reconciled=True)
-            ops[i] = (EVENT, _replace(ev, data=_encode_payload(data)))
+            ops[i] = (EVENT, _replace(ev, data=ev.data[:-1] + b',"reconciled":true}'))
 
 
 class _AdoptPart:

@@ -367,3 +367,63 @@ async def test_a_receipt_dated_by_another_clock_is_not_reconciled(
     await feed(proc, receipt(FR1[1:], "AB12", done=done))
     assert proc.statistics().reconciled == int(adopted)
     assert (mem_store.get_message("M1").status == "delivered") is adopted  # type: ignore[union-attr]
+
+
+async def test_the_reconciled_receipt_event_keeps_the_metadata(
+        mem_store: Store, config: GatewayConfig, autojump_clock: Clock) -> None:
+    rec = msgspec.structs.replace(unknown_message("M1"), metadata=b'{"order":42}')
+    await seed(mem_store, [rec], [("c1", FR1, entry("M1"))])
+    await feed(processor(mem_store, config), receipt(FR1[1:], "AB12"))
+    [ev] = [e for e in mem_store.events_after(0, 100) if e.type == "receipt"]
+    assert decode_data(ev.data) == {
+        "carrier": "c1", "carrier_message_id": "AB12", "stat": "DELIVRD", "err": "000",
+        "part": 1, "done_at": NOW, "metadata": {"order": 42}, "reconciled": True}
+
+
+class _Interleaved:
+    """The memory store, with another writer's change to a message committed just before
+    the processor's batch (its write then finds other bytes than it read)."""
+
+    def __init__(self, store: Store, mid: str) -> None:
+        self._store = store
+        self._mid = mid
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._store, name)
+
+    async def commit(self, batch: WriteBatch) -> object:
+        other = WriteBatch()
+        other.update_message(self._mid, lambda r: None if r is None else msgspec.structs.replace(
+            r, attempts=r.attempts + 7))
+        await self._store.commit(other)
+        return await self._store.commit(batch)
+
+
+async def test_the_adoption_is_applied_again_to_a_record_changed_meanwhile(
+        mem_store: Store, config: GatewayConfig, autojump_clock: Clock) -> None:
+    await seed(mem_store, [unknown_message("M1", parts=2)],
+               [("c1", FR1, entry("M1", 0)), ("c1", FR1, entry("M1", 1))])
+    proc = processor(_Interleaved(mem_store, "M1"), config)  # type: ignore[arg-type]
+    await feed(proc, receipt(FR1[1:], "AB12"), receipt(FR1[1:], "CD34", "UNDELIV", "001"))
+    rec = mem_store.get_message("M1")
+    assert rec is not None and rec.attempts == 7  # the other change kept ...
+    assert [(p.carrier_msg_id, p.status) for p in rec.parts] == [
+        ("AB12", "delivered"), ("CD34", "undelivered")]  # ... and both adoptions applied
+    assert rec.status == "partially_delivered"
+    assert [h.reason for h in rec.history].count("reconciled") == 2
+
+
+def test_the_reconciled_field_is_what_encoding_it_gives() -> None:
+    from gateway.pipeline.events import ReceiptData, encode_data
+    from gateway.pipeline.inbound import _mark_reconciled
+    from gateway.store import Event
+
+    for data in (ReceiptData(carrier="c1", carrier_message_id="A", stat="DELIVRD"),
+                 ReceiptData(carrier="c1", carrier_message_id="A", stat="UNDELIV", err="001",
+                             part=2, error_class="permanent", done_at=NOW,
+                             metadata=msgspec.Raw(b'{"k":[1,{"x":"}"}]}'))):
+        batch = WriteBatch()
+        batch.append_event(Event(0, NOW, "receipt", "M1", FR1, "delivered", encode_data(data)))
+        _mark_reconciled(batch, 0)
+        assert batch.ops[0][1].data == encode_data(
+            msgspec.structs.replace(data, reconciled=True))
