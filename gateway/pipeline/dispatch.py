@@ -811,6 +811,18 @@ class Dispatcher:
             return sum(self._outstanding.values())
         return self._outstanding.get(carrier, 0)
 
+    def unanswered_to(self, carrier: str, dest: str) -> bool:
+        """Whether a part to ``dest`` (as ``gateway.store.unknown_parts.dest_of`` keys it)
+        is handed to ``carrier`` with no committed outcome yet: a receipt for that
+        destination may be its own, so the inbound processor does not reconcile it with
+        an ``unknown`` part. A scan of the flights (bounded by the in-flight cap): only
+        for receipts no carrier id matched."""
+        for fl in self._flights.values():
+            if fl.carrier == carrier and len(fl.outcomes) < len(fl.parts) \
+                    and dest_of(fl.record.to) == dest:
+                return True
+        return False
+
     async def wait_committed(self) -> None:
         """Wait for the next commit of outcomes."""
         await self._committed_evt.wait()

@@ -818,15 +818,19 @@ class InboundProcessor:
                 self._held.append(h)  # its submit_sm_resp may still be on its way
                 continue
             late.append(h)
-            acks.append(h.inbound)
         if late:  # unmatched, or reconciled with an ``unknown`` part
             flush = getattr(d, "flush", None)
             if flush is not None:
                 # A submit that just timed out no longer counts as awaiting a response
                 # (no grace for its receipt) while its ``unknown`` outcome, which indexes
-                # it, may not be committed yet: let the dispatcher commit what it has.
+                # it, may not be committed yet: let the dispatcher commit what it has;
+                # then look the receipts up again (an answer committed by that flush
+                # is theirs, never a reconciliation).
                 with trio.move_on_after(PENDING_COMMIT_WAIT_S):
                     await flush()
+                again, late = late, []
+                self._lookup(again, found, late)
+            acks.extend(h.inbound for h in late)
             self._reconcile(batch, late, now, works, phones)
         self._n["deferred"] = len(self._held)
         if not found and not works:
@@ -886,7 +890,9 @@ class InboundProcessor:
         history) and its ``receipt`` event says ``reconciled``; the entry goes.
 
         Several messages -> ambiguous: unmatched (never attach a receipt to a message it
-        may not belong to). Parts of ONE message are interchangeable for its receipts (a
+        may not belong to); so is a receipt while a part to its destination is handed to
+        its carrier with no answer yet (``Dispatcher.unanswered_to``: it may be that
+        part's). Parts of ONE message are interchangeable for its receipts (a
         receipt does not say which segment it is for): the lowest part still ``unknown``
         without a carrier id takes it. A candidate whose part is no longer ``unknown`` (a
         receipt adopted it; a part sent again has its own carrier id) is not adopted, but
@@ -894,6 +900,7 @@ class InboundProcessor:
 
         The rare path only: nothing here runs for a receipt its carrier id matched."""
         ttl = self._config.pipeline.carrier_id_ttl_s
+        unanswered = getattr(self._dispatcher, "unanswered_to", None)
         asks: list[tuple[_Held, str, float]] = []
         for h in late:
             r = h.receipt
@@ -903,6 +910,12 @@ class InboundProcessor:
                 self._unmatched(batch, h, now)  # no date, or not one of our clock
                 continue
             dest = dest_of(self._phone(h.inbound.pdu))
+            if unanswered is not None and unanswered(h.carrier, dest):
+                # A part to this destination is still waiting for its submit_sm_resp (past
+                # the grace): the receipt may be its own. Not reconciled (ambiguous).
+                self._n["reconcile_ambiguous"] += 1
+                self._unmatched(batch, h, now)
+                continue
             asks.append((h, dest, _epoch(r.submit_date)))
         if not asks:
             return

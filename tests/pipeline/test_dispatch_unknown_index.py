@@ -108,3 +108,15 @@ async def test_a_late_answer_then_its_receipt_reconciled(mem_store: Store, utc: 
         assert hit is not None and hit.message_id == rec.id
         assert [h.status for h in rec.history][-3:] == ["unknown", "unknown", "delivered"]
     assert index(mem_store) == []
+
+
+async def test_unanswered_to_sees_the_parts_in_flight(mem_store: Store,
+                                                      autojump_clock: Clock) -> None:
+    async with rig(mem_store, sim={"resp_delay": 3.0}) as r:
+        [mid] = await r.send(PHONE)
+        await r.wait_until(lambda: r.server.stats.submits >= 1)
+        assert r.dispatcher.unanswered_to("sb", PHONE[1:])
+        assert not r.dispatcher.unanswered_to("sb", "33612345679")
+        assert not r.dispatcher.unanswered_to("other", PHONE[1:])
+        await r.wait([mid], "submitted")
+        assert not r.dispatcher.unanswered_to("sb", PHONE[1:])

@@ -427,3 +427,71 @@ def test_the_reconciled_field_is_what_encoding_it_gives() -> None:
         _mark_reconciled(batch, 0)
         assert batch.ops[0][1].data == encode_data(
             msgspec.structs.replace(data, reconciled=True))
+
+
+class _Dispatcher:
+    """``PendingCommits`` plus what reconciliation asks the dispatcher: ``flush`` commits
+    the outcomes it holds (here: ``on_flush``), ``unanswered_to`` the parts in flight."""
+
+    def __init__(self, store: Store, on_flush: WriteBatch | None = None,
+                 in_flight: frozenset[tuple[str, str]] = frozenset()) -> None:
+        self._store = store
+        self._on_flush = on_flush
+        self._in_flight = in_flight
+        self.flushes = 0
+
+    def pending_carrier_id(self, carrier: str, keys: Sequence[str]) -> tuple[str, int] | None:
+        return None
+
+    def awaiting_response(self, carrier: str | None = None) -> int:
+        return 0
+
+    async def wait_committed(self) -> None:
+        await trio.sleep_forever()
+
+    async def flush(self) -> None:
+        self.flushes += 1
+        if self._on_flush is not None:
+            batch, self._on_flush = self._on_flush, None
+            await self._store.commit(batch)
+
+    def unanswered_to(self, carrier: str, dest: str) -> bool:
+        return (carrier, dest) in self._in_flight
+
+
+async def test_an_answer_committed_by_the_flush_is_the_receipts_own(
+        mem_store: Store, config: GatewayConfig, autojump_clock: Clock) -> None:
+    """M2's submit_sm_resp arrived while its receipt was about to be unmatched: the flush
+    commits its carrier id, the receipt goes to M2, not to M1 (unknown, same minute)."""
+    m2 = msgspec.structs.replace(unknown_message("M2", statuses=["accepted"]),
+                                 status="submitted")
+    m2 = msgspec.structs.replace(m2, parts=(msgspec.structs.replace(
+        m2.parts[0], carrier_msg_id="AB12"),))
+    await seed(mem_store, [unknown_message("M1"), m2], [("c1", FR1, entry("M1"))])
+    answer = WriteBatch()
+    answer.put_carrier_id("c1", "AB12", "M2", 0, NOW + 20)
+    d = _Dispatcher(mem_store, on_flush=answer)
+    proc = InboundProcessor(mem_store, config, RecipientCache(mem_store, policy=config.rules),
+                            None, d, clock=lambda: NOW + 30)
+    await feed(proc, receipt(FR1[1:], "AB12"))
+    assert d.flushes == 1
+    assert mem_store.get_message("M2").status == "delivered"  # type: ignore[union-attr]
+    assert mem_store.get_message("M1").status == "unknown"  # type: ignore[union-attr]
+    assert proc.statistics().reconciled == 0 and proc.statistics().unmatched == 0
+
+
+async def test_a_part_in_flight_to_the_destination_makes_it_ambiguous(
+        mem_store: Store, config: GatewayConfig, autojump_clock: Clock) -> None:
+    await seed(mem_store, [unknown_message("M1")], [("c1", FR1, entry("M1"))])
+    d = _Dispatcher(mem_store, in_flight=frozenset({("c1", FR1[1:])}))
+    proc = InboundProcessor(mem_store, config, RecipientCache(mem_store, policy=config.rules),
+                            None, d, clock=lambda: NOW + 30)
+    await feed(proc, receipt(FR1[1:], "AB12"))
+    st = proc.statistics()
+    assert (st.reconciled, st.unmatched, st.reconcile_ambiguous) == (0, 1, 1)
+    assert mem_store.get_message("M1").status == "unknown"  # type: ignore[union-attr]
+    d2 = _Dispatcher(mem_store, in_flight=frozenset({("c1", FR2[1:]), ("c2", FR1[1:])}))
+    proc = InboundProcessor(mem_store, config, RecipientCache(mem_store, policy=config.rules),
+                            None, d2, clock=lambda: NOW + 30)
+    await feed(proc, receipt(FR1[1:], "AB12"))  # other destinations or carriers in flight
+    assert proc.statistics().reconciled == 1
