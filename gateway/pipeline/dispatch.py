@@ -22,7 +22,9 @@ Outbox entries of in-flight messages are *leased*: the same write that marks the
 already taken (no re-scan of a growing in-flight set), and after a crash every message
 that was in flight is still in the outbox: at start-up its ``sending`` parts become
 ``unknown`` (never a blind resend: "never sent twice because of our own failure") or
-``pending`` again with ``[pipeline] unknown_outcome = "retry"``.
+``pending`` again with ``[pipeline] unknown_outcome = "retry"``. A part that becomes
+``unknown`` (there, or no submit_sm_resp) is indexed in ``unknown_parts`` by carrier,
+destination and sending time, for the inbound processor's receipt reconciliation.
 
 Waiting without spinning: with nothing due, the feed sleeps until the next due time or a
 ``wakeup()`` (the accepter calls it after each commit). A message whose route has no live

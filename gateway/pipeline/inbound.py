@@ -16,7 +16,11 @@ for its next commit (when that is its first key, its other keys are not read bef
 usual receipt right behind its submit_sm_resp costs one lookup after the commit); a miss
 while that carrier still has submits without a response (a receipt overtaking its
 submit_sm_resp, e.g. on another bind) is kept unacked and tried
-again until ``unmatched_grace_s``; then it is a ``receipt.unmatched`` event (and acked).
+again until ``unmatched_grace_s``; then it is a ``receipt.unmatched`` event (and acked),
+unless it is reconciled: the ``unknown_parts`` index (parts whose submit got no answer,
+``gateway.store.unknown_parts``) has exactly one message for its carrier, destination and
+submit minute, whose part then adopts it as if its carrier id had matched
+(``InboundProcessor._reconcile``; none or several: unmatched).
 A match updates the part (stat, err, done date, error class), rolls the message up
 (``dispatch.rollup``) and, for failures, classifies the error
 (``rules.classify_delivery_error`` with the carrier's ``error_codes``) and records it in
