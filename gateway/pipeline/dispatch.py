@@ -813,17 +813,15 @@ class Dispatcher:
             return sum(self._outstanding.values())
         return self._outstanding.get(carrier, 0)
 
-    def unanswered_to(self, carrier: str, dest: str) -> bool:
-        """Whether a part to ``dest`` (as ``gateway.store.unknown_parts.dest_of`` keys it)
-        is handed to ``carrier`` with no committed outcome yet: a receipt for that
-        destination may be its own, so the inbound processor does not reconcile it with
-        an ``unknown`` part. A scan of the flights (bounded by the in-flight cap): only
-        for receipts no carrier id matched."""
-        for fl in self._flights.values():
-            if fl.carrier == carrier and len(fl.outcomes) < len(fl.parts) \
-                    and dest_of(fl.record.to) == dest:
-                return True
-        return False
+    def unanswered_dests(self) -> set[tuple[str, str]]:
+        """``(carrier, destination)`` (the destination as
+        ``gateway.store.unknown_parts.dest_of`` keys it) of every part handed to a carrier
+        with no committed outcome yet: a receipt for such a destination may be that
+        part's, so the inbound processor does not reconcile it with an ``unknown`` part.
+        A scan of the flights (bounded by the in-flight cap), made only when a receipt no
+        carrier id matched is about to be reconciled (at most once per inbound batch)."""
+        return {(fl.carrier, dest_of(fl.record.to)) for fl in self._flights.values()
+                if len(fl.outcomes) < len(fl.parts)}
 
     async def wait_committed(self) -> None:
         """Wait for the next commit of outcomes."""

@@ -895,7 +895,7 @@ class InboundProcessor:
 
         Several messages -> ambiguous: unmatched (never attach a receipt to a message it
         may not belong to); so is a receipt while a part to its destination is handed to
-        its carrier with no answer yet (``Dispatcher.unanswered_to``: it may be that
+        its carrier with no answer yet (``Dispatcher.unanswered_dests``: it may be that
         part's). Parts of ONE message are interchangeable for its receipts (a
         receipt does not say which segment it is for): the lowest part still ``unknown``
         without a carrier id takes it. A candidate whose part is no longer ``unknown`` (a
@@ -904,7 +904,8 @@ class InboundProcessor:
 
         The rare path only: nothing here runs for a receipt its carrier id matched."""
         ttl = self._config.pipeline.carrier_id_ttl_s
-        unanswered = getattr(self._dispatcher, "unanswered_to", None)
+        unanswered = getattr(self._dispatcher, "unanswered_dests", None)
+        busy: set[tuple[str, str]] | None = None  # read once, at the first adoption
         asks: list[tuple[_Held, str, float]] = []
         for h in late:
             r = h.receipt
@@ -914,12 +915,6 @@ class InboundProcessor:
                 self._unmatched(batch, h, now)  # no date, or not one of our clock
                 continue
             dest = dest_of(self._phone(h.inbound.pdu))
-            if unanswered is not None and unanswered(h.carrier, dest):
-                # A part to this destination is still waiting for its submit_sm_resp (past
-                # the grace): the receipt may be its own. Not reconciled (ambiguous).
-                self._n["reconcile_ambiguous"] += 1
-                self._unmatched(batch, h, now)
-                continue
             asks.append((h, dest, _epoch(r.submit_date)))
         if not asks:
             return
@@ -955,6 +950,13 @@ class InboundProcessor:
                      if k not in taken and now - e.at <= ttl and e.sent_at <= hi
                      and e.until >= lo]
             mids = {e.message_id for _, e in cands}
+            if len(mids) == 1 and unanswered is not None:
+                if busy is None:
+                    busy = unanswered()
+                if (h.carrier, dest) in busy:
+                    # A part to this destination still waits for its submit_sm_resp (past
+                    # the receipt's grace): the receipt may be its own. Ambiguous.
+                    mids.add("")
             if len(mids) != 1:
                 if mids:
                     self._n["reconcile_ambiguous"] += 1

@@ -431,7 +431,7 @@ def test_the_reconciled_field_is_what_encoding_it_gives() -> None:
 
 class _Dispatcher:
     """``PendingCommits`` plus what reconciliation asks the dispatcher: ``flush`` commits
-    the outcomes it holds (here: ``on_flush``), ``unanswered_to`` the parts in flight."""
+    the outcomes it holds (here: ``on_flush``), ``unanswered_dests`` the parts in flight."""
 
     def __init__(self, store: Store, on_flush: WriteBatch | None = None,
                  in_flight: frozenset[tuple[str, str]] = frozenset()) -> None:
@@ -455,8 +455,8 @@ class _Dispatcher:
             batch, self._on_flush = self._on_flush, None
             await self._store.commit(batch)
 
-    def unanswered_to(self, carrier: str, dest: str) -> bool:
-        return (carrier, dest) in self._in_flight
+    def unanswered_dests(self) -> set[tuple[str, str]]:
+        return set(self._in_flight)
 
 
 async def test_an_answer_committed_by_the_flush_is_the_receipts_own(
