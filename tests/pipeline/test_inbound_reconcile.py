@@ -62,14 +62,17 @@ def entry(mid: str, part: int = 0, *, sent_at: float = NOW + 5, until: float = N
     return UnknownPart(mid, part, sent_at, until, until if at is None else at)
 
 
-async def seed(store: Store, records: Sequence[MessageRecord],
-               entries: Sequence[tuple[str, str, UnknownPart]] = ()) -> None:
+async def seed_store(store: Store, records: Sequence[MessageRecord],
+                     entries: Sequence[tuple[str, str, UnknownPart]] = ()) -> None:
     batch = WriteBatch()
     for rec in records:
         batch.put_message(rec)
     for carrier, to, e in entries:
         batch.put_unknown_part(carrier, to[1:], e)
     await store.commit(batch)
+
+
+seed = seed_store
 
 
 def receipt(source: str, cid: str, stat: str = "DELIVRD", err: str = "000", *,
@@ -495,3 +498,75 @@ async def test_a_part_in_flight_to_the_destination_makes_it_ambiguous(
                             None, d2, clock=lambda: NOW + 30)
     await feed(proc, receipt(FR1[1:], "AB12"))  # other destinations or carriers in flight
     assert proc.statistics().reconciled == 1
+
+
+def _random_case(seed: int) -> tuple[list[MessageRecord], list[tuple[str, str, UnknownPart]],
+                                     list[list[tuple[FakeInbound, str]]]]:
+    """Unknown messages to a few destinations at random times, the receipts the SMSC sends
+    for some of their parts (its clock within the skew of ours, the submit date the minute
+    it took the part) in random batches: ``(records, index entries, batches of (receipt,
+    the message it belongs to))``."""
+    import random
+
+    rng = random.Random(seed)
+    phones = [f"+3361234560{i}" for i in range(rng.randint(1, 3))]
+    records: list[MessageRecord] = []
+    entries: list[tuple[str, str, UnknownPart]] = []
+    receipts: list[tuple[FakeInbound, str]] = []
+    for m in range(rng.randint(1, 8)):
+        mid = f"M{m}"
+        to = rng.choice(phones)
+        n = rng.choice([1, 1, 2, 3])
+        records.append(unknown_message(mid, to, parts=n))
+        sent = NOW + rng.uniform(0, 900)
+        until = sent + rng.choice([0.5, 5.0, 30.0])
+        for part in range(n):
+            entries.append(("c1", to, UnknownPart(mid, part, sent, until, until)))
+            if rng.random() < 0.7:  # the SMSC took it (at a time of the interval)
+                took = rng.uniform(sent, until) + rng.uniform(-50, 50)  # its clock
+                submit = datetime.fromtimestamp(took, UTC)
+                cid = f"C{m}x{part}"
+                stat = rng.choice(["DELIVRD", "DELIVRD", "UNDELIV", "ENROUTE"])
+                receipts.append((receipt(to[1:], cid, stat, submit=submit,
+                                         done=datetime.fromtimestamp(NOW + 1000, UTC)), mid))
+                if rng.random() < 0.2:  # re-delivered
+                    receipts.append((receipt(to[1:], cid, stat, submit=submit,
+                                             done=datetime.fromtimestamp(NOW + 1000, UTC)),
+                                     mid))
+    rng.shuffle(receipts)
+    batches: list[list[tuple[FakeInbound, str]]] = []
+    while receipts:
+        k = rng.randint(1, 4)
+        batches.append(receipts[:k])
+        receipts = receipts[k:]
+    return records, entries, batches
+
+
+@pytest.mark.parametrize("chunk", range(4))
+async def test_random_cases_never_attach_a_receipt_to_another_message(
+        chunk: int, config: GatewayConfig, autojump_clock: Clock) -> None:
+    from gateway.store import open_memory_store
+    from gateway.store.unknown_parts import dest_of
+
+    adopted_total = 0
+    for seed in range(chunk * 50, chunk * 50 + 50):
+        records, entries, batches = _random_case(seed)
+        async with open_memory_store() as store:
+            await seed_store(store, records, entries)
+            proc = processor(store, config, at=NOW + 1030)
+            for items in batches:
+                await feed(proc, *(inb for inb, _ in items))
+            owner = {inb.pdu.short_message.split()[0][3:].decode(): mid
+                     for items in batches for inb, mid in items}
+            for rec in (store.get_message(r.id) for r in records):
+                assert rec is not None
+                for p in rec.parts:
+                    if p.carrier_msg_id is not None:
+                        adopted_total += 1
+                        assert owner[p.carrier_msg_id] == rec.id, f"seed {seed}"
+            left = store.read(lambda tx: sum(1 for _ in tx.scan(Db.UNKNOWN_PARTS)))
+            assert left == len(entries) - sum(
+                1 for r in records for p in (store.get_message(r.id) or r).parts
+                if p.carrier_msg_id is not None), f"seed {seed}"
+            assert all(dest_of(r.to) for r in records)
+    assert adopted_total > 50  # most receipts are unambiguous
