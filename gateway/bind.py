@@ -335,7 +335,11 @@ class WorkQueue:
             self._cut_at = now  # sending starts: the first acceptance-rate sample
         elif self.adaptive_tps is not None and now - self._grown_at >= 0.25:
             self._grow(now)
-        n = self.bucket.take(min(n, self._queued), now)
+        n = min(n, self._queued)
+        # A rate-limited carrier's parts go in steps of the bucket's quantum while that
+        # many wait (``gateway.throttle.GRANT_QUANTUM_S``): same rate, fewer wake-ups and
+        # commits per part.
+        n = self.bucket.take(n, now, at_least=self.bucket.quantum)
         if n == 0:
             return []
         out: list[Item] = []
@@ -388,11 +392,15 @@ class WorkQueue:
             self._space.set()
         return n
 
-    def ready_at(self, now: float) -> float:
-        """When ``take`` can next grant a part (inf when nothing is queued)."""
+    def ready_at(self, now: float, room: int | None = None) -> float:
+        """When ``take(room, ...)`` can next grant (inf when nothing is queued): the
+        bucket's quantum, or fewer when fewer parts wait or ``room`` is smaller."""
         if self._queued == 0:
             return math.inf
-        return self.bucket.ready_at(now)
+        want = min(self.bucket.quantum, self._queued)
+        if room is not None:
+            want = min(want, room)
+        return self.bucket.ready_at(now, want)
 
     def answered(self, taken_at: float, now: float) -> None:
         """The SMSC answered (any status) a part ``take`` granted at ``taken_at``: it has
@@ -1118,7 +1126,7 @@ class Bind:
                         if items:
                             self._feed(session, items, now)
                         elif len(queue):
-                            wait_until = queue.ready_at(now)
+                            wait_until = queue.ready_at(now, room)
                 data = session.data_to_send()
                 if data:
                     await stream.send_all(data)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from gateway.bind import OutcomeKind, SubmitBatch, SubmitOutcome, WorkQueue
 from gateway.smpp import pdu as P
 from gateway.throttle import RECEIVE_BOUND_S
@@ -141,3 +143,33 @@ def test_throttled_part_gives_up_after_retry_window() -> None:
     (item,) = q.take(1, 100.0)
     assert not q.throttled_part(item, 0x58, 100.0, "b")  # refused for > 60 s: give up
     assert len(q) == 0
+
+
+def test_tps_takes_in_quanta_while_enough_wait() -> None:
+    """At 500/s a take grants 5 parts at a time (10 ms worth) while 5 wait, and
+    ``ready_at`` is when those 5 are there: the same rate with a fifth of the wake-ups,
+    outcome commits and receipt batches (gateway.throttle.GRANT_QUANTUM_S)."""
+    q = WorkQueue(tps=500)
+    q.put_nowait(batch(60))
+    assert len(q.take(200, 0.0)) == 50  # the burst
+    assert q.take(200, 0.004) == []  # 2 tokens: not a quantum yet
+    assert q.ready_at(0.004) == pytest.approx(0.010)
+    assert len(q.take(200, 0.010)) == 5
+    # the session's window has room for 2 only: wake for 2, take 2
+    assert q.ready_at(0.010, room=2) == pytest.approx(0.014)
+    assert len(q.take(2, 0.014)) == 2
+    # fewer parts wait than a quantum: each goes as soon as its token is there
+    assert len(q) == 3
+    assert q.ready_at(0.014) == pytest.approx(0.020)
+    assert len(q.take(200, 0.020)) == 3
+
+
+def test_unlimited_and_slow_carriers_take_part_by_part() -> None:
+    q = WorkQueue(tps=100)
+    q.put_nowait(batch(20))
+    assert len(q.take(200, 0.0)) == 10  # burst
+    assert q.ready_at(0.0) == pytest.approx(0.01)
+    assert len(q.take(200, 0.01)) == 1
+    u = WorkQueue()
+    u.put_nowait(batch(3))
+    assert len(u.take(1, 0.0)) == 1

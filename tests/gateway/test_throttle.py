@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.throttle import RECEIVE_BOUND_S, TokenBucket
+from gateway.throttle import GRANT_QUANTUM_S, RECEIVE_BOUND_S, TokenBucket
 
 
 def max_in_window(times: list[float], tps: int) -> int:
@@ -331,3 +331,110 @@ def test_answered_all_with_nothing_open() -> None:
     b.answered_all([], 1.0)
     b.answered_all([0.0, 0.0], 1.0)  # unlimited: nothing is ever open
     assert b.take(5, 1.0) == 5
+
+
+# --- grants in quanta (GRANT_QUANTUM_S): same rate and window, fewer wake-ups ----------
+
+
+@pytest.mark.parametrize(("tps", "burst", "quantum"), [
+    (0, None, 1), (100, None, 1), (199, None, 1), (200, None, 2), (500, None, 5),
+    (1000, None, 10), (1000, 3.0, 3), (0.5, None, 1)])
+def test_quantum_is_ten_ms_worth_from_200_per_second(
+        tps: float, burst: float | None, quantum: int) -> None:
+    b = TokenBucket(tps, now=0.0, burst=burst)
+    assert b.quantum == quantum
+    assert GRANT_QUANTUM_S == 0.01
+
+
+def test_quantum_follows_set_tps() -> None:
+    b = TokenBucket(500, now=0.0)
+    b.set_tps(1000, now=1.0)
+    assert b.quantum == 10
+    b.set_tps(150, now=2.0)
+    assert b.quantum == 1
+
+
+def test_take_at_least_grants_nothing_below_it() -> None:
+    b = TokenBucket(500, now=0.0)
+    assert b.take(10_000, 0.0) == 50  # the burst
+    assert b.take(100, 0.008, at_least=5) == 0  # 4 tokens: not yet
+    assert b.ready_at(0.008, 5) == pytest.approx(0.010)
+    assert b.take(100, 0.010, at_least=5) == 5
+    # fewer wanted than the quantum: granted as soon as they are there
+    assert b.take(3, 0.016, at_least=5) == 3
+    # the refused take granted nothing and recorded nothing in the window
+    assert b.available(0.016) == 0
+
+
+def drive_at_ready(b: TokenBucket, ms: int, rtt_ms: int = 1) -> list[tuple[float, int]]:
+    """A bind writer with unlimited work that sleeps until ``ready_at(now, quantum)`` and
+    takes with ``at_least=quantum``; each grant is answered ``rtt_ms`` later."""
+    answers: deque[tuple[float, float, int]] = deque()
+    grants: list[tuple[float, int]] = []
+    now = 0.0
+    end = ms / 1000
+    while now < end:
+        while answers and answers[0][0] <= now:
+            _, granted_at, n = answers.popleft()
+            b.answered(granted_at, now, n)
+        got = b.take(10_000, now, at_least=b.quantum)
+        if got:
+            grants.append((now, got))
+            answers.append((now + rtt_ms / 1000, now, got))
+        nxt = b.ready_at(now, b.quantum)
+        if answers:
+            nxt = min(nxt, answers[0][0])
+        now = max(nxt, now + 1e-6)
+    return grants
+
+
+def test_quanta_keep_the_rate_and_the_window_with_a_fifth_of_the_grants() -> None:
+    """At 500/s the writer wakes for 5 parts every ~10 ms instead of 1 every 2 ms: the
+    sustained rate still costs only the round trip, no sliding second holds more than
+    500, and every grant is at least a quantum (the first burst's 50 slots come back
+    together once a second, as before)."""
+    b = TokenBucket(500, now=0.0, receive_bound=RECEIVE_BOUND_S)
+    grants = drive_at_ready(b, 30_000)
+    steady = sum(n for t, n in grants if t >= 10.0) / 20
+    assert 500 / 1.001 - 2 <= steady <= 500
+    assert max_in_window([t for t, n in grants for _ in range(n)], 500) <= 500
+    assert all(n >= 5 for t, n in grants)
+    assert len(grants) <= sum(n for t, n in grants) / 5
+
+
+@given(tps=st.integers(1, 10_000), now=st.floats(0, 1e6), rtt=st.floats(0, 0.2),
+       want=st.integers(1, 200))
+def test_ready_at_want_is_when_take_at_least_succeeds(
+        tps: int, now: float, rtt: float, want: int) -> None:
+    b = TokenBucket(tps, now=now, receive_bound=RECEIVE_BOUND_S)
+    while got := b.take(1_000_000, now):
+        b.answered(now, now + rtt, got)
+    k = min(want, b.quantum)
+    t = b.ready_at(now, want)
+    assert t > now and math.isfinite(t)
+    assert b.take(1_000_000, t + 1e-9 * max(1.0, t), at_least=k) >= k
+
+
+@given(
+    tps=st.integers(2, 3000),
+    steps=st.lists(st.tuples(st.floats(0, 0.05), st.integers(0, 500), st.floats(0, 0.1),
+                             st.integers(1, 40)), max_size=200),
+)
+def test_window_holds_with_any_at_least(
+        tps: int, steps: list[tuple[float, int, float, int]]) -> None:
+    """``at_least`` only ever withholds grants: the carrier's window holds as before."""
+    b = TokenBucket(tps, now=0.0, receive_bound=RECEIVE_BOUND_S)
+    now = 0.0
+    pending: list[tuple[float, float, int]] = []
+    received: list[float] = []
+    for dt, n, rtt, at_least in steps:
+        now += dt
+        for _, granted_at, k in [p for p in pending if p[0] <= now]:
+            b.answered(granted_at, now, k)
+        pending = [p for p in pending if p[0] > now]
+        got = b.take(n, now, at_least=at_least)
+        assert got == 0 or got >= min(at_least, n)
+        if got:
+            pending.append((now + rtt, now, got))
+            received += [now] * got
+    assert max_in_window(received, tps) <= tps
