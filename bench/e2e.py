@@ -438,17 +438,14 @@ def proc_mem(pid: int) -> dict[str, int]:
     return out
 
 
-def start_sim(work: Path, port: int, tps: float, log: bool) -> subprocess.Popen[bytes]:
+def launch_sim(work: Path, port: int, args: list[str]) -> tuple[subprocess.Popen[bytes],
+                                                                 dict[str, Any]]:
+    """smsc_sim.js on 127.0.0.1:``port`` with ``args``; returns it once it is ready, with
+    its ready file (``smpp_port``, ``control_port``...). bench/kannel.py starts it too."""
     if shutil.which("node") is None or not (PEERS / "node_modules" / "smpp").exists():
         raise SystemExit(f"the SMSC simulator needs node and `npm ci --prefix {PEERS}`")
     ready = work / f"sim-ready-{time.monotonic_ns()}.json"
-    cmd = ["node", str(SIM_JS), "--port", str(port), "--ready-file", str(ready),
-           "--system-id", "bench", "--password", "bench", "--account", "bench2:bench2",
-           "--dlr-delay", "0", "--control-port", "-1"]
-    if tps:
-        cmd += ["--tps", str(int(tps))]
-    if log:
-        cmd += ["--log", str(work / "sim-submits.jsonl")]
+    cmd = ["node", str(SIM_JS), "--port", str(port), "--ready-file", str(ready), *args]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE,
                             stderr=open(work / "sim.stderr", "wb"))  # noqa: SIM115
     deadline = time.monotonic() + 15
@@ -457,7 +454,18 @@ def start_sim(work: Path, port: int, tps: float, log: bool) -> subprocess.Popen[
             proc.kill()
             raise SystemExit(f"smsc_sim did not start: {(work / 'sim.stderr').read_text()}")
         time.sleep(0.02)
-    return proc
+    info: dict[str, Any] = json.loads(ready.read_text())
+    return proc, info
+
+
+def start_sim(work: Path, port: int, tps: float, log: bool) -> subprocess.Popen[bytes]:
+    args = ["--system-id", "bench", "--password", "bench", "--account", "bench2:bench2",
+            "--dlr-delay", "0", "--control-port", "-1"]
+    if tps:
+        args += ["--tps", str(int(tps))]
+    if log:
+        args += ["--log", str(work / "sim-submits.jsonl")]
+    return launch_sim(work, port, args)[0]
 
 
 def stop_sim(proc: subprocess.Popen[bytes]) -> dict[str, Any]:

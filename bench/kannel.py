@@ -421,21 +421,10 @@ def run_loadgen(port: int, n: int, connections: int, dlr_base: str, dlr_mask: in
 
 def start_sim(work: Path, port: int) -> tuple[subprocess.Popen[bytes], int]:
     """The simulator as bench/e2e.py starts it, with its control port (for /stats)."""
-    if shutil.which("node") is None or not (e2e.PEERS / "node_modules" / "smpp").exists():
-        raise SystemExit(f"the SMSC simulator needs node and `npm ci --prefix {e2e.PEERS}`")
-    ready = work / "sim-ready.json"
-    cmd = ["node", str(e2e.SIM_JS), "--port", str(port), "--ready-file", str(ready),
-           "--system-id", USER, "--password", PASSWORD, "--dlr-delay", "0",
-           "--control-port", "0"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE,
-                            stderr=open(work / "sim.stderr", "wb"))  # noqa: SIM115
-    deadline = time.monotonic() + 15
-    while not ready.exists() or not ready.read_text().strip():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise SystemExit(f"smsc_sim did not start: {(work / 'sim.stderr').read_text()}")
-        time.sleep(0.02)
-    return proc, int(json.loads(ready.read_text())["control_port"])
+    proc, info = e2e.launch_sim(work, port, [
+        "--system-id", USER, "--password", PASSWORD, "--dlr-delay", "0",
+        "--control-port", "0"])
+    return proc, int(info["control_port"])
 
 
 def http_get_text(port: int, path: str, timeout: float = 5.0) -> str:
