@@ -202,20 +202,11 @@ async def test_responses_slower_than_the_timeout(tmp_path: Path,
     receipts (whose carrier ids never reached us) are reconciled with those parts (one
     per destination and minute): every message ends ``delivered``, each with the carrier
     id the SMSC gave it (tests/reliability/test_reconcile.py)."""
-    from tests.reliability.test_reconcile import attributions
+    from tests.reliability.test_reconcile import run_scenario
 
     monkeypatch.setenv("TZ", "UTC")  # the simulator's receipt dates: local time
-    with run_sim(*SIM, "--resp-delay", "1500", tmp_path=tmp_path, log=True) as sim:
-        gut = GatewayUnderTest(tmp_path, carriers=[sim_carrier(
-            sim, "gw", "pw", response_timeout_s=0.5, window=16)])
-        with trio.fail_after(60):
-            async with gut.in_process() as api:
-                load = Load(api, 0, 40, batch=40)
-                await load.run()
-                a = await settle(api, sim, load.accepted)
-                right, wrong, examples = await attributions(api, sim, load.accepted)
-                m = await metrics(gut)
-        log = await sim_log(sim)
+    a, right, wrong, examples, m, log = await run_scenario(
+        tmp_path, ("--resp-delay", "1500"), 40, 40, response_timeout_s=0.5, window=16)
     report("resp-delay 1.5 s > timeout 0.5 s", a, max_submits=submits_per_message(log),
            reconciled=metric(m, "smsgw_receipts_reconciled_total"), wrong=wrong)
     assert_promise(a)

@@ -15,7 +15,7 @@ zone west or east of ours is never reconciled, tests/pipeline/test_inbound_recon
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 import trio
@@ -69,22 +69,43 @@ def utc_sim(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TZ", "UTC")
 
 
-async def test_late_answers_with_shared_destinations(tmp_path: Path, utc_sim: None) -> None:
-    """``--resp-delay 1500`` against a 0.5 s response timeout: all 40 submits ``unknown``.
-    30 destinations: 20 messages have theirs alone and are reconciled; messages 0-9 and
-    30-39 share one two by two, submitted within the same second: ambiguous, their
-    receipts stay ``receipt.unmatched`` and the messages ``unknown``."""
-    with run_sim(*SIM, "--resp-delay", "1500", tmp_path=tmp_path, log=True) as sim:
-        gut = GatewayUnderTest(tmp_path, carriers=[sim_carrier(
-            sim, "gw", "pw", response_timeout_s=0.5, window=16)])
+class Outcome(NamedTuple):
+    """What a reconciliation scenario left: the audit, the attributions, the metrics and
+    the simulator's log."""
+
+    a: Any
+    right: int
+    wrong: int
+    examples: list[str]
+    m: str
+    log: list[dict[str, Any]]
+
+
+async def run_scenario(tmp_path: Path, sim_args: tuple[str, ...], n: int, batch: int, *,
+                       recipients: int = 10_000_000, **carrier: Any) -> Outcome:
+    """Load ``n`` messages (``batch`` per request) through an in-process gateway bound to
+    a simulator run with ``sim_args``; settle, attribute, read the metrics."""
+    with run_sim(*SIM, *sim_args, tmp_path=tmp_path, log=True) as sim:
+        gut = GatewayUnderTest(tmp_path, carriers=[sim_carrier(sim, "gw", "pw", **carrier)])
         with trio.fail_after(60):
             async with gut.in_process() as api:
-                load = Load(api, 0, 40, batch=40, recipients=30)
+                load = Load(api, 0, n, batch=batch, recipients=recipients)
                 await load.run()
                 a = await settle(api, sim, load.accepted)
                 right, wrong, examples = await attributions(api, sim, load.accepted)
                 m = await metrics(gut)
         log = await sim_log(sim)
+    return Outcome(a, right, wrong, examples, m, log)
+
+
+async def test_late_answers_with_shared_destinations(tmp_path: Path, utc_sim: None) -> None:
+    """``--resp-delay 1500`` against a 0.5 s response timeout: all 40 submits ``unknown``.
+    30 destinations: 20 messages have theirs alone and are reconciled; messages 0-9 and
+    30-39 share one two by two, submitted within the same second: ambiguous, their
+    receipts stay ``receipt.unmatched`` and the messages ``unknown``."""
+    a, right, wrong, examples, m, log = await run_scenario(
+        tmp_path, ("--resp-delay", "1500"), 40, 40, recipients=30,
+        response_timeout_s=0.5, window=16)
     report("resp-delay 1.5 s, 30 destinations", a, right=right, wrong=wrong,
            reconciled=metric(m, "smsgw_receipts_reconciled_total"),
            ambiguous=metric(m, "smsgw_receipts_reconcile_ambiguous_total"))
@@ -106,17 +127,9 @@ async def test_cuts_with_answers_still_on_their_way(tmp_path: Path, utc_sim: Non
     (before reconciliation they stayed so, their receipts ``receipt.unmatched``), and the
     submits pipelined behind the cut were discarded. Every message the SMSC took ends
     with its receipt's status; ``unknown`` are only those it never had."""
-    with run_sim(*SIM, "--resp-delay", "300", "--drop-after", "100", "--drop-mode", mode,
-                 "--drop-times", "4", tmp_path=tmp_path, log=True) as sim:
-        gut = GatewayUnderTest(tmp_path, carriers=[sim_carrier(sim, "gw", "pw")])
-        with trio.fail_after(60):
-            async with gut.in_process() as api:
-                load = Load(api, 0, 1000, batch=250)
-                await load.run()
-                a = await settle(api, sim, load.accepted)
-                right, wrong, examples = await attributions(api, sim, load.accepted)
-                m = await metrics(gut)
-        log = await sim_log(sim)
+    a, right, wrong, examples, m, log = await run_scenario(
+        tmp_path, ("--resp-delay", "300", "--drop-after", "100", "--drop-mode", mode,
+                   "--drop-times", "4"), 1000, 250)
     drops = sum(1 for x in log if x["result"] == "dropped")
     reconciled = metric(m, "smsgw_receipts_reconciled_total")
     report(f"resp-delay 300 + drop-after 100 ({mode})", a, drops=drops, right=right,
