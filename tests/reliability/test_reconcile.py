@@ -77,7 +77,7 @@ class Outcome(NamedTuple):
     right: int
     wrong: int
     examples: list[str]
-    m: str
+    m: dict[str, float]
     log: list[dict[str, Any]]
 
 
