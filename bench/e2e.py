@@ -199,6 +199,20 @@ def run_loadgen(port: int, n: int, mix: str, batch: int, connections: int, rate:
     for s in socks:
         sel.register(s, selectors.EVENT_READ)
 
+    def replace(s: socket.socket) -> None:
+        # An idle connection the gateway timed out (paced runs: ``--rate`` leaves some
+        # connections unused longer than its header/idle timeout): open another.
+        sel.unregister(s)
+        s.close()
+        del state[s]
+        fresh = socket.create_connection(("127.0.0.1", port))
+        fresh.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        fresh.setblocking(False)
+        sel.register(fresh, selectors.EVENT_READ)
+        state[fresh] = [bytearray(), 0.0, -1]
+        socks[socks.index(s)] = fresh
+        idle[idle.index(s)] = fresh
+
     def send(s: socket.socket, idx: int, now: float) -> None:
         nonlocal outstanding, sent_msgs
         st = state[s]
@@ -233,6 +247,9 @@ def run_loadgen(port: int, n: int, mix: str, batch: int, connections: int, rate:
             s = key.fileobj
             assert isinstance(s, socket.socket)
             st = state[s]
+            if st[2] < 0:  # idle: nothing asked, so a close (or its 408) is all it can be
+                replace(s)
+                continue
             chunk = s.recv(1 << 20)
             if not chunk:
                 raise SystemExit("the gateway closed a connection")
@@ -256,6 +273,7 @@ def run_loadgen(port: int, n: int, mix: str, batch: int, connections: int, rate:
             idle.append(s)
             statuses[status] = statuses.get(status, 0) + 1
             idx = st[2]
+            st[2] = -1
             if status == 429:
                 sent_msgs -= sizes[idx]
                 retry.append((done + 0.5, idx))
