@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 from types import ModuleType
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.bench.helpers import load_bench
 
 
 def _module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("_calib_test", ROOT / "bench" / "_calibrate.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_bench("_calibrate")
 
 
 def test_the_workload_is_deterministic_and_does_the_work() -> None:

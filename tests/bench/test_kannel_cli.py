@@ -6,27 +6,19 @@ installed (``main`` is checked to refuse cleanly when it is missing).
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 import urllib.parse
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.bench.helpers import load_bench
 
 
 @pytest.fixture(scope="module")
 def kannel() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("smsgw_bench_kannel",
-                                                  ROOT / "bench" / "kannel.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_bench("kannel")
 
 
 def _groups(text: str) -> list[dict[str, list[str]]]:

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import socket
 import threading
-from pathlib import Path
 from types import ModuleType
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.bench.helpers import load_bench
+
 ANSWER = b'{"results":[{"id":"x","status":"queued"}]}'
 
 
 def _e2e() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("_e2e_loadgen_test", ROOT / "bench" / "e2e.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_bench("e2e")
 
 
 class FakeServer:
