@@ -215,27 +215,34 @@ class _Calls:
         monkeypatch.setattr(trio.lowlevel.TrioToken, "run_sync_soon", counting)
 
 
+async def commit_one_event_to_a_waiter(store: Any, after: int, calls: _Calls) -> int:
+    """A task waits in ``wait_for_events(after)``; one event is committed; returns the
+    ``run_sync_soon`` calls the commit made, once the waiter has woken."""
+    woke = trio.Event()
+
+    async def waiter() -> None:
+        await store.wait_for_events(after)
+        woke.set()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(waiter)
+        await trio.testing.wait_all_tasks_blocked()
+        batch = WriteBatch()
+        batch.append_event(event())
+        before = calls.n
+        await store.commit(batch)
+        made = calls.n - before
+        await woke.wait()
+    return made
+
+
 async def test_one_wakeup_per_group_with_a_waiter(tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     calls = _Calls(monkeypatch)
     with trio.fail_after(TIMEOUT):
         async with open_store(tmp_path / "s") as store:
-            woke = trio.Event()
-
-            async def waiter() -> None:
-                await store.wait_for_events(0)
-                woke.set()
-
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(waiter)
-                await trio.testing.wait_all_tasks_blocked()
-                batch = WriteBatch()
-                batch.append_event(event())
-                before = calls.n
-                await store.commit(batch)
-                # the committing task's wake-up also woke the waiter
-                assert calls.n - before == 1
-                await woke.wait()
+            # the committing task's wake-up also woke the waiter
+            assert await commit_one_event_to_a_waiter(store, 0, calls) == 1
 
 
 async def test_no_event_wakeup_without_a_waiter(tmp_path: Path,
@@ -251,19 +258,7 @@ async def test_no_event_wakeup_without_a_waiter(tmp_path: Path,
             assert calls.n - before == 3  # the commits' own wake-ups only
             # a waiter that comes later still sees what is there, and the next event
             await store.wait_for_events(2)
-            woke = trio.Event()
-
-            async def waiter() -> None:
-                await store.wait_for_events(3)
-                woke.set()
-
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(waiter)
-                await trio.testing.wait_all_tasks_blocked()
-                batch = WriteBatch()
-                batch.append_event(event())
-                await store.commit(batch)
-                await woke.wait()
+            await commit_one_event_to_a_waiter(store, 3, calls)
 
 
 async def test_wait_for_events_arms_before_it_reads(tmp_path: Path) -> None:
