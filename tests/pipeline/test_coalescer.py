@@ -102,21 +102,23 @@ async def test_a_failed_accept_fails_every_request_in_it() -> None:
         assert r.id == "after.0"
 
 
+async def submit_recording(co: AcceptCoalescer, tag: str, done: list[str]) -> None:
+    """Submit one message tagged ``tag``; append its result's id to ``done``."""
+    [r] = await co.submit(msgs(tag))
+    done.append(r.id)
+
+
 async def test_a_cancelled_waiter_is_left_out_and_others_proceed() -> None:
     fake = FakeAccept(delay=0.05)
     co = AcceptCoalescer(fake, max_inflight=1)
     done: list[str] = []
     async with running(co):
-        async def one(tag: str) -> None:
-            [r] = await co.submit(msgs(tag))
-            done.append(r.id)
-
         async with trio.open_nursery() as n:
-            n.start_soon(one, "first")
+            n.start_soon(submit_recording, co, "first", done)
             await trio.sleep(0.01)
             with trio.move_on_after(0.01):
                 await co.submit(msgs("gone"))  # waits behind "first", then cancelled
-            n.start_soon(one, "later")
+            n.start_soon(submit_recording, co, "later", done)
         assert sorted(done) == ["first.0", "later.0"]
         assert all("gone.0" not in c for c in fake.calls)
         assert co.statistics()["inflight"] == 0
@@ -127,13 +129,9 @@ async def test_a_cancelled_request_in_a_running_accept_does_not_fail_the_others(
     co = AcceptCoalescer(fake, max_inflight=1)
     done: list[str] = []
     async with running(co):
-        async def one(tag: str) -> None:
-            [r] = await co.submit(msgs(tag))
-            done.append(r.id)
-
         async with trio.open_nursery() as n:
             with trio.move_on_after(0.01):
-                n.start_soon(one, "other")
+                n.start_soon(submit_recording, co, "other", done)
                 await co.submit(msgs("first"))  # taken into the accept; its caller gives up
         assert sorted(done) == ["other.0"]
         assert fake.calls[0][0] == "first.0"  # committed all the same
